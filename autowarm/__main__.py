@@ -1,0 +1,3 @@
+from autowarm._cli import main
+
+raise SystemExit(main())

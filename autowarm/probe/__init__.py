@@ -1,0 +1,1 @@
+"""``autowarm probe``: short probe runs of the user's script, searched with Optuna."""

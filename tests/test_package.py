@@ -1,0 +1,24 @@
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import autowarm
+
+
+def test_version_and_exports() -> None:
+    assert autowarm.__version__
+    for name in autowarm.__all__:
+        assert hasattr(autowarm, name), name
+
+
+def test_python_dash_m_help() -> None:
+    out = subprocess.run(
+        [sys.executable, "-m", "autowarm", "--help"], capture_output=True, text=True, check=True
+    )
+    assert "usage: autowarm" in out.stdout
+
+
+def test_no_command_is_usage_error() -> None:
+    out = subprocess.run([sys.executable, "-m", "autowarm"], capture_output=True, text=True)
+    assert out.returncode == 2
