@@ -1,0 +1,64 @@
+"""The contract between the trial runner (processes) and the search (Optuna, output).
+
+``ProbeRunner.run(spec)`` runs the user's script once with the LR schedule of ``spec`` forced
+on every wrapped optimizer and returns a :class:`TrialResult`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+#: How a trial ended.
+#: - ``stable``: reached ``probe_steps`` with no instability event;
+#: - ``spike``: reached ``probe_steps`` but the monitor saw loss/grad-norm spikes;
+#: - ``diverged`` / ``stalled`` / ``nonfinite``: stopped early by the monitor;
+#: - ``pruned``: stopped early by the search (``on_step`` returned True);
+#: - ``failed``: the script crashed, never wrapped an optimizer, or ended before
+#:   ``probe_steps`` (``failure`` says which, ``reason`` says why in one line);
+#: - ``timeout``: killed after ``trial_timeout`` seconds;
+#: - ``interrupted``: killed because the search was interrupted (Ctrl-C).
+Status = Literal[
+    "stable",
+    "spike",
+    "diverged",
+    "stalled",
+    "nonfinite",
+    "pruned",
+    "failed",
+    "timeout",
+    "interrupted",
+]
+
+#: Why a ``failed`` trial failed.
+Failure = Literal["crash", "no_wrap", "too_short", "syntax", "not_found"]
+
+
+@dataclass(frozen=True)
+class TrialSpec:
+    """What one probe run does: warmup to ``peak_lr`` over ``warmup_steps``, then ``decay``
+    over the rest of ``probe_steps`` (a :class:`autowarm.Recipe` with
+    ``total_steps=probe_steps`` gives the LR at every step)."""
+
+    number: int
+    peak_lr: float
+    warmup_steps: int
+    probe_steps: int
+    warmup: str = "linear"
+    decay: str = "constant"
+    min_lr_ratio: float = 0.0
+    options: dict[str, Any] = field(default_factory=dict)  # shape-specific Recipe options
+
+
+@dataclass
+class TrialResult:
+    status: Status
+    steps: int  # optimizer steps the trial ran (step() calls on the wrapped optimizer)
+    losses: list[float] = field(default_factory=list)  # per step; nan where none was reported
+    grad_norms: list[float] = field(default_factory=list)  # per step
+    events: list[dict[str, Any]] = field(default_factory=list)  # Event fields as a dict
+    failure: Failure | None = None
+    reason: str | None = None  # one line, for failed / timeout / early stops
+    wall_s: float = 0.0  # from asking for the trial to its result
+    train_s: float = 0.0  # from the first to the last optimizer step inside the script
+    script_lr: float | None = None  # the script's own LR (largest group) at its first step
