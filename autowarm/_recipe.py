@@ -1,5 +1,193 @@
+"""``autowarm.Recipe``: peak LR + warmup + decay, the tuner's output and a JSON file format."""
+
 from __future__ import annotations
 
+import dataclasses
+import json
+import math
+import os
+from dataclasses import KW_ONLY, dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
-class Recipe:  # placeholder until the schedule library lands
-    pass
+from autowarm._errors import AutowarmError
+from autowarm._io import atomic_write_text
+from autowarm._schedules import Schedule, check_positive
+
+if TYPE_CHECKING:
+    import torch
+
+    from autowarm._scheduler import RecipeLR
+
+FORMAT_VERSION = 1
+
+
+@dataclass(frozen=True)
+class Recipe:
+    """A learning-rate schedule: ``lr(step) = peak_lr * multiplier(step)``.
+
+    Validated on construction (:class:`~autowarm.AutowarmError` naming the field and value).
+    Frozen: derive variants with ``dataclasses.replace(recipe, total_steps=...)``, which
+    validates again. The schedule fields are documented on :class:`autowarm._schedules.Schedule`.
+
+    ``total_steps`` may stay ``None`` until the run length is known; the decaying shapes then
+    need it when the schedule is used (``multiplier``/``lr_at``/``scheduler`` take a
+    ``total_steps`` argument) and raise a clear error without it. ``constant`` and
+    ``inverse_sqrt`` work without it.
+
+    Example::
+
+        recipe = autowarm.Recipe(3e-4, 200, 5000, min_lr_ratio=0.1)
+        scheduler = recipe.scheduler(optimizer)  # call scheduler.step() after optimizer.step()
+        recipe.save("recipe.json")
+    """
+
+    peak_lr: float
+    warmup_steps: int
+    total_steps: int | None = None
+    _: KW_ONLY
+    warmup: str = "linear"
+    decay: str = "cosine"
+    min_lr_ratio: float = 0.0
+    warmup_start_ratio: float | None = None
+    power: float = 1.0
+    num_cycles: int = 1
+    timescale: int | None = None
+    cooldown_steps: int | float = 0.2
+    cooldown_shape: str = "1-sqrt"
+    evidence: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "peak_lr", check_positive("peak_lr", self.peak_lr))
+        if not isinstance(self.evidence, dict):
+            raise AutowarmError(
+                f"evidence must be a dict but got {type(self.evidence).__name__} {self.evidence!r}."
+            )
+        # validates every schedule field and normalises them (e.g. min_lr_ratio 0 -> 0.0)
+        schedule = self.schedule()
+        for name, value in schedule.to_dict().items():
+            object.__setattr__(self, name, value)
+
+    # ------------------------------------------------------------------ the schedule
+    def schedule(self, total_steps: int | None = None) -> Schedule:
+        """The :class:`Schedule` of this recipe, for a run of ``total_steps`` if given."""
+        fields = {f.name: getattr(self, f.name) for f in dataclasses.fields(Schedule)}
+        if total_steps is not None:
+            fields["total_steps"] = total_steps
+        return Schedule(**fields)
+
+    def multiplier(self, step: int, total_steps: int | None = None) -> float:
+        """The LR multiplier at ``step`` (1.0 at the peak)."""
+        return self.schedule(total_steps).multiplier(step)
+
+    def lr_at(self, step: int, total_steps: int | None = None) -> float:
+        """The learning rate of the largest param group at ``step``."""
+        return self.peak_lr * self.multiplier(step, total_steps)
+
+    def scheduler(
+        self,
+        optimizer: torch.optim.Optimizer,
+        total_steps: int | None = None,
+        *,
+        last_epoch: int = -1,
+    ) -> RecipeLR:
+        """A :class:`~autowarm.RecipeLR` (a ``LambdaLR``) driving ``optimizer``.
+
+        The largest param group's base LR becomes ``peak_lr``; the others keep their ratio to
+        it. Call ``scheduler.step()`` once after every ``optimizer.step()``.
+        """
+        from autowarm._scheduler import RecipeLR
+
+        return RecipeLR(optimizer, self, total_steps=total_steps, last_epoch=last_epoch)
+
+    def render(self, target: str, *, path: str | os.PathLike[str] | None = None) -> str:
+        """Code to paste: ``"torch"``, ``"transformers"`` or ``"autowarm"``.
+
+        ``path``: for ``"autowarm"``, the recipe file to load (else the recipe is inlined).
+        """
+        from autowarm._render import render
+
+        return render(self, target, path=path)
+
+    def describe(self) -> str:
+        return f"peak LR {self.peak_lr:.3g}, {self.schedule().describe()}"
+
+    # ------------------------------------------------------------------ JSON
+    def to_dict(self) -> dict[str, Any]:
+        """The JSON document: ``{"format": 1, <every field>}``."""
+        d: dict[str, Any] = {"format": FORMAT_VERSION}
+        for f in dataclasses.fields(self):
+            d[f.name] = getattr(self, f.name)
+        d["evidence"] = dict(self.evidence)
+        return d
+
+    @classmethod
+    def from_dict(cls, data: Any) -> Recipe:
+        """Build from :meth:`to_dict`'s output. ``"format"`` may be absent (in-memory dicts)."""
+        if not isinstance(data, dict):
+            raise AutowarmError(f"a recipe must be a JSON object but got {type(data).__name__}.")
+        data = dict(data)
+        version = data.pop("format", FORMAT_VERSION)
+        if version != FORMAT_VERSION:
+            raise AutowarmError(
+                f"unknown recipe format {version!r}; this autowarm reads format "
+                f"{FORMAT_VERSION} (upgrade autowarm to read newer recipes)."
+            )
+        names = [f.name for f in dataclasses.fields(cls)]
+        unknown = sorted(set(data) - set(names))
+        if unknown:
+            raise AutowarmError(
+                f"unknown recipe field {unknown[0]!r}; expected some of: {', '.join(names)}."
+            )
+        for required in ("peak_lr", "warmup_steps"):
+            if required not in data:
+                raise AutowarmError(f"recipe is missing the field {required!r}.")
+        return cls(**data)
+
+    def to_json(self) -> str:
+        try:
+            return json.dumps(_json_safe(self.to_dict()), indent=2, allow_nan=False) + "\n"
+        except (TypeError, ValueError) as e:
+            raise AutowarmError(f"evidence cannot be written as JSON: {e}.") from None
+
+    @classmethod
+    def load(cls, path: str | os.PathLike[str]) -> Recipe:
+        """Read a recipe file written by :meth:`save` (or by ``autowarm probe``)."""
+        p = Path(path)
+        try:
+            text = p.read_text(encoding="utf-8")
+        except FileNotFoundError:
+            raise AutowarmError(f"recipe file {str(p)!r} does not exist.") from None
+        except IsADirectoryError:
+            raise AutowarmError(f"recipe path {str(p)!r} is a directory; pass a file.") from None
+        except (OSError, UnicodeDecodeError) as e:
+            raise AutowarmError(f"cannot read recipe {str(p)!r}: {e}.") from None
+        try:
+            data = json.loads(text)
+        except json.JSONDecodeError as e:
+            raise AutowarmError(
+                f"recipe {str(p)!r} is not valid JSON: {e.msg} at line {e.lineno} column {e.colno}."
+            ) from None
+        if isinstance(data, dict) and "format" not in data:
+            raise AutowarmError(
+                f'recipe {str(p)!r} has no "format" field; add "format": {FORMAT_VERSION}.'
+            )
+        try:
+            return cls.from_dict(data)
+        except AutowarmError as e:
+            raise AutowarmError(f"recipe {str(p)!r}: {e}") from None
+
+    def save(self, path: str | os.PathLike[str]) -> None:
+        """Write the recipe as JSON, atomically (a reader never sees a half-written file)."""
+        atomic_write_text(path, self.to_json())
+
+
+def _json_safe(value: Any) -> Any:
+    """JSON has no NaN/Infinity: write non-finite numbers (e.g. a diverged probe's loss) as null."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: _json_safe(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_json_safe(v) for v in value]
+    return value

@@ -1,5 +1,104 @@
+"""``autowarm.RecipeLR``: a ``LambdaLR`` driven by a :class:`~autowarm.Recipe`."""
+
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, Any
 
-class RecipeLR:  # placeholder until the schedule library lands
-    pass
+import torch
+from torch.optim.lr_scheduler import LambdaLR
+
+from autowarm._errors import AutowarmError
+
+if TYPE_CHECKING:
+    from autowarm._recipe import Recipe
+
+# key under which the recipe's hyperparameters travel in the scheduler's state_dict
+_STATE_KEY = "autowarm_recipe"
+
+
+class RecipeLR(LambdaLR):
+    """A ``torch.optim.lr_scheduler.LambdaLR`` whose multiplier is a recipe's schedule.
+
+    - The largest param group's base LR becomes ``recipe.peak_lr``; every other group keeps its
+      ratio to the largest (e.g. a head at 10x the backbone's LR stays at 10x). The ratios come
+      from the groups' ``initial_lr`` (set by an earlier scheduler) or else their ``lr``.
+    - The schedule is a closed-form function of ``last_epoch`` (the number of ``step()`` calls),
+      so the usual ``scheduler.load_state_dict(ckpt["scheduler"])`` resumes exactly.
+    - ``state_dict()`` also carries the recipe's hyperparameters (peak LR, warmup, total steps,
+      shapes, ...). Loading a checkpoint saved by a scheduler built from a different recipe
+      raises :class:`~autowarm.AutowarmError` naming the fields that differ, instead of
+      silently continuing on another schedule (HF's schedulers cannot tell: nothing of their
+      ``partial`` lambdas is saved).
+
+    ``total_steps`` overrides ``recipe.total_steps``; decaying shapes need one of them and
+    raise here, at construction, when both are ``None``.
+    """
+
+    def __init__(
+        self,
+        optimizer: torch.optim.Optimizer,
+        recipe: Recipe,
+        *,
+        total_steps: int | None = None,
+        last_epoch: int = -1,
+    ) -> None:
+        if not isinstance(optimizer, torch.optim.Optimizer):
+            raise TypeError(f"{type(optimizer).__name__} is not a torch.optim.Optimizer")
+        schedule = recipe.schedule(total_steps)
+        schedule.require_total()  # fail now, not at the first step()
+        self.recipe = recipe
+        self.schedule = schedule
+
+        # 1) per-group ratios to the largest group, then base LR = peak_lr * ratio. We set
+        #    initial_lr ourselves: LRScheduler only setdefault()s it, which would keep a stale
+        #    value left by an earlier scheduler.
+        current = [float(g.get("initial_lr", g["lr"])) for g in optimizer.param_groups]
+        largest = max(current)
+        for group, lr in zip(optimizer.param_groups, current):
+            ratio = lr / largest if largest > 0 else 1.0
+            group["initial_lr"] = recipe.peak_lr * ratio
+            if last_epoch == -1:
+                group["lr"] = group["initial_lr"]
+        super().__init__(optimizer, schedule.multiplier, last_epoch=last_epoch)
+
+    def hyperparameters(self) -> dict[str, Any]:
+        """What defines this scheduler's LR curve: ``peak_lr`` and the resolved schedule."""
+        return {"peak_lr": self.recipe.peak_lr, **self.schedule.to_dict()}
+
+    def state_dict(self) -> dict[str, Any]:
+        state = {
+            k: v
+            for k, v in self.__dict__.items()
+            if k not in ("optimizer", "lr_lambdas", "recipe", "schedule")
+        }
+        # the multiplier is rebuilt from the recipe: nothing of it needs saving
+        state["lr_lambdas"] = [None] * len(self.lr_lambdas)
+        state[_STATE_KEY] = self.hyperparameters()
+        return state
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        saved = state_dict.get(_STATE_KEY)
+        if saved is None:
+            raise AutowarmError(
+                "scheduler state_dict has no autowarm recipe; it was not saved by "
+                "autowarm.RecipeLR, load it into the scheduler type that saved it."
+            )
+        mine = self.hyperparameters()
+        diffs = [
+            f"{k} {saved.get(k)!r} (checkpoint) != {mine.get(k)!r} (this scheduler)"
+            for k in sorted(set(saved) | set(mine))
+            if saved.get(k) != mine.get(k)
+        ]
+        if diffs:
+            raise AutowarmError(
+                f"checkpoint scheduler was built from a different recipe: {'; '.join(diffs)}; "
+                f"build the scheduler from the recipe the run started with."
+            )
+        groups = len(self.optimizer.param_groups)
+        if len(state_dict.get("base_lrs", ())) != groups:
+            raise AutowarmError(
+                f"checkpoint scheduler has {len(state_dict.get('base_lrs', ()))} param groups "
+                f"but this optimizer has {groups}; build the optimizer with the same groups."
+            )
+        state = {k: v for k, v in state_dict.items() if k != _STATE_KEY}
+        super().load_state_dict(state)
