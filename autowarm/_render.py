@@ -1,0 +1,306 @@
+"""Code snippets that reproduce a recipe's schedule in plain torch, HF transformers or autowarm.
+
+Every snippet expects an ``optimizer`` built with ``lr=peak_lr`` (other param groups keep their
+ratio to it) and defines ``scheduler``; step it once after every ``optimizer.step()``. The tests
+execute each snippet and compare its LR with :meth:`Recipe.lr_at` at every step up to
+``total_steps``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import textwrap
+from typing import TYPE_CHECKING, Any
+
+from autowarm._errors import AutowarmError
+from autowarm._schedules import Schedule
+
+if TYPE_CHECKING:
+    from autowarm._recipe import Recipe
+
+TARGETS = ("torch", "transformers", "autowarm")
+
+
+def _comment(text: str, width: int = 88) -> list[str]:
+    """``text`` as ``#`` comment lines that fit a formatter's line length."""
+    return textwrap.wrap(text, width, initial_indent="# ", subsequent_indent="# ")
+
+
+def _py(value: Any) -> str:
+    """A Python literal as ruff/black would write it (double quotes)."""
+    if isinstance(value, str):
+        return json.dumps(value)
+    if isinstance(value, dict):
+        return "{" + ", ".join(f"{_py(k)}: {_py(v)}" for k, v in value.items()) + "}"
+    return repr(value)
+
+
+def render(recipe: Recipe, target: str, *, path: str | os.PathLike[str] | None = None) -> str:
+    """The snippet for ``target``; see the module docstring."""
+    if target not in TARGETS:
+        raise AutowarmError(
+            f"unknown render target {target!r}; choose one of: {', '.join(TARGETS)}."
+        )
+    schedule = recipe.schedule()
+    schedule.require_total()  # every snippet is a complete schedule
+    header = [
+        *_comment(f"autowarm recipe: {recipe.describe()}."),
+        "# Build the optimizer with the peak LR, e.g. "
+        f"AdamW(model.parameters(), lr={recipe.peak_lr!r}),",
+        "# and call scheduler.step() once after every optimizer.step().",
+    ]
+    if target == "torch":
+        body = _torch(schedule)
+    elif target == "transformers":
+        body = _transformers(schedule, recipe.peak_lr)
+    else:
+        body = _autowarm(recipe, path)
+    return "\n".join(header) + "\n" + body
+
+
+# ----------------------------------------------------------------------------- plain torch
+def _torch(schedule: Schedule) -> str:
+    native = _torch_native(schedule)
+    if native is not None:
+        return native
+    return "\n".join(
+        [
+            "import math",
+            "",
+            "from torch.optim.lr_scheduler import LambdaLR",
+            "",
+            lambda_source(schedule),
+            "",
+            "scheduler = LambdaLR(optimizer, lr_lambda)",
+            "",
+        ]
+    )
+
+
+def _torch_native(schedule: Schedule) -> str | None:
+    """torch's own schedulers, only where they are exact at every step.
+
+    LinearLR is exact for a linear warmup from a *non-zero* start (``start_factor=0`` divides
+    by zero, torch#86454) and for a linear decay to the floor (it then holds the floor, as we
+    do). SequentialLR's milestone hands over at step W exactly as our phases do. Cosine stays a
+    LambdaLR: CosineAnnealingLR's ``eta_min`` is absolute (wrong for param groups with other
+    LRs) and it rises again after ``T_max``.
+    """
+    w, total, f = schedule.warmup_steps, schedule.total_steps, schedule.min_lr_ratio
+    if schedule.warmup != "linear" or (w > 0 and schedule.start_ratio == 0.0):
+        return None
+    warm = (
+        f"LinearLR(optimizer, start_factor={schedule.start_ratio!r}, end_factor=1.0, "
+        f"total_iters={w})"
+    )
+    if schedule.decay == "constant":
+        sched = warm if w > 0 else "ConstantLR(optimizer, factor=1.0, total_iters=0)"
+        names = "LinearLR" if w > 0 else "ConstantLR"
+    elif schedule.decay == "linear" and total is not None and w < total:
+        decay = f"LinearLR(optimizer, start_factor=1.0, end_factor={f!r}, total_iters={total - w})"
+        if w == 0:
+            sched, names = decay, "LinearLR"
+        else:
+            sched = (
+                "SequentialLR(\n"
+                "    optimizer,\n"
+                f"    [\n        {warm},\n        {decay},\n    ],\n"
+                f"    milestones=[{w}],\n"
+                ")"
+            )
+            names = "LinearLR, SequentialLR"
+    else:
+        return None
+    return f"from torch.optim.lr_scheduler import {names}\n\nscheduler = {sched}\n"
+
+
+def lambda_source(schedule: Schedule) -> str:
+    """A self-contained ``def lr_lambda(step)`` (needs ``import math``) equal to the schedule."""
+    w, total, f = schedule.warmup_steps, schedule.total_steps, schedule.min_lr_ratio
+    r0 = schedule.start_ratio
+    lines = ["def lr_lambda(step: int) -> float:"]
+    if w > 0:
+        ramp = {
+            "linear": f"step / {w}",
+            "cosine": f"0.5 * (1.0 - math.cos(math.pi * step / {w}))",
+            "1-sqrt": f"1.0 - math.sqrt(1.0 - step / {w})",
+        }
+        lines.append(f"    # 1) {schedule.warmup} warmup from {r0:.4g}x to the peak at step {w}")
+        lines.append(f"    if step < {w}:")
+        if schedule.warmup == "exponential":  # the same factor every step
+            lines.append(f"        return {r0!r} ** (1.0 - step / {w})")
+        elif r0 == 0.0:
+            lines.append(f"        return {ramp[schedule.warmup]}")
+        else:
+            lines.append(f"        return {r0!r} + (1.0 - {r0!r}) * ({ramp[schedule.warmup]})")
+    if schedule.decay == "constant":
+        lines.append("    # 2) constant at the peak")
+        lines.append("    return 1.0")
+        return "\n".join(lines)
+    if schedule.decay == "inverse_sqrt":
+        tau = schedule.resolved_timescale
+        lines.append(f"    # 2) inverse square root decay (timescale {tau}), floor {f!r}")
+        lines.append(f"    return max({f!r}, 1.0 / math.sqrt((step - {w} + {tau}) / {tau}))")
+        return "\n".join(lines)
+    lines.append("    # 2) past the end of the run: stay on the floor")
+    lines.append(f"    if step >= {total}:")
+    lines.append(f"        return {f!r}")
+    assert total is not None
+    scale = "" if f == 0.0 else f"{f!r} + (1.0 - {f!r}) * "
+    if schedule.decay == "wsd":
+        cooldown = schedule.resolved_cooldown_steps(total)
+        start = total - cooldown
+        lines.append("    # 3) stable at the peak until the cooldown")
+        lines.append(f"    if step < {start}:")
+        lines.append("        return 1.0")
+        lines.append(f"    # 4) {schedule.cooldown_shape} cooldown over the last {cooldown} steps")
+        lines.append(f"    progress = (step - {start}) / {cooldown}")
+        shape = schedule.cooldown_shape
+    else:
+        lines.append(f"    # 3) {schedule.decay} decay from the peak to the floor at step {total}")
+        lines.append(f"    progress = (step - {w}) / {total - w}")
+        shape = schedule.decay
+    fall = {
+        "linear": "(1.0 - progress)",
+        "cosine": "0.5 * (1.0 + math.cos(math.pi * progress))",
+        "1-sqrt": "(1.0 - math.sqrt(progress))",
+        "polynomial": f"(1.0 - progress) ** {schedule.power!r}",
+        "cosine_with_restarts": (
+            f"0.5 * (1.0 + math.cos(math.pi * (({schedule.num_cycles} * progress) % 1.0)))"
+        ),
+    }[shape]
+    lines.append(f"    return {scale}{fall}")
+    return "\n".join(lines)
+
+
+# ----------------------------------------------------------------------------- transformers
+def hf_equivalent(schedule: Schedule, peak_lr: float) -> tuple[str, dict[str, Any], list[str]]:
+    """``(lr_scheduler_type, lr_scheduler_kwargs, reasons)``: transformers' closest scheduler
+    and why it is not exact (no reasons = exact for steps 0..total_steps)."""
+    w, total, f = schedule.warmup_steps, schedule.total_steps, schedule.min_lr_ratio
+    decay, reasons = schedule.decay, []
+    if decay == "wsd":
+        assert total is not None
+        kwargs: dict[str, Any] = {
+            "num_decay_steps": schedule.resolved_cooldown_steps(total),
+            "warmup_type": "linear" if schedule.warmup == "exponential" else schedule.warmup,
+            "decay_type": schedule.cooldown_shape,
+            "min_lr_ratio": f,
+        }
+        if w > 0 and schedule.warmup == "exponential":
+            reasons.append("its WSD warmup is linear, cosine or 1-sqrt, not exponential")
+        if w > 0 and schedule.start_ratio != f:
+            reasons.append(
+                f"its WSD warmup starts at min_lr_ratio ({f:g}x), this recipe's at "
+                f"{schedule.start_ratio:.4g}x"
+            )
+        return "warmup_stable_decay", kwargs, reasons
+
+    # 1) every other transformers scheduler warms up linearly from exactly 0 (s / W)
+    if w > 0 and schedule.warmup != "linear":
+        reasons.append(f"its warmup is linear, this recipe's is {schedule.warmup}")
+    elif w > 0 and schedule.start_ratio != 0.0:
+        reasons.append(
+            f"its warmup starts at LR 0 (step / warmup_steps), this recipe's at "
+            f"{schedule.start_ratio:.4g}x the peak"
+        )
+    if total is not None and w == total and decay != "constant":
+        reasons.append("with warmup_steps == total_steps its last step is not the floor")
+
+    # 2) the decay
+    kwargs = {}
+    if decay == "constant":
+        name = "constant_with_warmup" if w > 0 else "constant"
+    elif decay == "linear" and f == 0.0:
+        name = "linear"
+    elif decay in ("linear", "polynomial"):  # polynomial with power 1 = linear to a floor
+        name = "polynomial"
+        kwargs = {"lr_end": f * peak_lr, "power": schedule.power if decay == "polynomial" else 1.0}
+        if f >= 1.0:  # transformers refuses lr_end >= lr
+            name, kwargs = ("constant_with_warmup" if w > 0 else "constant"), {}
+    elif decay == "cosine" and f == 0.0:
+        name = "cosine"
+    elif decay == "cosine":
+        name, kwargs = "cosine_with_min_lr", {"min_lr_rate": f}
+    elif decay == "cosine_with_restarts":
+        name, kwargs = "cosine_with_restarts", {"num_cycles": schedule.num_cycles}
+        if f > 0.0:
+            reasons.append(f"its cosine_with_restarts has no floor (this recipe: {f:g}x)")
+    else:  # inverse_sqrt
+        name, kwargs = "inverse_sqrt", {"timescale": schedule.resolved_timescale}
+        if f > 0.0:
+            reasons.append(f"its inverse_sqrt has no floor (this recipe: {f:g}x)")
+    return name, kwargs, reasons
+
+
+def _transformers(schedule: Schedule, peak_lr: float) -> str:
+    name, kwargs, reasons = hf_equivalent(schedule, peak_lr)
+    w, total = schedule.warmup_steps, schedule.total_steps
+    args = ["...", f"learning_rate={peak_lr!r}"]
+    if total is not None:
+        args.append(f"max_steps={total}")
+    args += [f"warmup_steps={w}", f"lr_scheduler_type={_py(name)}"]
+    if kwargs:
+        args.append(f"lr_scheduler_kwargs={_py(kwargs)}")
+    trainer = ["#   TrainingArguments(", *[f"#       {a}," for a in args], "#   )"]
+    call = [f"    {_py(name)},", "    optimizer,", f"    num_warmup_steps={w},"]
+    if total is not None and name not in ("constant", "constant_with_warmup", "inverse_sqrt"):
+        call.append(f"    num_training_steps={total},")
+    if kwargs:
+        call.append(f"    scheduler_specific_kwargs={_py(kwargs)},")
+    get_scheduler = "scheduler = get_scheduler(\n" + "\n".join(call) + "\n)"
+    if not reasons:
+        note = []
+        if schedule.decay == "cosine":
+            note = ["# (after total_steps transformers' cosine rises again; autowarm's stays)"]
+        return "\n".join(
+            [
+                "# With the Trainer:",
+                *trainer,
+                "# or in your own loop:",
+                *note,
+                "from transformers import get_scheduler",
+                "",
+                get_scheduler,
+                "",
+            ]
+        )
+    commented = "\n".join("# " + line for line in get_scheduler.splitlines())
+    return "\n".join(
+        [
+            *_comment(f"transformers has no exact equivalent: {'; '.join(reasons)}."),
+            "# Closest built-in, with the Trainer:",
+            *trainer,
+            "# or in your own loop:",
+            commented,
+            "# Exact: this LambdaLR; with the Trainer pass optimizers=(optimizer, scheduler).",
+            "import math",
+            "",
+            "from torch.optim.lr_scheduler import LambdaLR",
+            "",
+            lambda_source(schedule),
+            "",
+            "scheduler = LambdaLR(optimizer, lr_lambda)",
+            "",
+        ]
+    )
+
+
+# ----------------------------------------------------------------------------- autowarm
+def _autowarm(recipe: Recipe, path: str | os.PathLike[str] | None) -> str:
+    if path is not None:
+        build = f"autowarm.Recipe.load({os.fspath(path)!r})"
+    else:
+        args = [repr(recipe.peak_lr), str(recipe.warmup_steps)]
+        if recipe.total_steps is not None:
+            args.append(str(recipe.total_steps))
+        for f in dataclasses.fields(recipe):
+            if f.name in ("peak_lr", "warmup_steps", "total_steps", "evidence"):
+                continue
+            value = getattr(recipe, f.name)
+            if value != f.default:
+                args.append(f"{f.name}={value!r}")
+        build = f"autowarm.Recipe({', '.join(args)})"
+    return f"import autowarm\n\nscheduler = {build}.scheduler(optimizer)\n"

@@ -1,0 +1,188 @@
+from __future__ import annotations
+
+import math
+import warnings
+
+import pytest
+import torch
+
+from autowarm import AutowarmError, Recipe
+
+PEAK = 3e-4
+
+# (recipe options, torch snippet uses torch's own schedulers, transformers snippet is exact)
+CASES = [
+    ({"warmup_steps": 20, "total_steps": 120}, False, False),  # default: nanoGPT-style warmup
+    ({"warmup_steps": 20, "total_steps": 120, "warmup_start_ratio": 0.0}, False, True),
+    (
+        {"warmup_steps": 20, "total_steps": 120, "warmup_start_ratio": 0.0, "min_lr_ratio": 0.1},
+        False,
+        True,
+    ),
+    ({"warmup_steps": 0, "total_steps": 50, "decay": "cosine"}, False, True),
+    ({"warmup_steps": 10, "total_steps": 80, "decay": "linear", "min_lr_ratio": 0.1}, True, False),
+    ({"warmup_steps": 0, "total_steps": 80, "decay": "linear", "min_lr_ratio": 0.1}, True, True),
+    ({"warmup_steps": 0, "total_steps": 80, "decay": "linear"}, True, True),
+    (
+        {"warmup_steps": 10, "total_steps": 80, "decay": "linear", "warmup_start_ratio": 0.0},
+        False,
+        True,
+    ),
+    ({"warmup_steps": 15, "total_steps": 60, "decay": "constant"}, True, False),
+    ({"warmup_steps": 0, "total_steps": 60, "decay": "constant"}, True, True),
+    ({"warmup_steps": 15, "decay": "constant", "warmup_start_ratio": 0.0}, False, True),
+    ({"warmup_steps": 12, "total_steps": 70, "warmup": "cosine"}, False, False),
+    (
+        {"warmup_steps": 12, "total_steps": 70, "warmup": "exponential", "decay": "linear"},
+        False,
+        False,
+    ),
+    ({"warmup_steps": 12, "total_steps": 70, "warmup": "1-sqrt"}, False, False),
+    (
+        {
+            "warmup_steps": 10,
+            "total_steps": 90,
+            "decay": "polynomial",
+            "power": 2.0,
+            "min_lr_ratio": 0.05,
+            "warmup_start_ratio": 0.0,
+        },
+        False,
+        True,
+    ),
+    (
+        {"warmup_steps": 10, "total_steps": 90, "decay": "inverse_sqrt", "warmup_start_ratio": 0.0},
+        False,
+        True,
+    ),
+    (
+        {"warmup_steps": 10, "total_steps": 90, "decay": "inverse_sqrt", "min_lr_ratio": 0.3},
+        False,
+        False,
+    ),
+    (
+        {
+            "warmup_steps": 10,
+            "total_steps": 90,
+            "decay": "cosine_with_restarts",
+            "num_cycles": 3,
+            "warmup_start_ratio": 0.0,
+        },
+        False,
+        True,
+    ),
+    (
+        {
+            "warmup_steps": 10,
+            "total_steps": 90,
+            "decay": "cosine_with_restarts",
+            "min_lr_ratio": 0.1,
+        },
+        False,
+        False,
+    ),
+    ({"warmup_steps": 10, "total_steps": 100, "decay": "wsd"}, False, False),
+    (
+        {
+            "warmup_steps": 10,
+            "total_steps": 100,
+            "decay": "wsd",
+            "cooldown_steps": 30,
+            "cooldown_shape": "cosine",
+            "min_lr_ratio": 0.1,
+            "warmup_start_ratio": 0.1,
+        },
+        False,
+        True,
+    ),
+    ({"warmup_steps": 30, "total_steps": 30, "decay": "linear"}, False, False),
+]
+
+
+def _run_snippet(
+    code: str, steps: int, group_lrs: tuple[float, ...] = (PEAK,)
+) -> list[list[float]]:
+    """Execute a snippet with an ``optimizer`` in scope; the LRs of every group at each step."""
+    params = [torch.nn.Parameter(torch.zeros(1)) for _ in group_lrs]
+    optimizer = torch.optim.SGD(
+        [{"params": [p], "lr": lr} for p, lr in zip(params, group_lrs)], lr=max(group_lrs)
+    )
+    namespace: dict = {"optimizer": optimizer}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # torch's SequentialLR / step-order warnings
+        exec(compile(code, "<snippet>", "exec"), namespace)
+        scheduler = namespace["scheduler"]
+        lrs = []
+        for _ in range(steps):
+            lrs.append([g["lr"] for g in optimizer.param_groups])
+            optimizer.step()
+            scheduler.step()
+    return lrs
+
+
+def _expected(recipe: Recipe, steps: int) -> list[float]:
+    return [recipe.lr_at(s, 100 if recipe.total_steps is None else None) for s in range(steps)]
+
+
+def _assert_close(got: list[float], expected: list[float]) -> None:
+    for step, (a, b) in enumerate(zip(got, expected)):
+        assert math.isclose(a, b, rel_tol=1e-6, abs_tol=1e-15), (step, a, b)
+
+
+@pytest.mark.parametrize("target", ["torch", "transformers", "autowarm"])
+@pytest.mark.parametrize(("options", "native", "hf_exact"), CASES)
+def test_snippet_reproduces_recipe_at_every_step(
+    options: dict, native: bool, hf_exact: bool, target: str
+) -> None:
+    recipe = Recipe(PEAK, **options)
+    steps = (recipe.total_steps or 100) + 1  # steps 0 .. total_steps
+    code = recipe.render(target)
+    got = [lrs[0] for lrs in _run_snippet(code, steps)]
+    _assert_close(got, _expected(recipe, steps))
+
+    if target == "torch":
+        assert "import autowarm" not in code  # self-contained
+        assert ("LambdaLR" not in code) == native, code
+    if target == "transformers":
+        assert ("no exact equivalent" not in code) == hf_exact, code
+        assert ("\nscheduler = get_scheduler(" in code) == hf_exact, code
+        assert "lr_scheduler_type=" in code  # always shows the Trainer's closest fields
+
+
+@pytest.mark.parametrize("target", ["torch", "transformers", "autowarm"])
+def test_snippets_keep_param_group_ratios(target: str) -> None:
+    recipe = Recipe(PEAK, 10, 60, decay="linear", min_lr_ratio=0.2)
+    lrs = _run_snippet(recipe.render(target), 61, group_lrs=(PEAK, PEAK / 10))
+    for step, (big, small) in enumerate(lrs):
+        assert math.isclose(big, recipe.lr_at(step), rel_tol=1e-6)
+        assert math.isclose(small, recipe.lr_at(step) / 10, rel_tol=1e-6)
+
+
+def test_autowarm_snippet_loads_the_file(tmp_path) -> None:
+    recipe = Recipe(PEAK, 5, 40, decay="wsd", min_lr_ratio=0.1)
+    path = tmp_path / "recipe.json"
+    recipe.save(path)
+    code = recipe.render("autowarm", path=path)
+    assert f"autowarm.Recipe.load({str(path)!r})" in code
+    got = [lrs[0] for lrs in _run_snippet(code, 41)]
+    _assert_close(got, _expected(recipe, 41))
+
+
+def test_transformers_exact_snippet_names_the_trainer_fields() -> None:
+    code = Recipe(PEAK, 20, 100, warmup_start_ratio=0.0, min_lr_ratio=0.1).render("transformers")
+    assert 'lr_scheduler_type="cosine_with_min_lr"' in code
+    assert 'lr_scheduler_kwargs={"min_lr_rate": 0.1}' in code
+    assert "warmup_steps=20" in code and "max_steps=100" in code
+
+
+def test_transformers_inexact_snippet_says_why() -> None:
+    code = Recipe(PEAK, 20, 100).render("transformers")
+    assert "transformers has no exact equivalent: its warmup starts at LR 0" in code
+    assert "# scheduler = get_scheduler(" in code  # closest, commented out
+
+
+def test_render_errors() -> None:
+    with pytest.raises(AutowarmError, match="unknown render target 'jax'; choose one of: torch"):
+        Recipe(PEAK, 10, 100).render("jax")
+    with pytest.raises(AutowarmError, match="total_steps is required for decay 'cosine'"):
+        Recipe(PEAK, 10).render("torch")
