@@ -1,0 +1,187 @@
+"""From probe trials to a recommended schedule: not a bare argmin.
+
+1) stability boundary: a trial that diverged, went NaN/Inf or stalled (or crashed mid-search)
+   marks its peak LR as too hot for every warmup up to its own (a longer warmup tolerates a
+   higher LR, so an unstable run says nothing about longer warmups). The boundary at warmup w
+   is the lowest unstable LR among trials with a similar or longer warmup;
+2) margin: a candidate's peak LR must stay below boundary / margin (default 2): a probe is short
+   and a full run has more chances to hit an instability than one probe did;
+3) noise: losses within ``tol = max(2·√2·SE, 0.5%·|best|)`` of the best eligible score are ties
+   (SE is the typical standard error of a score, from the spread of each run's end-of-probe
+   losses); one lucky mini-batch does not decide;
+4) conservative choice among ties: the centre of the tied set -- geometric mean of their peak
+   LRs, median of their warmups -- rather than its hottest edge, capped again by the boundary;
+5) carry over to the full run (``--total-steps``): the warmup is kept in *steps* (warmup's job is
+   to get through the early high-curvature phase, which does not grow with the run's length);
+   the peak LR is the probe's (the probe anneals with the same decay shape, compressed, so its
+   best LR is measured with the end-of-run annealing a full run has -- the short-horizon bias
+   of a constant-LR probe is what that removes).
+
+Everything the choice used goes into ``recipe.evidence``.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from autowarm._errors import AutowarmError
+from autowarm.probe._search import UNSTABLE, TrialRecord
+
+#: scores within this fraction of the best are ties even with no measurable noise
+REL_TOL = 0.005
+#: "similar" warmup for the boundary: an unstable trial at warmup w_u bounds candidates with
+#: warmup w <= SIMILAR * w_u + 5% of the probe
+SIMILAR = 1.5
+
+
+def _is_unstable(r: TrialRecord) -> bool:
+    return r.status in UNSTABLE or (r.status == "failed" and r.failure == "crash")
+
+
+def boundary(records: Sequence[TrialRecord], warmup: int, probe_steps: int) -> float:
+    """The lowest peak LR seen unstable at a warmup similar to or longer than ``warmup``."""
+    slack = 0.05 * probe_steps
+    lrs = [
+        r.peak_lr for r in records if _is_unstable(r) and warmup <= SIMILAR * r.warmup_steps + slack
+    ]
+    return min(lrs) if lrs else math.inf
+
+
+@dataclass
+class Choice:
+    peak_lr: float
+    warmup_steps: int
+    evidence: dict[str, Any] = field(default_factory=dict)
+
+
+def choose(
+    records: Sequence[TrialRecord],
+    *,
+    probe_steps: int,
+    margin: float = 2.0,
+    rel_tol: float = REL_TOL,
+) -> Choice:
+    """Pick (peak LR, warmup) from the trials of one study; see the module docstring."""
+    done = [r for r in records if r.status not in ("running", "waiting", "interrupted")]
+    counts: dict[str, int] = {}
+    for r in done:
+        counts[r.status] = counts.get(r.status, 0) + 1
+    unstable = [r for r in done if _is_unstable(r)]
+
+    # candidates: finished runs with a score; spiky runs only when no run was clean
+    scored = [r for r in done if r.score is not None and math.isfinite(r.score)]
+    pool = [r for r in scored if r.status == "stable"] or [r for r in scored if r.status == "spike"]
+    if not pool:
+        raise AutowarmError(
+            f"no probe trial finished stably ({_fmt_counts(counts)}); lower the LR range "
+            "(--lr-range MIN MAX), lengthen --max-warmup, or check the script by hand."
+        )
+
+    # 1) + 2) keep a margin from the stability boundary
+    def cap(r: TrialRecord) -> float:
+        return boundary(unstable, r.warmup_steps, probe_steps) / margin
+
+    eligible = [r for r in pool if r.peak_lr <= cap(r) * (1 + 1e-9)]
+    margin_relaxed = not eligible
+    if margin_relaxed:  # every finished run was near the edge: take them, then cut the LR
+        eligible = pool
+
+    # 3) noise: ties within tol of the best
+    best = min(eligible, key=lambda r: r.score)  # type: ignore[arg-type,return-value]
+    se = float(np.median([r.noise for r in eligible])) if eligible else 0.0
+    tol = max(2.0 * math.sqrt(2.0) * se, rel_tol * abs(best.score))  # type: ignore[arg-type]
+    ties = [r for r in eligible if r.score <= best.score + tol]  # type: ignore[operator]
+
+    # 4) the centre of the tied set, capped by the boundary at the chosen warmup
+    lr = float(math.exp(np.mean([math.log(r.peak_lr) for r in ties])))
+    warmup = round(float(np.median([r.warmup_steps for r in ties])))
+    edge = boundary(unstable, warmup, probe_steps)
+    capped = lr > edge / margin
+    lr = min(lr, edge / margin)
+
+    lowest = min(unstable, key=lambda r: r.peak_lr) if unstable else None
+    evidence: dict[str, Any] = {
+        "method": "autowarm probe",
+        "probe_steps": probe_steps,
+        "trials": len(done),
+        "statuses": counts,
+        "candidates": len(pool),
+        "eligible": len(eligible),
+        "margin": margin,
+        "margin_relaxed": margin_relaxed,
+        "boundary_lr": None if math.isinf(edge) else edge,
+        "lowest_unstable": None
+        if lowest is None
+        else {
+            "trial": lowest.number,
+            "peak_lr": lowest.peak_lr,
+            "warmup_steps": lowest.warmup_steps,
+            "status": lowest.status,
+        },
+        "best_trial": best.number,
+        "best_score": best.score,
+        "best_peak_lr": best.peak_lr,
+        "best_warmup_steps": best.warmup_steps,
+        "noise_se": se,
+        "tie_tolerance": tol,
+        "tied_trials": sorted(r.number for r in ties),
+        "rule": (
+            "ties = eligible trials within tie_tolerance of the best score; peak LR = geometric "
+            "mean of the ties' LRs, warmup = median of their warmups; peak LR <= boundary_lr / "
+            "margin"
+        ),
+        "capped_by_boundary": capped,
+    }
+    return Choice(peak_lr=lr, warmup_steps=int(warmup), evidence=evidence)
+
+
+def _fmt_counts(counts: dict[str, int]) -> str:
+    return ", ".join(f"{n} {k}" for k, n in sorted(counts.items())) or "no trials"
+
+
+def carry_warmup(warmup: int, *, probe_steps: int, total_steps: int | None, how: str) -> int:
+    """The probe's warmup in the full run: the same number of steps (``steps``), or the same
+    fraction of the run (``fraction``); never more than half the run."""
+    if total_steps is None:
+        return warmup
+    w = warmup if how == "steps" else round(warmup / probe_steps * total_steps)
+    return int(min(w, total_steps // 2))
+
+
+def recommend(
+    records: Sequence[TrialRecord],
+    *,
+    probe_steps: int,
+    total_steps: int | None,
+    decay: str,
+    min_lr_ratio: float = 0.0,
+    margin: float = 2.0,
+    warmup_transfer: str = "steps",
+    extra_evidence: dict[str, Any] | None = None,
+) -> Any:
+    """The :class:`autowarm.Recipe` for the full run (``total_steps`` may be None)."""
+    from autowarm import Recipe
+
+    choice = choose(records, probe_steps=probe_steps, margin=margin)
+    warmup = carry_warmup(
+        choice.warmup_steps, probe_steps=probe_steps, total_steps=total_steps, how=warmup_transfer
+    )
+    evidence = {
+        **choice.evidence,
+        "probe_warmup_steps": choice.warmup_steps,
+        "warmup_transfer": warmup_transfer,
+        **(extra_evidence or {}),
+    }
+    return Recipe(
+        peak_lr=float(f"{choice.peak_lr:.3g}"),
+        warmup_steps=warmup,
+        total_steps=total_steps,
+        decay=decay,
+        min_lr_ratio=min_lr_ratio,
+        evidence=evidence,
+    )

@@ -1,0 +1,415 @@
+"""What ``autowarm probe`` / ``autowarm show`` print: live progress, the trial table, the
+stability map, the recommendation and the code to paste. All output goes through an injectable
+rich ``Console`` (progress on stderr, so ``--json`` keeps stdout to one JSON document)."""
+
+from __future__ import annotations
+
+import math
+import threading
+import time
+from collections.abc import Sequence
+from typing import Any
+
+from rich.console import Console, Group
+from rich.live import Live
+from rich.syntax import Syntax
+from rich.table import Table
+from rich.text import Text
+
+from autowarm.probe._search import FINISHED, Reporter, TrialRecord
+from autowarm.probe._types import TrialSpec
+
+#: map glyphs: a finished run is a shade (darker = lower loss), a stopped run says how it ended
+SHADES = ("█", "▓", "▒", "░")
+GLYPHS = {
+    "diverged": ("×", "bold red"),
+    "nonfinite": ("N", "bold magenta"),
+    "stalled": ("=", "yellow"),
+    "pruned": ("p", "dim"),
+    "failed": ("!", "bold red"),
+    "timeout": ("T", "red"),
+    "interrupted": ("?", "dim"),
+}
+LABELS = {"nonfinite": "NaN/Inf", "diverged": "diverged", "stalled": "stalled"}
+STATUS_STYLE = {
+    "stable": "green",
+    "spike": "yellow",
+    "diverged": "red",
+    "nonfinite": "magenta",
+    "stalled": "yellow",
+    "pruned": "dim",
+    "failed": "bold red",
+    "timeout": "red",
+    "interrupted": "dim",
+}
+
+
+def status_text(r: TrialRecord) -> Text:
+    label = LABELS.get(r.status, r.status)
+    if r.status in ("failed", "timeout", "diverged", "nonfinite", "stalled", "spike") and r.reason:
+        label = f"{label}: {r.reason}"
+    if r.status not in FINISHED and r.steps:
+        label = f"{label} (step {r.steps})"
+    return Text(label, style=STATUS_STYLE.get(r.status, ""))
+
+
+def fmt_loss(x: float | None) -> str:
+    return "—" if x is None or not math.isfinite(x) else f"{x:.4g}"
+
+
+def fmt_time(s: float) -> str:
+    s = max(0, round(s))
+    if s >= 3600:
+        return f"{s // 3600}:{s // 60 % 60:02d}:{s % 60:02d}"
+    return f"{s // 60}:{s % 60:02d}"
+
+
+def best_of(records: Sequence[TrialRecord]) -> TrialRecord | None:
+    ok = [r for r in records if r.status in FINISHED and r.score is not None]
+    return min(ok, key=lambda r: r.score) if ok else None  # type: ignore[arg-type,return-value]
+
+
+def trial_table(records: Sequence[TrialRecord], *, title: str | None = None) -> Table:
+    table = Table(title=title, show_edge=False, pad_edge=False, expand=False)
+    table.add_column("#", justify="right")
+    table.add_column("warmup", justify="right")
+    table.add_column("peak LR", justify="right")
+    table.add_column("probe loss", justify="right")
+    table.add_column("status", overflow="fold")
+    best = best_of(records)
+    for r in sorted(records, key=lambda r: r.number):
+        style = "bold" if best is not None and r.number == best.number else ""
+        table.add_row(
+            str(r.number),
+            str(r.warmup_steps),
+            f"{r.peak_lr:.3g}",
+            fmt_loss(r.score),
+            status_text(r),
+            style=style,
+        )
+    return table
+
+
+class LiveReport(Reporter):
+    """Progress while probing: one line per finished trial, and (on a terminal) a live footer
+    with trials done/total, elapsed, ETA, best so far and the running trials' steps."""
+
+    def __init__(self, console: Console, *, probe_steps: int) -> None:
+        self.console = console
+        self.probe_steps = probe_steps
+        self._t0 = time.monotonic()
+        self._done0 = 0
+        self._done = 0
+        self._total = 0
+        self._best: TrialRecord | None = None
+        self._running: dict[int, tuple[TrialSpec, int]] = {}
+        self._lock = threading.Lock()
+        self._live: Live | None = None
+        self._header = False
+
+    # Reporter API ------------------------------------------------------------------------------
+    def started(self, done: int, total: int, lr_range: tuple[float, float]) -> None:
+        self._t0 = time.monotonic()
+        self._done0 = self._done = done
+        self._total = total
+        resumed = f", resuming with {done} done" if done else ""
+        self.console.print(
+            f"probing peak LR in [{lr_range[0]:.3g}, {lr_range[1]:.3g}] × warmup, "
+            f"{total} trials of {self.probe_steps} steps{resumed}",
+            highlight=False,
+        )
+        if self.console.is_terminal:
+            self._live = Live(
+                self._footer(), console=self.console, refresh_per_second=4, transient=True
+            )
+            self._live.start()
+
+    def trial_started(self, spec: TrialSpec) -> None:
+        with self._lock:
+            self._running[spec.number] = (spec, 0)
+
+    def trial_step(self, number: int, step: int, loss: float) -> None:
+        with self._lock:
+            if number in self._running:
+                self._running[number] = (self._running[number][0], step)
+
+    def trial_finished(self, rec: TrialRecord, done: int, total: int) -> None:
+        with self._lock:
+            self._running.pop(rec.number, None)
+        self._done, self._total = done, total
+        if (
+            rec.status in FINISHED
+            and rec.score is not None
+            and (self._best is None or rec.score < (self._best.score or math.inf))
+        ):
+            self._best = rec
+        if not self._header:
+            self.console.print(
+                Text(f"{'#':>4} {'warmup':>7} {'peak LR':>9} {'loss':>9}  status", style="bold")
+            )
+            self._header = True
+        row = Text(f"{rec.number:>4} {rec.warmup_steps:>7} {rec.peak_lr:>9.3g} ")
+        row.append(f"{fmt_loss(rec.score):>9}  ")
+        row.append_text(status_text(rec))
+        row.append(f"   [{done}/{total} · {self._progress()}]", style="dim")
+        self.console.print(row, highlight=False)
+        self.tick()
+
+    def tick(self) -> None:
+        if self._live is not None:
+            self._live.update(self._footer())
+
+    def note(self, text: str) -> None:
+        self.console.print(text, style="dim", highlight=False)
+
+    def close(self) -> None:
+        if self._live is not None:
+            self._live.stop()
+            self._live = None
+
+    # helpers -------------------------------------------------------------------------------------
+    def _progress(self) -> str:
+        elapsed = time.monotonic() - self._t0
+        new = self._done - self._done0
+        left = self._total - self._done
+        eta = f"ETA {fmt_time(elapsed / new * left)}" if new > 0 and left > 0 else ""
+        best = (
+            f"best {fmt_loss(self._best.score)} (#{self._best.number})" if self._best else "no best"
+        )
+        return " · ".join(x for x in (f"{fmt_time(elapsed)} elapsed", eta, best) if x)
+
+    def _footer(self) -> Text:
+        with self._lock:
+            running = sorted(self._running.items())
+        t = Text(f"{self._done}/{self._total} trials · {self._progress()}", style="bold")
+        for n, (spec, step) in running:
+            t.append(
+                f"\n  #{n}: warmup {spec.warmup_steps}, peak LR {spec.peak_lr:.3g} — "
+                f"step {step}/{spec.probe_steps}",
+                style="dim",
+            )
+        return t
+
+
+# ---------------------------------------------------------------------------------------------
+# the stability map
+
+
+def stability_map(
+    records: Sequence[TrialRecord],
+    *,
+    lr_range: tuple[float, float],
+    warmup_max: int,
+    chosen: tuple[float, int] | None = None,
+    cols: int = 16,
+    rows: int = 8,
+) -> Group:
+    """warmup (rows, top = 0) × peak LR (columns, log scale): each cell shows the trial(s) in it
+    -- a shade for a finished run (█ lowest loss … ░ highest quartile) or a glyph for how it
+    ended early; ★ marks the recommendation."""
+    lo, hi = math.log(lr_range[0]), math.log(lr_range[1])
+    rows = max(1, min(rows, warmup_max + 1))
+
+    def col(lr: float) -> int:
+        x = (math.log(lr) - lo) / max(hi - lo, 1e-12)
+        return min(cols - 1, max(0, int(x * cols)))
+
+    def row(w: int) -> int:
+        return min(rows - 1, max(0, int(w / max(warmup_max, 1) * rows)))
+
+    done = [r for r in records if r.status not in ("running", "waiting")]
+    scores = sorted(r.score for r in done if r.status in FINISHED and r.score is not None)
+
+    def shade(s: float) -> str:
+        if len(scores) < 2:
+            return SHADES[0]
+        q = sum(x < s for x in scores) / len(scores)
+        return SHADES[min(len(SHADES) - 1, int(q * len(SHADES)))]
+
+    cells: dict[tuple[int, int], list[TrialRecord]] = {}
+    for r in done:
+        cells.setdefault((row(r.warmup_steps), col(r.peak_lr)), []).append(r)
+    star = (row(chosen[1]), col(chosen[0])) if chosen else None
+
+    grid = Text()
+    label_w = len(str(warmup_max)) * 2 + 2
+    for i in range(rows):
+        a = round(i * warmup_max / rows) if rows < warmup_max + 1 else i
+        b = round((i + 1) * warmup_max / rows) - 1 if rows < warmup_max + 1 else i
+        grid.append(f"{a}-{b}".rjust(label_w) + " │", style="dim")
+        for j in range(cols):
+            grid.append(" ")
+            if star == (i, j):
+                grid.append("★", style="bold cyan")
+                continue
+            trials = cells.get((i, j))
+            if not trials:
+                grid.append("·", style="dim")
+                continue
+            ok = [t for t in trials if t.status in FINISHED and t.score is not None]
+            if ok:
+                t = min(ok, key=lambda t: t.score)  # type: ignore[arg-type,return-value]
+                grid.append(shade(t.score), style="yellow" if t.status == "spike" else "green")  # type: ignore[arg-type]
+            else:
+                glyph, style = GLYPHS.get(trials[0].status, ("?", ""))
+                grid.append(glyph, style=style)
+        grid.append("\n")
+    grid.append(" " * label_w + " └" + "──" * cols + "\n", style="dim")
+    left, right = f"{lr_range[0]:.2g}", f"{lr_range[1]:.2g}"
+    mid = f"{math.exp((lo + hi) / 2):.2g}"
+    width = 2 * cols
+    axis = left + mid.center(width - len(left) - len(right)) + right
+    grid.append(" " * (label_w + 2) + axis + "   peak LR (log)\n", style="dim")
+    legend = Text(
+        "warmup steps ↓  █▓▒░ finished run, by loss quartile (█ best; yellow: spiky)  "
+        "× diverged  N NaN/Inf  = stalled  p pruned  ! failed  T timeout  ★ recommended",
+        style="dim",
+    )
+    return Group(Text("Stability map", style="bold"), grid, legend)
+
+
+# ---------------------------------------------------------------------------------------------
+# the recommendation
+
+
+def recommendation(recipe: Any) -> Table:
+    ev = recipe.evidence or {}
+    t = Table.grid(padding=(0, 2))
+    t.add_column(style="bold")
+    t.add_column()
+    total = recipe.total_steps
+    t.add_row("peak LR", f"{recipe.peak_lr:.3g}")
+    t.add_row("warmup", f"{recipe.warmup_steps} steps ({recipe.warmup})")
+    t.add_row(
+        "decay",
+        f"{recipe.decay} to a floor of {recipe.min_lr_ratio:g} × peak "
+        f"({recipe.peak_lr * recipe.min_lr_ratio:.3g})",
+    )
+    t.add_row("total steps", str(total) if total else "not given (pass --total-steps)")
+    if ev:
+        bound = ev.get("boundary_lr")
+        why = [
+            f"{ev.get('trials', '?')} trials of {ev.get('probe_steps', '?')} steps",
+            f"best trial #{ev.get('best_trial')} (loss {fmt_loss(ev.get('best_score'))})",
+            f"ties within {ev.get('tie_tolerance', 0):.3g}: {_numbers(ev.get('tied_trials', []))}",
+            (
+                f"instability from {bound:.3g} at this warmup; margin ×{ev.get('margin'):g}"
+                if bound
+                else "no instability seen at this warmup or longer"
+            ),
+        ]
+        t.add_row("evidence", "; ".join(why))
+    return t
+
+
+def _numbers(ns: Sequence[int]) -> str:
+    return ", ".join(f"#{n}" for n in ns[:8]) + (" …" if len(ns) > 8 else "")
+
+
+def print_final(
+    console: Console,
+    records: Sequence[TrialRecord],
+    recipe: Any | None,
+    *,
+    lr_range: tuple[float, float],
+    warmup_max: int,
+    out: str | None = None,
+    table: bool = False,
+) -> None:
+    if table:
+        console.print(trial_table(records))
+    console.print()
+    chosen = None
+    if recipe is not None:
+        probe_w = (recipe.evidence or {}).get("probe_warmup_steps", recipe.warmup_steps)
+        chosen = (recipe.peak_lr, int(probe_w))
+    console.print(stability_map(records, lr_range=lr_range, warmup_max=warmup_max, chosen=chosen))
+    if recipe is None:
+        return
+    console.print()
+    console.print(Text("Recommended schedule", style="bold"))
+    console.print(recommendation(recipe))
+    for target, title in (("torch", "plain PyTorch"), ("transformers", "HF transformers")):
+        try:
+            code = recipe.render(target)
+        except Exception as e:  # rendering is a convenience: never lose the result over it
+            console.print(f"(no {title} code: {e})", style="dim")
+            continue
+        console.print()
+        console.print(Text(f"Paste into your script ({title}):", style="bold"))
+        console.print(Syntax(code, "python", theme="ansi_dark", background_color="default"))
+    if out:
+        console.print()
+        console.print(f"recipe written to {out}", highlight=False)
+
+
+def write_png(
+    path: str,
+    records: Sequence[TrialRecord],
+    recipe: Any | None,
+    *,
+    lr_range: tuple[float, float],
+    warmup_max: int,
+) -> None:
+    """The stability map (scatter: warmup × peak LR, colour = loss, marker = how it ended) and
+    the recommended schedule, as a PNG (matplotlib is imported only here)."""
+    import io
+
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from autowarm._io import atomic_write_bytes
+
+    fig, (ax, ax2) = plt.subplots(1, 2, figsize=(11, 4.2))
+    done = [r for r in records if r.status not in ("running", "waiting")]
+    ok = [r for r in done if r.status in FINISHED and r.score is not None]
+    if ok:
+        sc = ax.scatter(
+            [r.peak_lr for r in ok],
+            [r.warmup_steps for r in ok],
+            c=[r.score for r in ok],
+            cmap="viridis_r",
+            s=60,
+            edgecolors="k",
+            label="finished",
+        )
+        fig.colorbar(sc, ax=ax, label="probe loss")
+    markers = {"diverged": "x", "nonfinite": "X", "stalled": "s", "pruned": ".", "failed": "v"}
+    for status, m in markers.items():
+        bad = [r for r in done if r.status == status]
+        if bad:
+            ax.scatter(
+                [r.peak_lr for r in bad],
+                [r.warmup_steps for r in bad],
+                marker=m,
+                c="red" if status != "pruned" else "gray",
+                s=60,
+                label=LABELS.get(status, status),
+            )
+    if recipe is not None:
+        w = (recipe.evidence or {}).get("probe_warmup_steps", recipe.warmup_steps)
+        ax.scatter([recipe.peak_lr], [w], marker="*", s=300, c="cyan", edgecolors="k")
+        ax.scatter([], [], marker="*", c="cyan", label="recommended")
+    ax.set_xscale("log")
+    ax.set_xlim(*lr_range)
+    ax.set_ylim(-0.05 * warmup_max, 1.05 * warmup_max)
+    ax.set_xlabel("peak LR")
+    ax.set_ylabel("warmup steps (probe)")
+    ax.set_title("Stability map")
+    ax.legend(fontsize=7, loc="best")
+    if recipe is not None:
+        total = recipe.total_steps or max(4 * recipe.warmup_steps, 1000)
+        xs = list(range(0, total + 1, max(1, total // 400)))
+        ax2.plot(xs, [recipe.lr_at(s, total) for s in xs])
+        ax2.set_xlabel("step")
+        ax2.set_ylabel("learning rate")
+        ax2.set_title(f"Recommended: warmup {recipe.warmup_steps}, {recipe.decay}")
+    else:
+        ax2.axis("off")
+    fig.tight_layout()
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=110)
+    plt.close(fig)
+    atomic_write_bytes(path, buf.getvalue())

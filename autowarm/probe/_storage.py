@@ -1,0 +1,154 @@
+"""Where probe results live: an Optuna storage, named by URL.
+
+- no URL: an embedded SQLite file ``.autowarm/autowarm.db`` in the working directory, which
+  opens in optuna-dashboard (``optuna-dashboard sqlite:///.autowarm/autowarm.db``);
+- ``sqlite:///…``, ``postgresql://…``, ``mysql://…``: any SQLAlchemy URL (Optuna ``RDBStorage``);
+- ``journal:///path/to/file.log`` or a path ending in ``.log``/``.journal``/``.jsonl``: an
+  Optuna ``JournalStorage`` file (several processes may share it without a database server).
+
+A password in a URL is never printed: every message goes through :func:`mask_url`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from autowarm._errors import AutowarmError
+
+if TYPE_CHECKING:
+    import optuna
+
+#: The default store, relative to the working directory.
+DEFAULT_DIR = ".autowarm"
+DEFAULT_DB = "autowarm.db"
+_JOURNAL_SUFFIXES = (".log", ".journal", ".jsonl")
+_PASSWORD = re.compile(r"(?P<head>[a-zA-Z][a-zA-Z0-9+.\-]*://[^:/@\s]*:)(?P<pw>[^@\s]*)(?P<at>@)")
+
+
+def mask_url(url: str) -> str:
+    """``postgresql://bob:secret@db/x`` -> ``postgresql://bob:***@db/x``."""
+    return _PASSWORD.sub(lambda m: f"{m['head']}***{m['at']}", url)
+
+
+def _password(url: str) -> str | None:
+    m = _PASSWORD.search(url)
+    return m["pw"] if m and m["pw"] else None
+
+
+def default_url(cwd: str | os.PathLike[str] | None = None) -> str:
+    return f"sqlite:///{Path(cwd or '.') / DEFAULT_DIR / DEFAULT_DB}"
+
+
+def _journal_path(url: str) -> str | None:
+    if url.startswith("journal:///"):
+        return url[len("journal:///") - 1 :] if url.startswith("journal:////") else url[11:]
+    if "://" not in url and url.endswith(_JOURNAL_SUFFIXES):
+        return url
+    return None
+
+
+def open_storage(url: str | None, *, create: bool = True) -> tuple[Any, str]:
+    """Open (and with ``create`` make) the storage; return ``(storage, masked_url)``.
+
+    Any failure is one :class:`AutowarmError` line naming the masked URL and the fix; nothing
+    is created when the URL is wrong (a bad scheme, a missing folder, an unreachable server).
+    """
+    import optuna
+
+    given = url
+    if url is None:
+        folder = Path(DEFAULT_DIR)
+        if not create and not (folder / DEFAULT_DB).exists():
+            raise AutowarmError(
+                f"no probe results in {folder / DEFAULT_DB}; run `autowarm probe train.py` "
+                "first, or pass --storage URL."
+            )
+        if create:
+            try:
+                folder.mkdir(exist_ok=True)
+            except OSError as e:
+                raise AutowarmError(
+                    f"cannot create {str(folder)!r}: {e.strerror}; pass --storage URL."
+                ) from None
+        url = f"sqlite:///{folder / DEFAULT_DB}"
+    shown = mask_url(url)
+    secret = _password(url)
+
+    def fail(why: object) -> AutowarmError:
+        text = str(why).strip().splitlines()[0] if str(why).strip() else type(why).__name__
+        if secret:
+            text = text.replace(secret, "***")
+        return AutowarmError(
+            f"storage {shown!r} cannot be opened: {text}; pass a reachable Optuna storage URL "
+            "with --storage (e.g. sqlite:///autowarm.db)."
+        )
+
+    journal = _journal_path(url)
+    if journal is not None:
+        path = Path(journal)
+        if not path.parent.is_dir():
+            raise fail(f"folder {str(path.parent)!r} does not exist")
+        if not create and not path.exists():
+            raise fail("no such journal file")
+        if not os.access(path.parent, os.W_OK):
+            raise fail(f"folder {str(path.parent)!r} is not writable")
+        from optuna.storages.journal import JournalFileBackend
+
+        try:
+            return optuna.storages.JournalStorage(JournalFileBackend(str(path))), shown
+        except Exception as e:
+            raise fail(e) from None
+
+    if "://" not in url:
+        raise fail(
+            "not a storage URL (expected sqlite:///file.db, postgresql://…, or journal:///file.log)"
+        )
+    if url.startswith("sqlite:///") and given is not None:
+        # SQLite would create a database file; refuse a missing folder or (for show) a missing
+        # file so a typo writes nothing.
+        path = Path(url[len("sqlite:///") :])
+        if str(path) not in ("", ":memory:"):
+            if not path.parent.is_dir():
+                raise fail(f"folder {str(path.parent)!r} does not exist")
+            if not create and not path.exists():
+                raise fail("no such database file")
+    engine_kwargs: dict[str, Any] = {}
+    if url.startswith(("postgresql", "mysql")):
+        engine_kwargs = {"connect_args": {"connect_timeout": 10}}
+    try:
+        storage = optuna.storages.RDBStorage(
+            url, engine_kwargs=engine_kwargs, skip_compatibility_check=False
+        )
+    except Exception as e:
+        raise fail(e) from None
+    return storage, shown
+
+
+def default_study_name(script: str, args: Sequence[str], config: dict[str, Any]) -> str:
+    """``train-1a2b3c4d``: the script's stem and a hash of what makes trials comparable
+    (script path, its args and the probe design), so the same command resumes and a changed
+    probe starts a new study."""
+    key = json.dumps(
+        [os.path.abspath(script), list(args), config], sort_keys=True, separators=(",", ":")
+    )
+    return f"{Path(script).stem}-{hashlib.sha1(key.encode()).hexdigest()[:8]}"
+
+
+def latest_study_name(storage: Any) -> str:
+    """The study with the most recent trial (for ``autowarm show`` without ``--study``)."""
+    import optuna
+
+    summaries = optuna.get_all_study_summaries(storage, include_best_trial=False)
+    if not summaries:
+        raise AutowarmError("the storage holds no study; run `autowarm probe train.py` first.")
+
+    def last(s: optuna.study.StudySummary) -> float:
+        return s.datetime_start.timestamp() if s.datetime_start else 0.0
+
+    return max(summaries, key=last).study_name
