@@ -102,3 +102,9 @@ class RecipeLR(LambdaLR):
             )
         state = {k: v for k, v in state_dict.items() if k != _STATE_KEY}
         super().load_state_dict(state)
+        # 2) the LR is a pure function of the step: set it now, so the resumed step is right
+        #    whichever order the optimizer and scheduler states were loaded in
+        lrs = [base * self.schedule.multiplier(self.last_epoch) for base in self.base_lrs]
+        for group, lr in zip(self.optimizer.param_groups, lrs):
+            group["lr"] = lr
+        self._last_lr = lrs
