@@ -1,0 +1,545 @@
+"""Run the user's script as probe trials: one process (group) per trial, results as they come.
+
+``ProbeRunner(script, args).run(spec)`` starts the script with ``spec``'s LR schedule forced on
+its wrapped optimizer (see :mod:`autowarm.probe._trial`), streams each step to ``on_step``,
+and returns a :class:`~autowarm.probe._types.TrialResult`. A crash, NaN, hang or kill of one
+trial never takes the caller down: every trial is its own process in its own process group
+(killing the group also kills its DataLoader workers and any subprocess it started).
+
+Processes come from a fork server (:mod:`autowarm.probe._forkserver`) that has already paid
+for the interpreter start and ``import torch``; when it cannot start (non-POSIX, autowarm not
+importable by the user's Python, an import that started threads) or when asked
+(``forkserver=False`` or ``AUTOWARM_NO_FORKSERVER=1``), each trial is a fresh
+``python -c <bootstrap> script.py args``.
+"""
+
+from __future__ import annotations
+
+import ast
+import contextlib
+import json
+import math
+import os
+import select
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Callable, Mapping, Sequence
+from typing import IO, Any
+
+from autowarm._errors import AutowarmError
+from autowarm._io import atomic_write_bytes
+from autowarm.probe._forkserver import ForkedProcess, ForkServer, ForkServerError
+from autowarm.probe._trial import _STOPPING_EVENTS, FD_ENV, TRIAL_ENV, schedule, spec_to_json
+from autowarm.probe._types import TrialResult, TrialSpec
+
+OnStep = Callable[[int, float, float], "bool | None"]
+
+# seconds a trial gets after SIGTERM before SIGKILL, and after its final message to exit by
+# itself (its `finally:` blocks run) before its process group is killed
+_TERM_GRACE_S = 2.0
+_EXIT_GRACE_S = 2.0
+_POLL_S = 0.05
+
+_BOOTSTRAP = "from autowarm.probe._trial import main; main()"
+_NO_FORKSERVER_ENV = "AUTOWARM_NO_FORKSERVER"
+
+
+class ProbeRunner:
+    """Runs probe trials of ``python script args`` in ``cwd``.
+
+    Args:
+        script: the training script, as the user would pass it to Python (relative to ``cwd``).
+        args: the script's own arguments.
+        cwd: working directory of every trial (default: the current one).
+        python: the interpreter (default: this one).
+        trial_timeout: seconds after which a trial is killed (status ``"timeout"``).
+        env: variables added to (or overriding) this process's environment for the trials.
+        forkserver: ``None`` (default) uses a fork server where possible unless
+            ``AUTOWARM_NO_FORKSERVER=1``; ``False`` spawns a fresh interpreter per trial.
+        threads: torch/BLAS threads per trial (``OMP_NUM_THREADS`` etc.) where the environment
+            sets none; pass ``cpu_count // jobs`` when running trials in parallel.
+        log_dir: keep each trial's stdout+stderr as ``trial-<number>.log`` there.
+
+    ``run`` may be called from several threads at once. ``interrupt()`` kills every running
+    trial and makes later ``run`` calls return ``"interrupted"`` at once; ``close()`` (or the
+    ``with`` block's end) also stops the fork server.
+    """
+
+    def __init__(
+        self,
+        script: str,
+        args: Sequence[str] = (),
+        *,
+        cwd: str | None = None,
+        python: str = sys.executable,
+        trial_timeout: float | None = None,
+        env: Mapping[str, str] | None = None,
+        forkserver: bool | None = None,
+        threads: int | None = None,
+        log_dir: str | None = None,
+    ) -> None:
+        # 1) validate everything the user typed, before any process starts
+        self.cwd = os.path.abspath(cwd if cwd is not None else os.getcwd())
+        if not os.path.isdir(self.cwd):
+            raise AutowarmError(f"cwd must be an existing folder but got {cwd!r}.")
+        self.script = os.fspath(script)
+        self.args = [str(a) for a in args]
+        self._script_path = os.path.join(self.cwd, self.script)
+        source = _read_script(self.script, self._script_path)
+        self.python = _resolve_python(python)
+        if trial_timeout is not None and not trial_timeout > 0:
+            raise AutowarmError(f"trial_timeout must be > 0 seconds but got {trial_timeout}.")
+        self.trial_timeout = trial_timeout
+        if threads is not None and threads < 1:
+            raise AutowarmError(f"threads must be >= 1 but got {threads}.")
+        if log_dir is not None and not os.path.isdir(log_dir):
+            raise AutowarmError(f"log_dir must be an existing folder but got {log_dir!r}.")
+        self.log_dir = log_dir
+
+        # 2) the trials' environment: ours + the user's, never a stale trial's
+        base = {**os.environ, **(env or {})}
+        for name in (TRIAL_ENV, FD_ENV, _NO_FORKSERVER_ENV):
+            base.pop(name, None)
+        if threads is not None:
+            for name in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
+                base.setdefault(name, str(threads))
+        self._env = base
+
+        self._lock = threading.Lock()
+        self._live: set[_Trial] = set()
+        self._interrupted = False
+        self._closed = False
+
+        # 3) start the fork server now: it imports torch while the caller sets up its search
+        if forkserver is None:
+            forkserver = (
+                os.name == "posix"
+                and hasattr(socket, "send_fds")
+                and os.environ.get(_NO_FORKSERVER_ENV, "").lower() not in ("1", "true", "yes")
+            )
+        self.fallback_reason: str | None = None  # why trials are spawned despite forkserver
+        self._server: ForkServer | None = None
+        self._server_checked = not forkserver
+        self._preload = _third_party_imports(source, self._script_path, self.cwd)
+        if forkserver:
+            self._start_server(self._preload)
+
+    # -- the fork server ---------------------------------------------------------------------
+
+    @property
+    def mode(self) -> str:
+        """``"forkserver"`` or ``"spawn"``: how trials start (waits for the server's start)."""
+        return "forkserver" if self._get_server() is not None else "spawn"
+
+    def _start_server(self, preload: Sequence[str]) -> None:
+        try:
+            self._server = ForkServer(self.python, self.cwd, self._env, preload)
+        except OSError as e:
+            self._server, self.fallback_reason = None, f"the fork server did not start: {e}"
+
+    def _get_server(self) -> ForkServer | None:
+        with self._lock:
+            if self._server_checked:
+                return self._server if self._server and not self._server.dead else None
+            server = self._server
+            if server is not None and not server.wait_ready() and server.unsafe and self._preload:
+                # a package the script imports starts threads at import: fork after torch only
+                server.close()
+                self._start_server(())
+                server = self._server
+                if server is not None:
+                    server.wait_ready()
+            if server is not None and server.error is not None:
+                self.fallback_reason = server.error
+                server.close()
+                self._server = None
+            self._server_checked = True
+            return self._server
+
+    # -- trials ------------------------------------------------------------------------------
+
+    def run(self, spec: TrialSpec, *, on_step: OnStep | None = None) -> TrialResult:
+        """Run one trial; blocks until it ends. Thread-safe."""
+        t0 = time.perf_counter()
+        if self._closed:
+            raise RuntimeError("this ProbeRunner is closed.")
+        if spec.probe_steps < 1:
+            raise AutowarmError(f"probe_steps must be >= 1 but got {spec.probe_steps}.")
+        schedule(spec)  # a bad spec is the caller's error, raised here (AutowarmError)
+        if self._interrupted:
+            return TrialResult("interrupted", 0, reason="the search was interrupted")
+        if not os.path.isfile(self._script_path):
+            return TrialResult(
+                "failed",
+                0,
+                failure="not_found",
+                reason=f"script {self.script!r} does not exist (anymore).",
+                wall_s=time.perf_counter() - t0,
+            )
+
+        server = self._get_server()
+        log = tempfile.TemporaryFile()  # noqa: SIM115 (closed below, after the trial)
+        read_fd, write_fd = os.pipe()
+        env = {TRIAL_ENV: spec_to_json(spec)}
+        try:
+            proc = self._start(server, env, log, write_fd)
+        except BaseException:
+            os.close(read_fd)
+            log.close()
+            raise
+        finally:
+            os.close(write_fd)  # the child holds the only write end: EOF when it is gone
+        trial = _Trial(spec, proc, read_fd, self.trial_timeout)
+        with self._lock:
+            self._live.add(trial)
+            if self._interrupted:
+                trial.stop("interrupted", "the search was interrupted")
+        try:
+            trial.follow(on_step)
+        finally:
+            with self._lock:
+                self._live.discard(trial)
+            trial.kill_group(signal.SIGKILL)  # leftovers: workers, subprocesses of the script
+            os.close(read_fd)
+        log_bytes = _read_log(log)
+        log.close()
+        if self.log_dir is not None:
+            path = os.path.join(self.log_dir, f"trial-{spec.number}.log")
+            atomic_write_bytes(path, log_bytes)
+        result = trial.result(log_bytes)
+        result.wall_s = time.perf_counter() - t0
+        return result
+
+    def _start(
+        self, server: ForkServer | None, env: dict[str, str], log: IO[bytes], write_fd: int
+    ) -> subprocess.Popen[bytes] | ForkedProcess:
+        if server is not None:
+            try:
+                return server.start(
+                    self.script,
+                    self.args,
+                    cwd=self.cwd,
+                    env=env,
+                    log_fd=log.fileno(),
+                    chan_fd=write_fd,
+                )
+            except ForkServerError as e:
+                self.fallback_reason = str(e)  # the server died: spawn from now on
+        return subprocess.Popen(
+            [self.python, "-c", _BOOTSTRAP, self.script, *self.args],
+            cwd=self.cwd,
+            env={**self._env, **env, FD_ENV: str(write_fd)},
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=log,
+            pass_fds=(write_fd,),
+            start_new_session=True,  # own process group: killpg reaches workers too
+        )
+
+    def interrupt(self) -> None:
+        """Kill every running trial now (status ``"interrupted"``); later runs do not start."""
+        with self._lock:
+            self._interrupted = True
+            trials = list(self._live)
+        for trial in trials:
+            trial.stop("interrupted", "the search was interrupted")
+
+    def close(self) -> None:
+        if self._closed:
+            return
+        with self._lock:
+            busy = bool(self._live)
+        if busy:
+            self.interrupt()
+        self._closed = True
+        with self._lock:
+            server, self._server, self._server_checked = self._server, None, True
+        if server is not None:
+            server.close()
+
+    def __enter__(self) -> ProbeRunner:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+class _Trial:
+    """The parent's side of one running trial: its messages and how it was stopped."""
+
+    def __init__(
+        self,
+        spec: TrialSpec,
+        proc: subprocess.Popen[bytes] | ForkedProcess,
+        read_fd: int,
+        timeout: float | None,
+    ) -> None:
+        self.spec = spec
+        self.proc = proc
+        self.pid = proc.pid
+        self.read_fd = read_fd
+        self.timeout = timeout
+        self.started = time.monotonic()
+        self.losses: dict[int, float] = {}
+        self.grad_norms: dict[int, float] = {}
+        self.events: list[dict[str, Any]] = []
+        self.final: dict[str, Any] | None = None  # the child's end / exit / crash message
+        self.wrapped = False
+        self.script_lr: float | None = None
+        self.train_s = 0.0
+        self.stop_status: str | None = None  # pruned / timeout / interrupted
+        self.stop_reason: str | None = None
+        self.kill_at: float | None = None
+        self._buf = b""
+
+    # -- stopping ----------------------------------------------------------------------------
+
+    def kill_group(self, sig: int) -> None:
+        if self.pid is None:
+            return
+        try:
+            os.killpg(self.pid, sig)
+        except ProcessLookupError:
+            pass
+        except PermissionError:  # the group is gone and its id reused elsewhere
+            pass
+
+    def stop(self, status: str, reason: str) -> None:
+        if self.stop_status is None and self.final is None:
+            self.stop_status, self.stop_reason = status, reason
+        self.kill_group(signal.SIGTERM)
+        if self.kill_at is None:
+            self.kill_at = time.monotonic() + _TERM_GRACE_S
+
+    # -- following the child -----------------------------------------------------------------
+
+    def follow(self, on_step: OnStep | None) -> None:
+        eof = False
+        try:
+            while True:
+                now = time.monotonic()
+                # 1) deadlines: the trial's timeout, then SIGKILL after the SIGTERM grace
+                running = self.stop_status is None and self.final is None
+                if running and self.timeout is not None and now - self.started > self.timeout:
+                    steps = len(self.losses)
+                    self.stop("timeout", f"killed after {self.timeout:g} s at step {steps}")
+                if self.kill_at is not None and now > self.kill_at:
+                    self.kill_group(signal.SIGKILL)
+                # 2) read what the child sent
+                if not eof:
+                    readable, _, _ = select.select([self.read_fd], [], [], _POLL_S)
+                    if readable:
+                        data = os.read(self.read_fd, 1 << 16)
+                        eof = not data
+                        self._feed(data, on_step)
+                else:
+                    _wait(self.proc, _POLL_S)
+                # 3) the process is gone: read what is left in the pipe, done
+                if self.proc.poll() is not None or getattr(self.proc, "lost", False):
+                    while not eof and select.select([self.read_fd], [], [], 0)[0]:
+                        data = os.read(self.read_fd, 1 << 16)
+                        eof = not data
+                        self._feed(data, None)
+                    return
+                # 4) the child said how it ended: give its `finally:` blocks a moment
+                if self.final is not None and self.kill_at is None:
+                    self.kill_at = time.monotonic() + _EXIT_GRACE_S
+        except BaseException:
+            self.kill_group(signal.SIGKILL)
+            raise
+
+    def _feed(self, data: bytes, on_step: OnStep | None) -> None:
+        self._buf += data
+        *lines, self._buf = self._buf.split(b"\n")
+        for line in lines:
+            if not line:
+                continue
+            msg = json.loads(line)
+            kind = msg.get("t")
+            if kind == "step":
+                i = int(msg["i"])
+                self.losses[i], self.grad_norms[i] = float(msg["loss"]), float(msg["gn"])
+                self.train_s = float(msg["s"])
+                if msg.get("script_lr") is not None:
+                    self.script_lr = float(msg["script_lr"])
+                running = self.stop_status is None and self.final is None
+                if (
+                    running
+                    and on_step is not None
+                    and on_step(i, self.losses[i], self.grad_norms[i])
+                ):
+                    self.stop("pruned", f"pruned by the search at step {i}")
+            elif kind == "event":
+                self.events.append(msg["event"])
+            elif kind == "wrap":
+                self.wrapped = True
+            elif kind in ("end", "exit", "crash"):
+                self.final = msg
+                self.wrapped = self.wrapped or bool(msg.get("wrapped"))
+                self.train_s = float(msg.get("train_s") or self.train_s)
+                if msg.get("script_lr") is not None:
+                    self.script_lr = float(msg["script_lr"])
+
+    # -- the result --------------------------------------------------------------------------
+
+    def result(self, log: bytes) -> TrialResult:
+        steps = max(self.losses, default=-1) + 1
+        if self.final is not None and "steps" in self.final:
+            steps = max(steps, int(self.final["steps"]))
+        result = TrialResult(
+            "failed",
+            steps,
+            losses=[self.losses.get(i, math.nan) for i in range(steps)],
+            grad_norms=[self.grad_norms.get(i, math.nan) for i in range(steps)],
+            events=self.events,
+            train_s=self.train_s,
+            script_lr=self.script_lr,
+        )
+        final = self.final or {}
+        kind = final.get("t")
+        # 1) the child ended the trial itself: reached probe_steps or the monitor was sure
+        if kind == "end":
+            result.status, result.reason = final["status"], final.get("reason")
+            return result
+        # 2) we stopped it: pruned, timed out, interrupted
+        if self.stop_status is not None:
+            result.status, result.reason = self.stop_status, self.stop_reason  # type: ignore[assignment]
+            return result
+        if kind == "crash" and final.get("syntax"):
+            result.failure, result.reason = "syntax", final.get("reason")
+            return result
+        # 3) it died or stopped early after an instability (its own NaN check, say)
+        unstable = self._instability()
+        if unstable is not None:
+            result.status, result.reason = unstable  # type: ignore[assignment]
+            return result
+        # 4) a crash, a bad exit code, a signal
+        code = final.get("code") if kind == "exit" else self.proc.poll()
+        if kind == "crash":
+            result.failure, result.reason = "crash", final.get("reason")
+        elif getattr(self.proc, "lost", False):
+            result.failure, result.reason = "crash", "the fork server died during the trial"
+        elif code is not None and code < 0:
+            result.failure, result.reason = "crash", _signal_reason(-code, log)
+        elif code:
+            last = _last_line(log)
+            result.failure = "crash"
+            result.reason = f"the script exited with code {code}" + (f": {last}" if last else "")
+        # 5) it ended by itself before the probe length
+        elif not self.wrapped:
+            result.failure = "no_wrap"
+            result.reason = (
+                "the script ended without wrapping an optimizer: add "
+                "`optimizer = autowarm.wrap(optimizer)` after creating it."
+            )
+        else:
+            result.failure = "too_short"
+            result.reason = (
+                f"the script ended after {steps} optimizer steps, before the probe length of "
+                f"{self.spec.probe_steps}: lower the probe steps or let the script train longer."
+            )
+        return result
+
+    def _instability(self) -> tuple[str, str] | None:
+        for event in self.events:
+            if event.get("kind") in _STOPPING_EVENTS:
+                return _STOPPING_EVENTS[
+                    event["kind"]
+                ], f"{event['kind']} at step {event.get('step')}"
+        # a NaN loss is only a real one when the script reports its loss at other steps
+        reports_loss = any(math.isfinite(v) for v in self.losses.values())
+        for i in sorted(self.losses):
+            loss, grad_norm = self.losses[i], self.grad_norms[i]
+            if math.isinf(loss) or (reports_loss and math.isnan(loss)):
+                return "nonfinite", f"loss {loss} at step {i}"
+            if not math.isfinite(grad_norm):
+                return "nonfinite", f"grad norm {grad_norm} at step {i}"
+        return None
+
+
+def _wait(proc: subprocess.Popen[bytes] | ForkedProcess, timeout: float) -> None:
+    with contextlib.suppress(subprocess.TimeoutExpired):
+        proc.wait(timeout)
+
+
+def _read_log(log: IO[bytes]) -> bytes:
+    log.flush()
+    log.seek(0)
+    return log.read()
+
+
+def _last_line(log: bytes) -> str | None:
+    for line in reversed(log.decode(errors="replace").splitlines()):
+        if line.strip():
+            return " ".join(line.split())[:400]
+    return None
+
+
+def _signal_reason(signum: int, log: bytes) -> str:
+    try:
+        name = signal.Signals(signum).name
+    except ValueError:
+        name = f"signal {signum}"
+    hint = " (out of memory?)" if signum == signal.SIGKILL else ""
+    last = _last_line(log)
+    return f"killed by {name}{hint}" + (f"; last output: {last}" if last else "")
+
+
+def _read_script(script: str, path: str) -> str:
+    if not os.path.exists(path):
+        raise AutowarmError(f"script {script!r} does not exist; pass the path of your train.py.")
+    if not os.path.isfile(path):
+        raise AutowarmError(f"script {script!r} is not a file; pass the path of your train.py.")
+    try:
+        with open(path, "rb") as f:
+            source = f.read()
+    except OSError as e:
+        raise AutowarmError(f"script {script!r} cannot be read: {e.strerror}.") from None
+    try:
+        compile(source, path, "exec", dont_inherit=True)
+    except SyntaxError as e:
+        raise AutowarmError(
+            f"script {script!r} has a syntax error at line {e.lineno}: {e.msg}; fix it first."
+        ) from None
+    except ValueError as e:  # null bytes
+        raise AutowarmError(f"script {script!r} is not Python source: {e}.") from None
+    return source.decode("utf-8", errors="replace")
+
+
+def _resolve_python(python: str) -> str:
+    found = shutil.which(python) if os.sep not in python else python
+    if found is None or not os.path.isfile(found) or not os.access(found, os.X_OK):
+        raise AutowarmError(f"python {python!r} is not an executable; pass the interpreter path.")
+    return os.path.abspath(found)
+
+
+def _third_party_imports(source: str, script_path: str, cwd: str) -> list[str]:
+    """Top-level packages the script imports that are neither stdlib nor local files: the
+    fork server imports them once (e.g. transformers) so trials do not pay for them."""
+    try:
+        tree = ast.parse(source)
+    except SyntaxError:
+        return []
+    names: list[str] = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            names += [a.name.split(".")[0] for a in node.names]
+        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+            names.append(node.module.split(".")[0])
+    folders = {os.path.dirname(os.path.realpath(script_path)), cwd}
+    stdlib = getattr(sys, "stdlib_module_names", frozenset())
+    keep = []
+    for name in dict.fromkeys(names):
+        local = any(
+            os.path.exists(os.path.join(d, name + ".py")) or os.path.isdir(os.path.join(d, name))
+            for d in folders
+        )
+        if not local and name not in stdlib and name not in sys.builtin_module_names:
+            keep.append(name)
+    return keep

@@ -1,0 +1,395 @@
+"""Inside one probe trial: force the trial's LR schedule and report every step to the parent.
+
+This module runs in the trial's process (the user's script), never in the search. Two entry
+points:
+
+- :func:`attach` — called by ``MonitoredOptimizer.__init__`` when ``AUTOWARM_TRIAL`` is set;
+  returns a :class:`Controller` whose ``before_step`` / ``after_step`` wrap every
+  ``optimizer.step()``.
+- :func:`run_script` — the trial's bootstrap: runs the user's script like
+  ``python script.py args`` would and turns however it ends into one final message.
+
+Protocol (child -> parent), set up by :mod:`autowarm.probe._runner`:
+
+- ``AUTOWARM_TRIAL``: the :class:`~autowarm.probe._types.TrialSpec` as JSON;
+- ``AUTOWARM_TRIAL_FD``: an inherited pipe's write end; the trial writes one JSON object per
+  line (``{"t": "wrap" | "step" | "event" | "end" | "exit" | "crash", ...}``). Without it
+  (``AUTOWARM_TRIAL='{"peak_lr": 0.01, ...}' python train.py`` by hand) the LR is still forced
+  and the script still ends at ``probe_steps``; nothing is reported.
+
+The LR of step ``s`` (0-based) on every param group is ``Recipe(...).lr_at(s) * ratio``, set
+right before the real update, so it wins over the script's own scheduler and over a
+nanoGPT-style ``param_group["lr"] = lr`` in the loop. ``ratio`` keeps the script's ratios
+between param groups: each group's base LR is its ``initial_lr`` (written by any torch LR
+scheduler: the schedule's base even when the scheduler set LR 0 at step 0) or else its LR
+when the optimizer was wrapped, divided by the base LR of the largest group (most parameters;
+of the first wrapped optimizer when a script wraps several).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import math
+import os
+import runpy
+import sys
+import time
+import traceback
+from collections.abc import Callable
+from dataclasses import fields
+from typing import Any
+
+from autowarm.probe._types import TrialSpec
+
+TRIAL_ENV = "AUTOWARM_TRIAL"
+FD_ENV = "AUTOWARM_TRIAL_FD"
+
+# monitor event kind -> the trial status it ends the trial with. Spikes do not end a trial
+# (warmup transients recover; the search judges them), AMP skips are normal operation.
+_STOPPING_EVENTS = {"nonfinite": "nonfinite", "divergence": "diverged", "stall": "stalled"}
+
+# step messages are batched: written at most this often (plus at once for the first step,
+# events and the end), so a fast loop does not pay a syscall per step.
+_FLUSH_INTERVAL_S = 0.05
+
+
+class TrialEnd(SystemExit):
+    """Ends the user's script from inside ``optimizer.step()``.
+
+    A ``SystemExit`` so that ``except Exception`` in the user's loop lets it through; the
+    bootstrap recognises it (and any error raised by the script's ``finally`` blocks while it
+    propagates) as the planned end of the trial, not a crash.
+    """
+
+    def __init__(self, status: str, reason: str | None = None) -> None:
+        super().__init__(0)
+        self.status = status
+        self.reason = reason
+
+
+def spec_to_json(spec: TrialSpec) -> str:
+    return json.dumps({f.name: getattr(spec, f.name) for f in fields(spec)})
+
+
+def spec_from_json(text: str) -> TrialSpec:
+    data = json.loads(text)
+    known = {f.name for f in fields(TrialSpec)}
+    defaults = {"number": 0, "warmup_steps": 0}
+    defaults.update({k: v for k, v in data.items() if k in known})
+    if "probe_steps" not in defaults:
+        raise ValueError(f"{TRIAL_ENV} needs 'peak_lr' and 'probe_steps' but got {text!r}.")
+    return TrialSpec(**defaults)
+
+
+def schedule(spec: TrialSpec) -> Callable[[int], float]:
+    """The trial's LR at each step: a Recipe with ``total_steps = probe_steps``."""
+    from autowarm._recipe import Recipe
+
+    recipe = Recipe(
+        peak_lr=spec.peak_lr,
+        warmup_steps=spec.warmup_steps,
+        total_steps=spec.probe_steps,
+        warmup=spec.warmup,
+        decay=spec.decay,
+        min_lr_ratio=spec.min_lr_ratio,
+        **spec.options,
+    )
+    return recipe.lr_at
+
+
+class _Channel:
+    """Newline-delimited JSON messages on the inherited pipe (or nowhere)."""
+
+    def __init__(self, fd: int | None) -> None:
+        self.fd = fd
+        self._pending: list[bytes] = []
+        self._last_write = 0.0
+
+    def send(self, msg: dict[str, Any], *, now: bool = True) -> None:
+        if self.fd is None:
+            return
+        self._pending.append(json.dumps(msg).encode() + b"\n")
+        if now or time.perf_counter() - self._last_write >= _FLUSH_INTERVAL_S:
+            self.flush()
+
+    def flush(self) -> None:
+        if self.fd is None or not self._pending:
+            return
+        data = b"".join(self._pending)
+        self._pending.clear()
+        self._last_write = time.perf_counter()
+        try:
+            while data:
+                n = os.write(self.fd, data)
+                data = data[n:]
+        except OSError:
+            # the parent is gone (search killed): nobody reads the results, stop training
+            self.fd = None
+            raise TrialEnd("interrupted", "the search that started this trial is gone") from None
+
+
+class _Session:
+    """Per-process trial state, shared by every wrapped optimizer in the script."""
+
+    def __init__(self, spec: TrialSpec, fd: int | None) -> None:
+        self.spec = spec
+        self.lr_at = schedule(spec)
+        self.channel = _Channel(fd)
+        self.controllers: list[Controller] = []
+        self.ended: TrialEnd | None = None
+        self.steps = 0
+        self.t_first: float | None = None
+        self.t_last: float | None = None
+        self.reference_lr: float | None = None  # base LR of the primary's largest group
+        self.wrap_lr: float | None = None  # script's LR (largest group) when wrapped
+        self.initial_lr: float | None = None  # its scheduler's initial_lr at the first step
+        self.max_script_lr = 0.0  # largest LR the script itself set before any step
+
+    @property
+    def train_s(self) -> float:
+        if self.t_first is None or self.t_last is None:
+            return 0.0
+        return self.t_last - self.t_first
+
+    @property
+    def script_lr(self) -> float | None:
+        """The script's own LR: its scheduler's base LR, else the LR it built the optimizer
+        with, else the largest LR it set itself during the probe (all of its largest group)."""
+        for lr in (self.initial_lr, self.wrap_lr, self.max_script_lr):
+            if lr is not None and lr > 0:
+                return lr
+        return self.wrap_lr
+
+    def summary(self) -> dict[str, Any]:
+        return {
+            "steps": self.steps,
+            "train_s": self.train_s,
+            "script_lr": self.script_lr,
+            "wrapped": bool(self.controllers),
+        }
+
+    def end(self, status: str, reason: str | None) -> TrialEnd:
+        self.ended = TrialEnd(status, reason)
+        self.channel.send({"t": "end", "status": status, "reason": reason, **self.summary()})
+        return self.ended
+
+
+_session: _Session | None = None
+
+
+def _get_session() -> _Session:
+    global _session
+    if _session is None:
+        fd_text = os.environ.get(FD_ENV)
+        _session = _Session(
+            spec_from_json(os.environ[TRIAL_ENV]), int(fd_text) if fd_text else None
+        )
+    return _session
+
+
+def _lr_value(lr: Any) -> float:
+    return float(lr.item()) if hasattr(lr, "item") else float(lr)
+
+
+def _largest_group(optimizer: Any) -> int:
+    sizes = [sum(p.numel() for p in g["params"]) for g in optimizer.param_groups]
+    return max(range(len(sizes)), key=lambda i: sizes[i])
+
+
+class Controller:
+    """Forces the trial's LR on one wrapped optimizer; the first one also reports steps."""
+
+    def __init__(self, optimizer: Any, session: _Session) -> None:
+        self.session = session
+        self.primary = not session.controllers
+        self._wrap_lrs = [_lr_value(g["lr"]) for g in optimizer.param_groups]
+        self._ratios: list[float] | None = None
+        self._step = 0
+        self._n_events = 0
+        self._spikes = 0
+        if self.primary:
+            session.wrap_lr = self._wrap_lrs[_largest_group(optimizer)]
+            session.channel.send({"t": "wrap", "lrs": self._wrap_lrs})
+        session.controllers.append(self)
+
+    def _base_lrs(self, optimizer: Any) -> list[float]:
+        # 1) a torch LR scheduler stores each group's schedule base as initial_lr: use it even
+        #    if the scheduler already set lr to 0 for step 0; 2) else the LR at wrap time;
+        #    3) groups added after wrapping: their current LR.
+        bases = []
+        for i, g in enumerate(optimizer.param_groups):
+            if "initial_lr" in g:
+                bases.append(_lr_value(g["initial_lr"]))
+            elif i < len(self._wrap_lrs):
+                bases.append(self._wrap_lrs[i])
+            else:
+                bases.append(_lr_value(g["lr"]))
+        return bases
+
+    def _capture_ratios(self, optimizer: Any) -> list[float]:
+        bases = self._base_lrs(optimizer)
+        largest = _largest_group(optimizer)
+        session = self.session
+        if self.primary:
+            if "initial_lr" in optimizer.param_groups[largest]:
+                session.initial_lr = bases[largest]
+            reference = bases[largest] if bases[largest] > 0 else max(bases)
+            session.reference_lr = reference if reference > 0 else None
+        reference = session.reference_lr or bases[largest] or max(bases)
+        if reference <= 0:  # every base LR is 0: nothing to keep, same LR everywhere
+            return [1.0] * len(bases)
+        return [b / reference for b in bases]
+
+    def before_step(self, optimizer: Any) -> None:
+        session = self.session
+        if session.ended is not None:  # the script caught the end and kept training
+            raise TrialEnd(session.ended.status, session.ended.reason)
+        groups = optimizer.param_groups
+        if self._ratios is None or len(self._ratios) != len(groups):
+            self._ratios = self._capture_ratios(optimizer)
+        if self.primary:
+            script_lr = _lr_value(groups[_largest_group(optimizer)]["lr"])
+            session.max_script_lr = max(session.max_script_lr, script_lr)
+            if session.t_first is None:
+                session.t_first = time.perf_counter()
+        lr = session.lr_at(self._step)
+        for group, ratio in zip(groups, self._ratios):
+            if hasattr(group["lr"], "fill_"):  # tensor LR (capturable / fused optimizers)
+                group["lr"].fill_(lr * ratio)
+            else:
+                group["lr"] = lr * ratio
+
+    def after_step(self, optimizer: Any) -> None:
+        step = self._step
+        self._step += 1
+        if not self.primary:
+            return
+        session = self.session
+        monitor = optimizer.monitor
+        monitor.flush()
+        session.steps = self._step
+        session.t_last = time.perf_counter()
+        rec = monitor.history[-1] if monitor.history else None
+        msg = {
+            "t": "step",
+            "i": step,
+            "loss": _field(rec, "loss"),
+            "gn": _field(rec, "grad_norm"),
+            "lr": session.lr_at(step),
+            "s": session.train_s,
+        }
+        if step == 0:
+            msg["script_lr"] = session.script_lr
+        session.channel.send(msg, now=step == 0)
+
+        # 1) the monitor is sure it is unstable: stop now, a longer run teaches nothing
+        stop: tuple[str, str] | None = None
+        events = monitor.events
+        for event in events[self._n_events :]:
+            data = event.to_dict()
+            session.channel.send({"t": "event", "event": data})
+            kind = data.get("kind")
+            if kind == "spike":
+                self._spikes += 1
+            if stop is None and kind in _STOPPING_EVENTS:
+                stop = (_STOPPING_EVENTS[kind], _describe(data))
+        self._n_events = len(events)
+        if stop is not None:
+            raise session.end(*stop)
+        # 2) probe length reached: end the script cleanly
+        if self._step >= session.spec.probe_steps:
+            status = "spike" if self._spikes else "stable"
+            reason = f"{self._spikes} spike(s)" if self._spikes else None
+            raise session.end(status, reason)
+
+
+def _field(rec: Any, name: str) -> float:
+    value = rec.get(name) if isinstance(rec, dict) else getattr(rec, name, None)
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        return math.nan
+
+
+def _describe(event: dict[str, Any]) -> str:
+    kind, signal, step = event.get("kind"), event.get("signal"), event.get("step")
+    value, reference = event.get("value"), event.get("reference")
+    text = f"{kind} of {signal} at step {step}"
+    if isinstance(value, (int, float)):
+        text += f": {value:.4g}"
+        if isinstance(reference, (int, float)):
+            text += f" (reference {reference:.4g})"
+    return text
+
+
+def attach(optimizer: Any) -> Controller:
+    """Called by ``MonitoredOptimizer.__init__`` inside a probe trial (``AUTOWARM_TRIAL`` set)."""
+    return Controller(optimizer, _get_session())
+
+
+# ---------------------------------------------------------------------------------------------
+# the trial's bootstrap: ``python script.py args`` with the end of the trial reported
+
+
+def one_line(exc: BaseException, script: str | None = None) -> str:
+    """``"RuntimeError: shapes do not match (train.py, line 42)"``: the last line of the
+    traceback plus the deepest frame of the user's script."""
+    text = " ".join(traceback.format_exception_only(type(exc), exc)[-1].split())
+    if isinstance(exc, SyntaxError) and exc.filename:
+        return f"{text} ({os.path.basename(exc.filename)}, line {exc.lineno})"[:400]
+    where = None
+    for frame in traceback.extract_tb(exc.__traceback__):
+        if script is not None and os.path.realpath(frame.filename) == os.path.realpath(script):
+            where = frame
+    if where is not None:
+        text += f" ({os.path.basename(where.filename)}, line {where.lineno})"
+    return text[:400]
+
+
+def run_script(script: str, args: list[str]) -> int:
+    """Run ``script`` as ``__main__`` like ``python script args``; report how it ended.
+
+    Returns the exit code for ``os._exit``: the caller skips interpreter teardown (atexit
+    hooks of loggers, DataLoader workers) because the parent has all it needs and kills the
+    trial's process group anyway.
+    """
+    session = _get_session()
+    sys.argv = [script, *args]
+    # `python script.py` puts the script's (real) folder first on sys.path
+    sys.path[0] = os.path.dirname(os.path.realpath(script))
+    code = 0
+    try:
+        runpy.run_path(script, run_name="__main__")
+        session.channel.send({"t": "exit", "code": 0, **session.summary()})
+    except SystemExit as e:
+        if session.ended is None:
+            code = e.code if isinstance(e.code, int) else (0 if e.code is None else 1)
+            if e.code is not None and not isinstance(e.code, int):
+                sys.stderr.write(f"{e.code}\n")
+            session.channel.send({"t": "exit", "code": code, **session.summary()})
+    except BaseException as e:
+        # an error while the trial's end propagates (a `finally:` in the script saving a
+        # checkpoint, say) is not the trial's result: the end message is already sent
+        if session.ended is None:
+            traceback.print_exc()
+            syntax = isinstance(e, SyntaxError) and os.path.realpath(
+                e.filename or ""
+            ) == os.path.realpath(script)
+            session.channel.send(
+                {"t": "crash", "reason": one_line(e, script), "syntax": syntax, **session.summary()}
+            )
+            code = 1
+    finally:
+        for stream in (sys.stdout, sys.stderr):
+            with contextlib.suppress(Exception):
+                stream.flush()
+        with contextlib.suppress(TrialEnd):
+            session.channel.flush()
+    return code
+
+
+def main() -> None:
+    """``python -c "from autowarm.probe._trial import main; main()" script.py args...``."""
+    code = run_script(sys.argv[1], sys.argv[2:])
+    os._exit(code)
