@@ -250,32 +250,39 @@ class Schedule:
         return f + (1.0 - f) * _ease_out(self.decay, p)
 
     def describe(self) -> str:
-        """One line for humans: ``"linear warmup 200 steps -> cosine decay to 0.1x at 5000"``."""
+        """One line for humans, e.g. ``"linear warmup over 200 steps from 0.5% of the peak ->
+        cosine decay to 10% of the peak at step 5000"``."""
         if self.warmup_steps:
-            parts = [f"{self.warmup} warmup {self.warmup_steps} steps from {self.start_ratio:.3g}x"]
+            first = f"{self.warmup} warmup over {self.warmup_steps} steps"
+            parts = [f"{first} from {_percent(self.start_ratio)} of the peak"]
         else:
             parts = ["no warmup"]
         end = f"step {self.total_steps}" if self.total_steps is not None else "total_steps"
-        floor = f"{self.min_lr_ratio:g}x"
+        to_floor = f"to {_percent(self.min_lr_ratio)} of the peak at {end}"
         if self.decay == "constant":
             parts.append("constant")
         elif self.decay == "inverse_sqrt":
-            parts.append(f"inverse-sqrt decay (timescale {self.resolved_timescale}, floor {floor})")
+            floor = f", floor {_percent(self.min_lr_ratio)}" if self.min_lr_ratio else ""
+            parts.append(f"inverse-sqrt decay (timescale {self.resolved_timescale}{floor})")
         elif self.decay == "wsd":
-            cool = (
-                self.resolved_cooldown_steps(self.total_steps)
-                if self.total_steps is not None
-                else f"{self.cooldown_steps:g} of the run"
-            )
-            parts.append(f"stable, then {self.cooldown_shape} cooldown over {cool} steps")
-            parts[-1] += f" to {floor} at {end}"
+            if self.total_steps is not None:
+                cool = f"{self.resolved_cooldown_steps(self.total_steps)} steps"
+            elif _is_int(self.cooldown_steps):
+                cool = f"{self.cooldown_steps} steps"
+            else:
+                cool = f"{_percent(self.cooldown_steps)} of the run"
+            parts.append(f"stable -> {self.cooldown_shape} cooldown over {cool} {to_floor}")
         elif self.decay == "polynomial":
-            parts.append(f"polynomial (power {self.power:g}) decay to {floor} at {end}")
+            parts.append(f"polynomial (power {self.power:g}) decay {to_floor}")
         elif self.decay == "cosine_with_restarts":
-            parts.append(f"cosine decay with {self.num_cycles} cycles to {floor} at {end}")
+            parts.append(f"cosine decay in {self.num_cycles} cycles (hard restarts) {to_floor}")
         else:
-            parts.append(f"{self.decay} decay to {floor} at {end}")
+            parts.append(f"{self.decay} decay {to_floor}")
         return " -> ".join(parts)
+
+
+def _percent(ratio: float) -> str:
+    return f"{100 * ratio:.3g}%"
 
 
 def _ease_in(shape: str, p: float) -> float:
