@@ -85,7 +85,7 @@ def run(args: argparse.Namespace, *, console: Console | None = None) -> int:
         console.print(Text(code), soft_wrap=True)
     if png is not None:
         atomic_write_bytes(args.png, png)
-        console.print(f"saved plot to {args.png}", markup=False, highlight=False)
+        console.print(Text(f"saved plot to {args.png}"), soft_wrap=True)
     return 0
 
 
@@ -130,7 +130,8 @@ def show_schedule(recipe: Recipe, *, console: Console | None = None) -> None:
 
     # 1) key numbers
     console.print(Text("LR schedule", style="bold"))
-    console.print(Text(f"  {recipe.describe()}"))
+    for number, phase in enumerate(schedule.describe().split(" -> "), start=1):
+        console.print(Text(f"  {number}) {phase}"))
     floor = recipe.peak_lr * recipe.min_lr_ratio
     numbers = [
         ("peak LR", f"{recipe.peak_lr:.3g}"),
