@@ -1,17 +1,21 @@
+"""The monitor: ``autowarm.wrap(optimizer)`` watches loss and gradient norm for NaN/Inf,
+spikes, divergence and stalls, cheaply (no host sync per step on CUDA)."""
+
 from __future__ import annotations
 
+from autowarm.monitor._detect import Thresholds
+from autowarm.monitor._event import EVENT_KINDS, Event, StepRecord
+from autowarm.monitor._monitor import DEFAULT_ACTIONS, History, Monitor
+from autowarm.monitor._optimizer import MonitoredOptimizer, wrap
 
-class Event:  # placeholder until the monitor lands
-    pass
-
-
-class Monitor:  # placeholder until the monitor lands
-    pass
-
-
-class MonitoredOptimizer:  # placeholder until the monitor lands
-    pass
-
-
-def wrap(optimizer, **options):  # placeholder until the monitor lands
-    raise NotImplementedError("the monitor has not landed yet")
+__all__ = [
+    "DEFAULT_ACTIONS",
+    "EVENT_KINDS",
+    "Event",
+    "History",
+    "Monitor",
+    "MonitoredOptimizer",
+    "StepRecord",
+    "Thresholds",
+    "wrap",
+]

@@ -1,0 +1,415 @@
+"""``autowarm.wrap(optimizer)``: a :class:`torch.optim.Optimizer` that watches the one it wraps.
+
+The wrapper forwards ``param_groups``, ``state``, ``defaults``, ``state_dict``,
+``load_state_dict``, ``zero_grad`` and ``add_param_group`` to the wrapped optimizer (as
+accelerate's ``AcceleratedOptimizer`` does), so LR schedulers, checkpoints and GradScaler see the
+real thing, and a checkpoint saved through the wrapper loads into the bare optimizer and back.
+
+Per ``step()``, on the gradients' device and without a host sync:
+
+1) the total L2 gradient norm, one fused ``torch._foreach_norm`` pass per device (it is
+   non-finite iff some gradient element is, so it doubles as the NaN/Inf check);
+2) the mean of the losses passed to ``report()`` since the previous step (gradient
+   accumulation: call ``report()`` every micro-step; the mean is what the step "saw" when each
+   micro-batch loss is reported unscaled -- detection is scale-free, so reporting
+   ``loss / accum_steps`` instead changes the recorded numbers, not what is detected);
+3) GradScaler's ``found_inf`` when it drives the step.
+
+These three numbers go into one tiny device tensor per step. When the host reads them:
+
+- CPU tensors: every step (reading is free).
+- CUDA (any accelerator): every ``read_every`` steps (default 16), all pending steps in one
+  ``.tolist()`` -- one sync per 16 steps, so detection, history and warnings lag by at most 15
+  steps (each event still carries the exact step it happened at); ``monitor.flush()`` reads now.
+- ``"skip"`` or ``"raise"`` configured for any kind: every step, before the update (the decision
+  must be known before the parameters change) -- one host sync per step, the same price
+  GradScaler pays for its own ``found_inf.item()``.
+
+GradScaler: the wrapper declares ``_step_supports_amp_scaling`` (the protocol of torch's fused
+optimizers), so ``scaler.step(optimizer)`` always calls ``step()``, handing it ``found_inf``
+(and ``grad_scale`` when ``unscale_`` was not called). Skipped steps are therefore seen and
+counted (``amp_skip``). Fused inner optimizers get ``found_inf`` passed on and skip on the
+device; others are stepped only when ``found_inf`` is zero, read with ``.item()`` exactly as
+GradScaler does for them.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from collections import OrderedDict
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any
+
+import torch
+from rich.console import Console
+
+from autowarm._errors import AutowarmError
+from autowarm.monitor._detect import Thresholds
+from autowarm.monitor._event import Event
+from autowarm.monitor._monitor import Monitor
+
+_DEFAULTS = Thresholds()
+_HOOK_DICTS = (
+    "_optimizer_step_pre_hooks",
+    "_optimizer_step_post_hooks",
+    "_optimizer_state_dict_pre_hooks",
+    "_optimizer_state_dict_post_hooks",
+    "_optimizer_load_state_dict_pre_hooks",
+    "_optimizer_load_state_dict_post_hooks",
+)
+
+
+class MonitoredOptimizer(torch.optim.Optimizer):
+    """A torch optimizer wrapped by :func:`wrap`; ``.optimizer`` is the wrapped one and
+    ``.monitor`` the :class:`Monitor` with history and events."""
+
+    # GradScaler calls step() of such optimizers even for Inf/NaN gradients, with `found_inf`
+    # (and `grad_scale`) set as attributes, instead of silently not calling it.
+    _step_supports_amp_scaling = True
+
+    def __init__(self, optimizer: torch.optim.Optimizer, monitor: Monitor) -> None:
+        # Optimizer.__init__ is not called: the wrapped optimizer owns groups and state.
+        self.optimizer = optimizer
+        self.monitor = monitor
+        self._init_transient()
+        # probe hook: only inside an `autowarm probe` trial process
+        self._controller: Any = None
+        if os.environ.get("AUTOWARM_TRIAL"):
+            from autowarm.probe._trial import attach
+
+            self._controller = attach(self)
+
+    def _init_transient(self) -> None:
+        for name in _HOOK_DICTS:
+            setattr(self, name, OrderedDict())
+        self._patch_step_function()  # so register_step_pre_hook/post_hook work on the wrapper
+        self._loss_sum: torch.Tensor | None = None
+        self._n_reports = 0
+        self._pre_clip_norm: torch.Tensor | None = None
+        self._zeros: dict[torch.device, torch.Tensor] = {}
+
+    # -- forwarded state (setters too: schedulers and checkpoint code assign these) ------------
+    @property  # type: ignore[override]
+    def param_groups(self) -> list[dict[str, Any]]:
+        return self.optimizer.param_groups
+
+    @param_groups.setter
+    def param_groups(self, value: list[dict[str, Any]]) -> None:
+        self.optimizer.param_groups = value
+
+    @property  # type: ignore[override]
+    def state(self) -> Any:
+        return self.optimizer.state
+
+    @state.setter
+    def state(self, value: Any) -> None:
+        self.optimizer.state = value
+
+    @property  # type: ignore[override]
+    def defaults(self) -> dict[str, Any]:
+        return self.optimizer.defaults
+
+    @defaults.setter
+    def defaults(self, value: dict[str, Any]) -> None:
+        self.optimizer.defaults = value
+
+    def state_dict(self) -> dict[str, Any]:
+        return self.optimizer.state_dict()
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        self.optimizer.load_state_dict(state_dict)
+
+    def add_param_group(self, param_group: dict[str, Any]) -> None:
+        self.optimizer.add_param_group(param_group)
+
+    def zero_grad(self, set_to_none: bool = True) -> None:
+        self.optimizer.zero_grad(set_to_none=set_to_none)
+
+    def __getattr__(self, name: str) -> Any:
+        # only reached for names the wrapper lacks: methods of custom optimizers (e.g. a
+        # schedule-free optimizer's .train()/.eval()) keep working through the wrapper
+        if name.startswith("__") or name in ("optimizer", "monitor"):
+            raise AttributeError(name)
+        return getattr(self.__dict__["optimizer"], name)
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.optimizer!r})"
+
+    def __getstate__(self) -> dict[str, Any]:
+        # the LR scheduler's patched `step`, hooks and the probe controller stay behind
+        return {"optimizer": self.optimizer, "monitor": self.monitor}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        self._init_transient()
+        self._controller = None
+
+    # -- the extra line in the user's loop -----------------------------------------------------
+    def report(self, loss: torch.Tensor | float) -> None:
+        """Remember this micro-step's loss for the next ``step()``; no host sync.
+
+        Call it every micro-step under gradient accumulation: the step records the mean.
+        """
+        if isinstance(loss, torch.Tensor):
+            if loss.numel() != 1:
+                raise AutowarmError(
+                    f"loss must be a scalar tensor but got shape {tuple(loss.shape)}; "
+                    "reduce it (e.g. loss.mean()) before report()."
+                )
+            value = loss.detach().reshape(()).float()
+        elif isinstance(loss, (int, float)) and not isinstance(loss, bool):
+            value = torch.tensor(float(loss))
+        else:
+            raise AutowarmError(f"loss must be a tensor or a float but got {type(loss).__name__}.")
+        if self._loss_sum is None:
+            self._loss_sum = value
+        else:
+            self._loss_sum = self._loss_sum + value.to(self._loss_sum.device)
+        self._n_reports += 1
+
+    def clip_grad_norm_(self, max_norm: float, *, error_if_nonfinite: bool = False) -> torch.Tensor:
+        """``torch.nn.utils.clip_grad_norm_`` over all parameters of this optimizer, sharing
+        its norm computation with the monitor, which then records the norm *before* clipping
+        (after clipping, a grad-norm spike is invisible). Returns the total norm."""
+        grads = self._grads()
+        norm = _total_norm(grads, self._first_device())
+        if error_if_nonfinite and not torch.isfinite(norm):
+            raise RuntimeError(f"the total norm of the gradients is non-finite: {norm.item()}")
+        self._pre_clip_norm = norm
+        if grads:
+            coef = torch.clamp(max_norm / (norm + 1e-6), max=1.0)
+            for device, group in _by_device(grads).items():
+                torch._foreach_mul_(group, coef.to(device))
+        return norm
+
+    # -- step ----------------------------------------------------------------------------------
+    def step(self, closure: Callable[[], Any] | None = None) -> Any:  # type: ignore[override]
+        monitor = self.monitor
+        step = monitor.step_count
+        # 1) the probe controller sets this step's LR before the update
+        if self._controller is not None:
+            self._controller.before_step(self)
+        try:
+            out = self._step(step) if closure is None else self._step_with_closure(closure, step)
+        finally:
+            # counts every call, skipped and raising ones included
+            monitor.step_count = step + 1
+        # 2) the probe controller reads what the monitor recorded (and may end the trial)
+        if self._controller is not None:
+            self._controller.after_step(self)
+        return out
+
+    def _step(self, step: int) -> Any:
+        monitor = self.monitor
+        grad_scale = self.__dict__.get("grad_scale")  # set by GradScaler.step, see module doc
+        found_inf = self.__dict__.get("found_inf")
+        # 1) gradients, unscaled if GradScaler left that to us
+        grads = self._grads()
+        device = grads[0].device if grads else self._first_device()
+        if grad_scale is not None:
+            inv_scale = grad_scale.double().reciprocal().float()
+            for dev, group in _by_device(grads).items():
+                torch._foreach_mul_(group, inv_scale.to(dev))
+        # 2) the per-step numbers, on the device
+        norm = self._pre_clip_norm if self._pre_clip_norm is not None else None
+        self._pre_clip_norm = None
+        if norm is None:
+            norm = _total_norm(grads, device)
+        loss = self._take_loss()
+        zero = self._zero(norm.device)
+        stats = torch.stack(
+            [
+                zero if loss is None else loss.to(norm.device),
+                norm.float(),
+                zero if found_inf is None else found_inf.to(norm.device).float(),
+            ]
+        )
+        # 3) GradScaler with an optimizer that cannot skip on the device: GradScaler itself
+        #    would read found_inf here, so doing it costs nothing extra
+        inner_amp = bool(getattr(self.optimizer, "_step_supports_amp_scaling", False))
+        amp_overflow: bool | None = None
+        if found_inf is not None and not inner_amp:
+            amp_overflow = bool(found_inf.item())
+        monitor._push(step, stats, has_loss=loss is not None, lr=self._lr(), can_skip=True)
+        skip = False
+        if (
+            (norm.device.type == "cpu" and monitor._eager_on_cpu)
+            or monitor.needs_decision
+            or amp_overflow is not None
+            or len(monitor._pending) >= monitor.read_every
+        ):
+            events = monitor.flush()  # raises InstabilityError for "raise", before the update
+            skip = any(e.step == step and e.action == "skip" for e in events)
+        # 4) the update
+        if skip or amp_overflow:
+            return None
+        if found_inf is not None and inner_amp:
+            inner = self.optimizer
+            inner.found_inf = found_inf  # type: ignore[attr-defined]
+            try:
+                return inner.step()
+            finally:
+                del inner.found_inf  # type: ignore[attr-defined]
+        return self.optimizer.step()
+
+    def _step_with_closure(self, closure: Callable[[], Any], step: int) -> Any:
+        # the closure computes the loss and gradients inside the inner step: the monitor can
+        # only look afterwards, so "skip" degrades to "warn" for closure steps
+        out = self.optimizer.step(closure)
+        if isinstance(out, torch.Tensor) and out.numel() == 1:
+            self._loss_sum, self._n_reports = None, 0
+            self.report(out)
+        grads = self._grads()
+        norm = _total_norm(grads, grads[0].device if grads else self._first_device())
+        loss = self._take_loss()
+        zero = self._zero(norm.device)
+        stats = torch.stack([zero if loss is None else loss.to(norm.device), norm.float(), zero])
+        monitor = self.monitor
+        monitor._push(step, stats, has_loss=loss is not None, lr=self._lr(), can_skip=False)
+        if (norm.device.type == "cpu" and monitor._eager_on_cpu) or len(
+            monitor._pending
+        ) >= monitor.read_every:
+            monitor.flush()
+        return out
+
+    # -- helpers -------------------------------------------------------------------------------
+    def _grads(self) -> list[torch.Tensor]:
+        grads = []
+        for group in self.optimizer.param_groups:
+            for p in group["params"]:
+                g = p.grad
+                if g is not None:
+                    grads.append(g.coalesce()._values() if g.is_sparse else g)
+        return grads
+
+    def _first_device(self) -> torch.device:
+        for group in self.optimizer.param_groups:
+            for p in group["params"]:
+                return p.device
+        return torch.device("cpu")
+
+    def _zero(self, device: torch.device) -> torch.Tensor:
+        z = self._zeros.get(device)
+        if z is None:
+            z = self._zeros[device] = torch.zeros((), device=device)
+        return z
+
+    def _take_loss(self) -> torch.Tensor | None:
+        if self._loss_sum is None:
+            return None
+        loss = self._loss_sum / self._n_reports if self._n_reports > 1 else self._loss_sum
+        self._loss_sum, self._n_reports = None, 0
+        return loss
+
+    def _lr(self) -> float:
+        lr = self.optimizer.param_groups[0].get("lr", math.nan)
+        if isinstance(lr, torch.Tensor):
+            # reading a device tensor would sync; tensor LRs normally live on the CPU
+            return float(lr) if lr.device.type == "cpu" else math.nan
+        return float(lr)
+
+
+def _by_device(tensors: Iterable[torch.Tensor]) -> dict[torch.device, list[torch.Tensor]]:
+    out: dict[torch.device, list[torch.Tensor]] = {}
+    for t in tensors:
+        out.setdefault(t.device, []).append(t)
+    return out
+
+
+def _total_norm(grads: list[torch.Tensor], device: torch.device) -> torch.Tensor:
+    """Total L2 norm of ``grads`` as a float32 scalar on ``device``: one fused pass per device,
+    accumulated in float32 so fp16 gradients do not overflow the norm."""
+    if not grads:
+        return torch.zeros((), device=device)
+    norms = []
+    for group in _by_device(grads).values():
+        try:
+            per_tensor = torch._foreach_norm(group, 2, dtype=torch.float32)
+        except TypeError:  # older torch without the dtype argument
+            per_tensor = [n.float() for n in torch._foreach_norm(group, 2)]
+        norms.append(torch.linalg.vector_norm(torch.stack(per_tensor)).to(device))
+    return norms[0] if len(norms) == 1 else torch.linalg.vector_norm(torch.stack(norms))
+
+
+def _positive_int(name: str, value: Any) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+        raise AutowarmError(f"{name} must be a positive int but got {value!r}.")
+    return value
+
+
+def wrap(
+    optimizer: torch.optim.Optimizer,
+    *,
+    actions: str | Mapping[str, str] | None = None,
+    callback: Callable[[Event], Any] | None = None,
+    console: Console | None = None,
+    read_every: int = 16,
+    warn_interval: int = 100,
+    window: int = _DEFAULTS.window,
+    min_history: int = _DEFAULTS.min_history,
+    spike_zscore: float = _DEFAULTS.spike_zscore,
+    spike_ratio: float = _DEFAULTS.spike_ratio,
+    spread_floor: float = _DEFAULTS.spread_floor,
+    divergence_window: int = _DEFAULTS.divergence_window,
+    divergence_fraction: float = _DEFAULTS.divergence_fraction,
+    divergence_ratio: float = _DEFAULTS.divergence_ratio,
+    divergence_min_rise: float = _DEFAULTS.divergence_min_rise,
+    stall_steps: int = _DEFAULTS.stall_steps,
+    stall_tolerance: float = _DEFAULTS.stall_tolerance,
+    amp_skip_patience: int = _DEFAULTS.amp_skip_patience,
+) -> MonitoredOptimizer:
+    """Wrap ``optimizer`` so that every ``step()`` is watched for instabilities.
+
+    Add ``optimizer.report(loss)`` after ``loss.backward()``; the rest of the loop is unchanged.
+
+    Args:
+        optimizer: any ``torch.optim.Optimizer`` (not already wrapped).
+        actions: what to do per event kind -- ``"record"``, ``"warn"`` (a rate-limited rich
+            line), ``"skip"`` (do not apply this update; nonfinite/spike only) or ``"raise"``
+            (:class:`autowarm.InstabilityError`). A string sets every instability kind; a
+            mapping overrides the defaults ``{"nonfinite": "warn", "spike": "warn",
+            "divergence": "warn", "stall": "warn", "amp_skip": "record"}``.
+        callback: called with each :class:`Event` as it is recorded.
+        console: rich console for warnings and the summary (default: stderr).
+        read_every: on accelerators, read the device-side numbers every this many steps.
+        warn_interval: at most one warning line per event kind per this many steps.
+        window, min_history, ...: detection thresholds, see :mod:`autowarm.monitor._detect`.
+    """
+    # 1) what is being wrapped
+    if isinstance(optimizer, MonitoredOptimizer):
+        raise AutowarmError(
+            "optimizer is already wrapped by autowarm.wrap(); wrap the bare optimizer once."
+        )
+    if not isinstance(optimizer, torch.optim.Optimizer):
+        raise AutowarmError(
+            f"optimizer must be a torch.optim.Optimizer but got {type(optimizer).__name__}."
+        )
+    # 2) options
+    thresholds = Thresholds(
+        window=window,
+        min_history=min_history,
+        spike_zscore=spike_zscore,
+        spike_ratio=spike_ratio,
+        spread_floor=spread_floor,
+        divergence_window=divergence_window,
+        divergence_fraction=divergence_fraction,
+        divergence_ratio=divergence_ratio,
+        divergence_min_rise=divergence_min_rise,
+        stall_steps=stall_steps,
+        stall_tolerance=stall_tolerance,
+        amp_skip_patience=amp_skip_patience,
+    )
+    if callback is not None and not callable(callback):
+        raise AutowarmError(f"callback must be callable but got {type(callback).__name__}.")
+    if console is not None and not isinstance(console, Console):
+        raise AutowarmError(f"console must be a rich Console but got {type(console).__name__}.")
+    monitor = Monitor(
+        thresholds=thresholds,
+        actions=actions,
+        callback=callback,
+        console=console,
+        read_every=_positive_int("read_every", read_every),
+        warn_interval=_positive_int("warn_interval", warn_interval),
+    )
+    return MonitoredOptimizer(optimizer, monitor)
