@@ -43,7 +43,7 @@ class FakeRunner:
         if self.fail:
             return TrialResult(status="failed", steps=0, failure=self.fail, reason="boom")
         rng = np.random.default_rng(abs(hash((spec.peak_lr, spec.warmup_steps))) % 2**32)
-        final = 1.0 + 0.5 * math.log(spec.peak_lr / self.best_lr) ** 2
+        final = min(2.9, 1.0 + 0.5 * math.log(spec.peak_lr / self.best_lr) ** 2)
         unstable = spec.peak_lr > self.edge(spec.warmup_steps)
         losses: list[float] = []
         for s in range(spec.probe_steps):

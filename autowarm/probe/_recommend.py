@@ -10,7 +10,10 @@
    (SE is the typical standard error of a score, from the spread of each run's end-of-probe
    losses); one lucky mini-batch does not decide;
 4) conservative choice among ties: the centre of the tied set -- geometric mean of their peak
-   LRs, median of their warmups -- rather than its hottest edge, capped again by the boundary;
+   LRs, median of their warmups -- rather than its hottest edge, capped again by the boundary.
+   Stability is monotone (lower LR / longer warmup is no less stable), so the centre is kept
+   only when a stable run was at least as hot with at most as long a warmup; otherwise the tied
+   trial nearest the centre is taken (a point that really ran);
 5) carry over to the full run (``--total-steps``): the warmup is kept in *steps* (warmup's job is
    to get through the early high-curvature phase, which does not grow with the run's length);
    the peak LR is the probe's (the probe anneals with the same decay shape, compressed, so its
@@ -65,6 +68,7 @@ def choose(
     probe_steps: int,
     margin: float = 2.0,
     rel_tol: float = REL_TOL,
+    rule: str = "centre",
 ) -> Choice:
     """Pick (peak LR, warmup) from the trials of one study; see the module docstring."""
     done = [r for r in records if r.status not in ("running", "waiting", "interrupted")]
@@ -100,6 +104,22 @@ def choose(
     # 4) the centre of the tied set, capped by the boundary at the chosen warmup
     lr = float(math.exp(np.mean([math.log(r.peak_lr) for r in ties])))
     warmup = round(float(np.median([r.warmup_steps for r in ties])))
+    if rule == "argmin":
+        lr, warmup = best.peak_lr, best.warmup_steps
+    # stability is monotone (a lower LR or a longer warmup is no less stable), so the centre is
+    # safe when some stable run was at least as hot with at most as long a warmup; else take
+    # the tied trial nearest the centre -- a point that really ran
+    safe = any(r.peak_lr >= lr * (1 - 1e-9) and r.warmup_steps <= warmup for r in pool)
+    if rule == "centre" and not safe:
+        rule = "nearest"
+    if rule == "nearest":
+        near = min(
+            ties,
+            key=lambda r: (
+                (math.log(r.peak_lr / lr)) ** 2 + ((r.warmup_steps - warmup) / probe_steps) ** 2
+            ),
+        )
+        lr, warmup = near.peak_lr, near.warmup_steps
     edge = boundary(unstable, warmup, probe_steps)
     capped = lr > edge / margin
     lr = min(lr, edge / margin)
@@ -132,10 +152,12 @@ def choose(
         "tied_trials": sorted(r.number for r in ties),
         "rule": (
             "ties = eligible trials within tie_tolerance of the best score; peak LR = geometric "
-            "mean of the ties' LRs, warmup = median of their warmups; peak LR <= boundary_lr / "
-            "margin"
+            "mean of the ties' LRs, warmup = median of their warmups (or the tied trial nearest "
+            "that centre when no stable run was as hot with as short a warmup); peak LR <= "
+            "boundary_lr / margin"
         ),
         "capped_by_boundary": capped,
+        "centre_dominated_by_a_stable_run": safe,
     }
     return Choice(peak_lr=lr, warmup_steps=int(warmup), evidence=evidence)
 

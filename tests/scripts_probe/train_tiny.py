@@ -1,0 +1,56 @@
+"""A tiny regression MLP trained with SGD or Adam: the probe CLI's end-to-end test script.
+
+    python tests/scripts_probe/train_tiny.py --steps 300
+    autowarm probe tests/scripts_probe/train_tiny.py --steps 60 --trials 6
+
+Options make it misbehave on purpose: ``--crash-at N`` raises at step N, ``--hang-above LR``
+sleeps forever once the optimizer's LR exceeds LR, ``--no-wrap`` never wraps the optimizer.
+SGD on this model diverges to Inf/NaN at a high LR, which the probe must report and avoid.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+
+import torch
+
+import autowarm
+
+parser = argparse.ArgumentParser()
+parser.add_argument("--steps", type=int, default=300)
+parser.add_argument("--lr", type=float, default=0.05)
+parser.add_argument("--opt", choices=("sgd", "adam"), default="sgd")
+parser.add_argument("--crash-at", type=int, default=-1)
+parser.add_argument("--hang-above", type=float, default=float("inf"))
+parser.add_argument("--no-wrap", action="store_true")
+parser.add_argument("--seed", type=int, default=0)
+args = parser.parse_args()
+
+torch.set_num_threads(1)
+torch.manual_seed(args.seed)
+X = torch.randn(2048, 16)
+y = torch.tanh(X @ torch.randn(16, 1)) + 0.05 * torch.randn(2048, 1)
+model = torch.nn.Sequential(torch.nn.Linear(16, 64), torch.nn.Tanh(), torch.nn.Linear(64, 1))
+if args.opt == "sgd":
+    optimizer = torch.optim.SGD(model.parameters(), lr=args.lr)
+else:
+    optimizer = torch.optim.Adam(model.parameters(), lr=args.lr)
+if not args.no_wrap:
+    optimizer = autowarm.wrap(optimizer)
+
+for step in range(args.steps):
+    idx = torch.randint(0, X.shape[0], (64,))
+    loss = torch.nn.functional.mse_loss(model(X[idx]), y[idx]) * 10
+    optimizer.zero_grad()
+    loss.backward()
+    if not args.no_wrap:
+        optimizer.report(loss)
+    if step == args.crash_at:
+        raise RuntimeError(f"deliberate crash at step {step}")
+    if optimizer.param_groups[0]["lr"] > args.hang_above:
+        time.sleep(3600)
+    optimizer.step()
+
+with torch.no_grad():
+    print(f"final loss {torch.nn.functional.mse_loss(model(X), y).item() * 10:.4f}")

@@ -1,0 +1,112 @@
+from __future__ import annotations
+
+import math
+
+import pytest
+
+from autowarm import AutowarmError, Recipe
+from autowarm.probe._recommend import boundary, carry_warmup, choose, recommend
+from autowarm.probe._search import TrialRecord
+
+
+def rec(n: int, lr: float, w: int, status: str = "stable", score: float | None = None, **kw):
+    if score is None and status in ("stable", "spike"):
+        score = 1.0
+    return TrialRecord(number=n, peak_lr=lr, warmup_steps=w, status=status, score=score, **kw)
+
+
+def test_boundary_only_counts_similar_or_longer_warmups() -> None:
+    trials = [rec(0, 0.1, 0, "diverged"), rec(1, 0.3, 50, "nonfinite"), rec(2, 1.0, 10, "stable")]
+    assert boundary(trials, 0, 100) == pytest.approx(0.1)
+    # warmup 40: the warmup-0 divergence says nothing; the warmup-50 one bounds it
+    assert boundary(trials, 40, 100) == pytest.approx(0.3)
+    # warmup 90 > 1.5 * 50 + 5: no unstable trial at a similar or longer warmup
+    assert math.isinf(boundary(trials, 90, 100))
+
+
+def test_margin_excludes_the_argmin_next_to_the_boundary() -> None:
+    trials = [
+        rec(0, 0.010, 20, score=1.20),
+        rec(1, 0.020, 20, score=1.05),
+        rec(2, 0.045, 20, score=1.00),  # best, but within 2x of the divergence at 0.06
+        rec(3, 0.060, 20, "diverged"),
+    ]
+    c = choose(trials, probe_steps=100, margin=2.0)
+    assert c.peak_lr <= 0.06 / 2
+    assert c.evidence["best_trial"] == 1
+    assert c.evidence["boundary_lr"] == pytest.approx(0.06)
+    assert c.evidence["lowest_unstable"]["trial"] == 3
+    # with no margin the argmin is allowed
+    assert choose(trials, probe_steps=100, margin=1.0).evidence["best_trial"] == 2
+
+
+def test_noise_ties_pick_the_centre_not_the_hot_edge() -> None:
+    trials = [
+        rec(0, 0.01, 10, score=1.004, noise=0.002),
+        rec(1, 0.02, 10, score=1.002, noise=0.002),
+        rec(2, 0.04, 10, score=1.000, noise=0.002),
+        rec(3, 0.005, 10, score=1.5, noise=0.002),
+    ]
+    c = choose(trials, probe_steps=100)
+    assert c.evidence["tied_trials"] == [0, 1, 2]
+    assert c.peak_lr == pytest.approx(0.02, rel=1e-6)  # geometric mean of 0.01, 0.02, 0.04
+    assert c.evidence["tie_tolerance"] >= 2 * math.sqrt(2) * 0.002
+
+
+def test_scores_apart_by_more_than_the_noise_are_not_ties() -> None:
+    trials = [rec(0, 0.01, 10, score=1.10, noise=0.001), rec(1, 0.02, 10, score=1.00, noise=0.001)]
+    c = choose(trials, probe_steps=100)
+    assert c.evidence["tied_trials"] == [1]
+    assert c.peak_lr == pytest.approx(0.02)
+
+
+def test_spiky_runs_are_used_only_when_no_run_was_clean() -> None:
+    c = choose([rec(0, 0.01, 5, score=2.0), rec(1, 0.02, 5, "spike", 1.0)], probe_steps=100)
+    assert c.evidence["best_trial"] == 0
+    c = choose([rec(1, 0.02, 5, "spike", 1.0), rec(2, 0.5, 5, "nonfinite")], probe_steps=100)
+    assert c.evidence["best_trial"] == 1
+
+
+@pytest.mark.parametrize(
+    "trials",
+    [
+        [],
+        [rec(0, 0.1, 0, "diverged"), rec(1, 0.2, 0, "nonfinite")],
+        [rec(0, 0.1, 0, "failed", failure="crash", reason="boom"), rec(1, 0.1, 0, "timeout")],
+    ],
+)
+def test_no_stable_trial_is_a_clear_error(trials: list[TrialRecord]) -> None:
+    with pytest.raises(AutowarmError, match="no probe trial finished stably"):
+        choose(trials, probe_steps=100)
+
+
+@pytest.mark.parametrize(
+    ("how", "warmup", "total", "expected"),
+    [
+        ("steps", 30, 10_000, 30),
+        ("fraction", 30, 10_000, 1500),
+        ("steps", 30, None, 30),
+        ("steps", 300, 400, 200),  # never more than half the run
+    ],
+)
+def test_carry_warmup(how: str, warmup: int, total: int | None, expected: int) -> None:
+    assert carry_warmup(warmup, probe_steps=200, total_steps=total, how=how) == expected
+
+
+def test_recommend_builds_a_recipe_with_evidence() -> None:
+    trials = [rec(0, 0.01, 20, score=1.2), rec(1, 0.03, 40, score=1.0), rec(2, 0.3, 50, "stalled")]
+    r = recommend(trials, probe_steps=200, total_steps=5000, decay="linear", min_lr_ratio=0.1)
+    assert isinstance(r, Recipe)
+    assert (r.peak_lr, r.warmup_steps, r.total_steps, r.decay) == (0.03, 40, 5000, "linear")
+    assert r.evidence["probe_steps"] == 200
+    assert r.evidence["statuses"] == {"stable": 2, "stalled": 1}
+    assert Recipe.from_dict(r.to_dict()) == r
+
+
+def test_an_untested_centre_falls_back_to_the_nearest_tied_trial() -> None:
+    # ties at (hot, long warmup) and (cool, short warmup): the centre (mid LR, mid warmup) is
+    # hotter than any stable run with a warmup that short -> take a trial that really ran
+    trials = [rec(0, 0.04, 40, score=1.0), rec(1, 0.01, 0, score=1.0), rec(2, 0.002, 0, score=2.0)]
+    c = choose(trials, probe_steps=100)
+    assert c.evidence["centre_dominated_by_a_stable_run"] is False
+    assert (c.peak_lr, c.warmup_steps) in ((0.04, 40), (0.01, 0))
