@@ -65,13 +65,21 @@ def _torch(schedule: Schedule) -> str:
     native = _torch_native(schedule)
     if native is not None:
         return native
+    return _lambda_block(schedule)
+
+
+def _lambda_block(schedule: Schedule) -> str:
+    """Imports, ``lr_lambda`` and ``scheduler = LambdaLR(...)``, formatted as ruff would."""
+    function = lambda_source(schedule)
+    imports = ["import math", ""] if "math." in function else []
     return "\n".join(
         [
-            "import math",
-            "",
+            *imports,
             "from torch.optim.lr_scheduler import LambdaLR",
             "",
-            lambda_source(schedule),
+            "",
+            function,
+            "",
             "",
             "scheduler = LambdaLR(optimizer, lr_lambda)",
             "",
@@ -127,14 +135,17 @@ def lambda_source(schedule: Schedule) -> str:
             "cosine": f"0.5 * (1.0 - math.cos(math.pi * step / {w}))",
             "1-sqrt": f"1.0 - math.sqrt(1.0 - step / {w})",
         }
-        lines.append(f"    # 1) {schedule.warmup} warmup from {r0:.4g}x to the peak at step {w}")
+        lines.append(
+            f"    # 1) {schedule.warmup} warmup from {r0:.4g} of the peak to it at step {w}"
+        )
         lines.append(f"    if step < {w}:")
         if schedule.warmup == "exponential":  # the same factor every step
             lines.append(f"        return {r0!r} ** (1.0 - step / {w})")
         elif r0 == 0.0:
             lines.append(f"        return {ramp[schedule.warmup]}")
         else:
-            lines.append(f"        return {r0!r} + (1.0 - {r0!r}) * ({ramp[schedule.warmup]})")
+            lines.append(f"        start = {r0!r}")
+            lines.append(f"        return start + (1.0 - start) * ({ramp[schedule.warmup]})")
     if schedule.decay == "constant":
         lines.append("    # 2) constant at the peak")
         lines.append("    return 1.0")
@@ -148,7 +159,7 @@ def lambda_source(schedule: Schedule) -> str:
     lines.append(f"    if step >= {total}:")
     lines.append(f"        return {f!r}")
     assert total is not None
-    scale = "" if f == 0.0 else f"{f!r} + (1.0 - {f!r}) * "
+    scale = "" if f == 0.0 else "floor + (1.0 - floor) * "
     if schedule.decay == "wsd":
         cooldown = schedule.resolved_cooldown_steps(total)
         start = total - cooldown
@@ -163,14 +174,18 @@ def lambda_source(schedule: Schedule) -> str:
         lines.append(f"    progress = (step - {w}) / {total - w}")
         shape = schedule.decay
     fall = {
-        "linear": "(1.0 - progress)",
+        "linear": "1.0 - progress",
         "cosine": "0.5 * (1.0 + math.cos(math.pi * progress))",
-        "1-sqrt": "(1.0 - math.sqrt(progress))",
+        "1-sqrt": "1.0 - math.sqrt(progress)",
         "polynomial": f"(1.0 - progress) ** {schedule.power!r}",
         "cosine_with_restarts": (
             f"0.5 * (1.0 + math.cos(math.pi * (({schedule.num_cycles} * progress) % 1.0)))"
         ),
     }[shape]
+    if scale:
+        lines.append(f"    floor = {f!r}")
+        if shape in ("linear", "1-sqrt"):
+            fall = f"({fall})"
     lines.append(f"    return {scale}{fall}")
     return "\n".join(lines)
 
@@ -193,8 +208,8 @@ def hf_equivalent(schedule: Schedule, peak_lr: float) -> tuple[str, dict[str, An
             reasons.append("its WSD warmup is linear, cosine or 1-sqrt, not exponential")
         if w > 0 and schedule.start_ratio != f:
             reasons.append(
-                f"its WSD warmup starts at min_lr_ratio ({f:g}x), this recipe's at "
-                f"{schedule.start_ratio:.4g}x"
+                f"its WSD warmup starts at min_lr_ratio ({f:.4g} of the peak), this recipe's "
+                f"at {schedule.start_ratio:.4g}"
             )
         return "warmup_stable_decay", kwargs, reasons
 
@@ -204,7 +219,7 @@ def hf_equivalent(schedule: Schedule, peak_lr: float) -> tuple[str, dict[str, An
     elif w > 0 and schedule.start_ratio != 0.0:
         reasons.append(
             f"its warmup starts at LR 0 (step / warmup_steps), this recipe's at "
-            f"{schedule.start_ratio:.4g}x the peak"
+            f"{schedule.start_ratio:.4g} of the peak"
         )
     if total is not None and w == total and decay != "constant":
         reasons.append("with warmup_steps == total_steps its last step is not the floor")
@@ -244,11 +259,20 @@ def _transformers(schedule: Schedule, peak_lr: float) -> str:
     args += [f"warmup_steps={w}", f"lr_scheduler_type={_py(name)}"]
     if kwargs:
         args.append(f"lr_scheduler_kwargs={_py(kwargs)}")
-    trainer = ["#   TrainingArguments(", *[f"#       {a}," for a in args], "#   )"]
+    if kwargs and len(args[-1]) > 60:  # one kwarg per line, as ruff would format it
+        items = [f"#           {_py(k)}: {_py(v)}," for k, v in kwargs.items()]
+        trainer_kwargs = ["#       lr_scheduler_kwargs={", *items, "#       },"]
+        args = args[:-1]
+    else:
+        trainer_kwargs = []
+    trainer = ["#   TrainingArguments(", *[f"#       {a}," for a in args], *trainer_kwargs, "#   )"]
     call = [f"    {_py(name)},", "    optimizer,", f"    num_warmup_steps={w},"]
     if total is not None and name not in ("constant", "constant_with_warmup", "inverse_sqrt"):
         call.append(f"    num_training_steps={total},")
-    if kwargs:
+    if kwargs and len(_py(kwargs)) > 60:
+        items = [f"        {_py(k)}: {_py(v)}," for k, v in kwargs.items()]
+        call += ["    scheduler_specific_kwargs={", *items, "    },"]
+    elif kwargs:
         call.append(f"    scheduler_specific_kwargs={_py(kwargs)},")
     get_scheduler = "scheduler = get_scheduler(\n" + "\n".join(call) + "\n)"
     if not reasons:
@@ -276,14 +300,7 @@ def _transformers(schedule: Schedule, peak_lr: float) -> str:
             "# or in your own loop:",
             commented,
             "# Exact: this LambdaLR; with the Trainer pass optimizers=(optimizer, scheduler).",
-            "import math",
-            "",
-            "from torch.optim.lr_scheduler import LambdaLR",
-            "",
-            lambda_source(schedule),
-            "",
-            "scheduler = LambdaLR(optimizer, lr_lambda)",
-            "",
+            _lambda_block(schedule),
         ]
     )
 
@@ -301,6 +318,8 @@ def _autowarm(recipe: Recipe, path: str | os.PathLike[str] | None) -> str:
                 continue
             value = getattr(recipe, f.name)
             if value != f.default:
-                args.append(f"{f.name}={value!r}")
+                args.append(f"{f.name}={_py(value)}")
         build = f"autowarm.Recipe({', '.join(args)})"
+        if len(build) > 67:  # one argument per line, as ruff would format it
+            build = "autowarm.Recipe(\n" + "".join(f"    {a},\n" for a in args) + ")"
     return f"import autowarm\n\nscheduler = {build}.scheduler(optimizer)\n"

@@ -58,7 +58,7 @@ class RecipeLR(LambdaLR):
             ratio = lr / largest if largest > 0 else 1.0
             group["initial_lr"] = recipe.peak_lr * ratio
             if last_epoch == -1:
-                group["lr"] = group["initial_lr"]
+                _set_lr(group, group["initial_lr"])
         super().__init__(optimizer, schedule.multiplier, last_epoch=last_epoch)
 
     def hyperparameters(self) -> dict[str, Any]:
@@ -106,5 +106,13 @@ class RecipeLR(LambdaLR):
         #    whichever order the optimizer and scheduler states were loaded in
         lrs = [base * self.schedule.multiplier(self.last_epoch) for base in self.base_lrs]
         for group, lr in zip(self.optimizer.param_groups, lrs):
-            group["lr"] = lr
+            _set_lr(group, lr)
         self._last_lr = lrs
+
+
+def _set_lr(group: dict[str, Any], lr: float) -> None:
+    """Set a group's LR keeping its type: a tensor LR (capturable/fused optimizers) stays one."""
+    if isinstance(group["lr"], torch.Tensor):
+        group["lr"].fill_(lr)
+    else:
+        group["lr"] = lr

@@ -1,6 +1,8 @@
 from __future__ import annotations
 
 import math
+import shutil
+import subprocess
 import warnings
 
 import pytest
@@ -186,3 +188,23 @@ def test_render_errors() -> None:
         Recipe(PEAK, 10, 100).render("jax")
     with pytest.raises(AutowarmError, match="total_steps is required for decay 'cosine'"):
         Recipe(PEAK, 10).render("torch")
+
+
+def test_snippets_are_ruff_clean(tmp_path) -> None:
+    # pasted code should not fail the user's linter: ruff check (pyflakes, pycodestyle,
+    # isort) and ruff format, at the common line length 100
+    ruff = shutil.which("ruff")
+    if ruff is None:
+        pytest.skip("ruff is not installed")
+    for i, (options, _, _) in enumerate(CASES):
+        for target in ("torch", "transformers", "autowarm"):
+            code = Recipe(PEAK, **options).render(target)
+            (tmp_path / f"case{i}_{target}.py").write_text(code)
+    config = ["--config", "line-length=100", "--no-cache"]
+    check = [ruff, "check", *config, "--select", "E,F,W,I", "--ignore", "F821", str(tmp_path)]
+    out = subprocess.run(check, capture_output=True, text=True)
+    assert out.returncode == 0, out.stdout
+    out = subprocess.run(
+        [ruff, "format", "--check", *config, str(tmp_path)], capture_output=True, text=True
+    )
+    assert out.returncode == 0, out.stdout
