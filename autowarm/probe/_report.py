@@ -144,15 +144,14 @@ class LiveReport(Reporter):
         ):
             self._best = rec
         if not self._header:
-            self.console.print(
-                Text(f"{'#':>4} {'warmup':>7} {'peak LR':>9} {'loss':>9}  status", style="bold")
-            )
+            head = f"{'done':>7} {'#':>4} {'warmup':>7} {'peak LR':>9} {'loss':>9}  status"
+            self.console.print(Text(head, style="bold"), no_wrap=True)
             self._header = True
-        row = Text(f"{rec.number:>4} {rec.warmup_steps:>7} {rec.peak_lr:>9.3g} ")
-        row.append(f"{fmt_loss(rec.score):>9}  ")
+        row = Text(f"{done:>3}/{total:<3} {rec.number:>4} {rec.warmup_steps:>7} ")
+        row.append(f"{rec.peak_lr:>9.3g} {fmt_loss(rec.score):>9}  ")
         row.append_text(status_text(rec))
-        row.append(f"   [{done}/{total} · {self._progress()}]", style="dim")
-        self.console.print(row, highlight=False)
+        # one line per trial: a long failure reason is cut (the full one is in `autowarm show`)
+        self.console.print(row, highlight=False, no_wrap=True, overflow="ellipsis")
         self.tick()
 
     def tick(self) -> None:
@@ -166,6 +165,8 @@ class LiveReport(Reporter):
         if self._live is not None:
             self._live.stop()
             self._live = None
+        if self._header:
+            self.console.print(Text(f"{self._done}/{self._total} trials · {self._progress()}"))
 
     # helpers -------------------------------------------------------------------------------------
     def _progress(self) -> str:
@@ -329,6 +330,16 @@ def print_final(
     console.print()
     console.print(Text("Recommended schedule", style="bold"))
     console.print(recommendation(recipe))
+    if out:
+        console.print(f"recipe written to {out}", highlight=False)
+    if recipe.total_steps is None and recipe.decay not in ("constant", "inverse_sqrt"):
+        console.print()
+        console.print(
+            f"Code to paste: rerun with --total-steps N (your run's optimizer steps), or "
+            f"`autowarm schedule {out or 'autowarm.json'} --total-steps N --code torch`.",
+            highlight=False,
+        )
+        return
     for target, title in (("torch", "plain PyTorch"), ("transformers", "HF transformers")):
         try:
             code = recipe.render(target)
@@ -338,9 +349,6 @@ def print_final(
         console.print()
         console.print(Text(f"Paste into your script ({title}):", style="bold"))
         console.print(Syntax(code, "python", theme="ansi_dark", background_color="default"))
-    if out:
-        console.print()
-        console.print(f"recipe written to {out}", highlight=False)
 
 
 def write_png(
