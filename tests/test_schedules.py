@@ -283,6 +283,32 @@ def test_property_continuous_where_phases_meet(schedule: Schedule) -> None:
             assert schedule.multiplier(start) == pytest.approx(1.0)
 
 
+@settings(max_examples=150, deadline=None)
+@given(schedules())
+def test_property_decay_leaves_the_peak_and_meets_the_floor_smoothly(schedule: Schedule) -> None:
+    # one step moves the multiplier by at most (1 - floor) * (largest slope) / (phase length)
+    w, total, f = schedule.warmup_steps, schedule.total_steps, schedule.min_lr_ratio
+    assert total is not None
+    n = total - w
+    if n < 2:
+        return
+    first_drop = 1.0 - schedule.multiplier(w + 1)
+    last_gap = schedule.multiplier(total - 1) - f
+    if schedule.decay in ("linear", "cosine"):
+        assert first_drop <= (1.0 - f) * (math.pi / 2) / n + 1e-12
+        assert last_gap <= (1.0 - f) * (math.pi / 2) / n + 1e-12
+    elif schedule.decay == "polynomial":
+        assert first_drop <= (1.0 - f) * max(schedule.power, 1.0) / n + 1e-12
+    elif schedule.decay == "cosine_with_restarts":
+        assert first_drop <= (1.0 - f) * (math.pi / 2) / n + 1e-12
+    elif schedule.decay == "inverse_sqrt":
+        assert first_drop <= 1.0 / (2 * schedule.resolved_timescale) + 1e-12
+    elif schedule.decay == "wsd":
+        cooldown = schedule.resolved_cooldown_steps(total)
+        if cooldown >= 2:  # 1-sqrt is the steepest at the end: 1 - sqrt(1 - 1/D) <= 1/D
+            assert last_gap <= (1.0 - f) * (math.pi / 2) / cooldown + 1e-12
+
+
 @pytest.mark.parametrize("decay", DECAY_SHAPES)
 @pytest.mark.parametrize(("warmup", "total"), [(0, 1), (1, 1), (0, 2), (5, 5), (0, 1000)])
 def test_edge_lengths_never_divide_by_zero(decay: str, warmup: int, total: int) -> None:
