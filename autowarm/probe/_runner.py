@@ -380,6 +380,8 @@ class _Trial:
             elif kind == "wrap":
                 self.wrapped = True
             elif kind in ("end", "exit", "crash"):
+                if self.final is not None and self.final.get("t") == "end":
+                    continue  # the script caught the end and went on: the end stands
                 self.final = msg
                 self.wrapped = self.wrapped or bool(msg.get("wrapped"))
                 self.train_s = float(msg.get("train_s") or self.train_s)

@@ -40,6 +40,7 @@ from collections.abc import Callable
 from dataclasses import fields
 from typing import Any
 
+from autowarm._errors import InstabilityError
 from autowarm.probe._types import TrialSpec
 
 TRIAL_ENV = "AUTOWARM_TRIAL"
@@ -48,10 +49,6 @@ FD_ENV = "AUTOWARM_TRIAL_FD"
 # monitor event kind -> the trial status it ends the trial with. Spikes do not end a trial
 # (warmup transients recover; the search judges them), AMP skips are normal operation.
 _STOPPING_EVENTS = {"nonfinite": "nonfinite", "divergence": "diverged", "stall": "stalled"}
-
-# step messages are batched: written at most this often (plus at once for the first step,
-# events and the end), so a fast loop does not pay a syscall per step.
-_FLUSH_INTERVAL_S = 0.05
 
 
 class TrialEnd(SystemExit):
@@ -99,26 +96,19 @@ def schedule(spec: TrialSpec) -> Callable[[int], float]:
 
 
 class _Channel:
-    """Newline-delimited JSON messages on the inherited pipe (or nowhere)."""
+    """Newline-delimited JSON messages on the inherited pipe (or nowhere).
+
+    One ``write`` per message, unbuffered: a step costs a few microseconds more, and a trial
+    killed by a signal (or the OOM killer) has still reported every step it finished.
+    """
 
     def __init__(self, fd: int | None) -> None:
         self.fd = fd
-        self._pending: list[bytes] = []
-        self._last_write = 0.0
 
-    def send(self, msg: dict[str, Any], *, now: bool = True) -> None:
+    def send(self, msg: dict[str, Any]) -> None:
         if self.fd is None:
             return
-        self._pending.append(json.dumps(msg).encode() + b"\n")
-        if now or time.perf_counter() - self._last_write >= _FLUSH_INTERVAL_S:
-            self.flush()
-
-    def flush(self) -> None:
-        if self.fd is None or not self._pending:
-            return
-        data = b"".join(self._pending)
-        self._pending.clear()
-        self._last_write = time.perf_counter()
+        data = json.dumps(msg).encode() + b"\n"
         try:
             while data:
                 n = os.write(self.fd, data)
@@ -281,7 +271,7 @@ class Controller:
         }
         if step == 0:
             msg["script_lr"] = session.script_lr
-        session.channel.send(msg, now=step == 0)
+        session.channel.send(msg)
 
         # 1) the monitor is sure it is unstable: stop now, a longer run teaches nothing
         stop: tuple[str, str] | None = None
@@ -361,7 +351,8 @@ def run_script(script: str, args: list[str]) -> int:
     code = 0
     try:
         runpy.run_path(script, run_name="__main__")
-        session.channel.send({"t": "exit", "code": 0, **session.summary()})
+        if session.ended is None:  # else the script caught the end and finished its loop
+            session.channel.send({"t": "exit", "code": 0, **session.summary()})
     except SystemExit as e:
         if session.ended is None:
             code = e.code if isinstance(e.code, int) else (0 if e.code is None else 1)
@@ -371,7 +362,12 @@ def run_script(script: str, args: list[str]) -> int:
     except BaseException as e:
         # an error while the trial's end propagates (a `finally:` in the script saving a
         # checkpoint, say) is not the trial's result: the end message is already sent
-        if session.ended is None:
+        event = getattr(e, "event", None) if isinstance(e, InstabilityError) else None
+        if session.ended is None and event is not None:
+            # the script's monitor raises on instabilities (action "raise"): same as a stop
+            data = event.to_dict()
+            session.end(_STOPPING_EVENTS.get(data.get("kind"), "diverged"), _describe(data))
+        elif session.ended is None:
             traceback.print_exc()
             syntax = isinstance(e, SyntaxError) and os.path.realpath(
                 e.filename or ""
@@ -384,8 +380,6 @@ def run_script(script: str, args: list[str]) -> int:
         for stream in (sys.stdout, sys.stderr):
             with contextlib.suppress(Exception):
                 stream.flush()
-        with contextlib.suppress(TrialEnd):
-            session.channel.flush()
     return code
 
 

@@ -1,0 +1,104 @@
+"""A tiny linear regression for the runner's tests; flags (or a JSON ``--config``) pick the
+behaviour under test. Runs as a normal script: ``python train.py --steps 50``."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+
+import torch
+
+import autowarm
+
+parser = argparse.ArgumentParser()
+parser.add_argument("--config", help="JSON file whose keys override the defaults below")
+parser.add_argument("--steps", type=int, default=100)
+parser.add_argument("--lr", type=float, default=0.05)
+parser.add_argument("--sched", choices=["none", "lambda", "nanogpt", "both"], default="none")
+parser.add_argument("--log", help="append the effective LR of each group per step (JSON lines)")
+parser.add_argument("--no-wrap", action="store_true")
+parser.add_argument("--crash-at", type=int, default=-1)
+parser.add_argument("--hang-at", type=int, default=-1)
+parser.add_argument("--abort-at", type=int, default=-1)
+parser.add_argument("--sleep", type=float, default=0.0, help="seconds per step")
+parser.add_argument("--spawn-child", help="start a sleeping subprocess, write its pid here")
+parser.add_argument("--finally-raise", action="store_true")
+parser.add_argument("--swallow", action="store_true", help="catch BaseException around step()")
+args = parser.parse_args()
+if args.config:
+    with open(args.config) as f:
+        for key, value in json.load(f).items():
+            setattr(args, key, value)
+
+torch.manual_seed(0)
+torch.set_num_threads(1)
+x = torch.randn(64, 8)
+y = x @ torch.randn(8, 1)
+body = torch.nn.Linear(8, 8)  # 72 parameters: the largest group
+head = torch.nn.Linear(8, 1)  # its LR is 0.1x the body's
+groups = [{"params": body.parameters()}, {"params": head.parameters(), "lr": args.lr * 0.1}]
+opt = torch.optim.SGD(groups, lr=args.lr)
+if not args.no_wrap:
+    opt = autowarm.wrap(opt)
+bases = [g["lr"] for g in opt.param_groups]
+# HF-style LambdaLR: LR 0 at step 0, warmup over 10 steps
+sched = (
+    torch.optim.lr_scheduler.LambdaLR(opt, lambda s: min(1.0, s / 10))
+    if args.sched in ("lambda", "both")
+    else None
+)
+if args.spawn_child:
+    child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(120)"])
+    with open(args.spawn_child + ".tmp", "w") as f:
+        f.write(str(child.pid))
+    os.replace(args.spawn_child + ".tmp", args.spawn_child)
+log = open(args.log, "a") if args.log else None  # noqa: SIM115
+
+
+def train() -> None:
+    for it in range(args.steps):
+        if args.sched in ("nanogpt", "both"):  # nanoGPT: set the LR by hand every iteration
+            for g, base in zip(opt.param_groups, bases):
+                g["lr"] = base * 0.5 * (1 + it % 7)
+        if it == args.crash_at:
+            raise RuntimeError(f"boom at step {it}")
+        if it == args.hang_at:
+            time.sleep(300)
+        if it == args.abort_at:
+            os.abort()
+        loss = ((head(torch.tanh(body(x))) - y) ** 2).mean()
+        opt.zero_grad()
+        loss.backward()
+        if not args.no_wrap:
+            opt.report(loss)
+        before = [g["params"][0].detach().clone() for g in opt.param_groups]
+        grads = [g["params"][0].grad.clone() for g in opt.param_groups]
+        try:
+            opt.step()
+        except BaseException:
+            if not args.swallow:
+                raise
+        if log is not None:
+            # plain SGD: p_new = p - lr * g, so the LR the update really used is recoverable
+            eff = [
+                float(((b - g["params"][0].detach()) * gr).sum() / (gr * gr).sum())
+                for b, g, gr in zip(before, opt.param_groups, grads)
+            ]
+            log.write(json.dumps({"step": it, "lr": eff}) + "\n")
+            log.flush()
+        if sched is not None:
+            sched.step()
+        if args.sleep:
+            time.sleep(args.sleep)
+
+
+try:
+    train()
+finally:
+    if args.finally_raise:
+        raise ValueError("cleanup failed")
+print("finished", args.steps, "steps")

@@ -1,0 +1,318 @@
+"""ProbeRunner end to end: real trial processes of tests/scripts_runner/train.py.
+
+Most tests share one fork-server runner (module fixture) and pick the script's behaviour by
+rewriting its ``--config`` JSON before each trial; a few start their own runner (spawn mode,
+interrupt, fallback).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from autowarm import Recipe
+from autowarm._errors import AutowarmError
+from autowarm.probe._runner import ProbeRunner
+from autowarm.probe._types import TrialResult, TrialSpec
+
+pytestmark = pytest.mark.skipif(os.name != "posix", reason="process groups are POSIX")
+
+SCRIPTS = Path(__file__).parent / "scripts_runner"
+TRAIN = str(SCRIPTS / "train.py")
+
+
+class Script:
+    """A runner of train.py whose behaviour each test sets through the config file."""
+
+    def __init__(self, folder: Path, **kwargs: Any) -> None:
+        self.config = folder / "config.json"
+        self.log = folder / "lr.jsonl"
+        self.config.write_text("{}")
+        self.runner = ProbeRunner(TRAIN, ["--config", str(self.config)], **kwargs)
+
+    def run(self, spec: TrialSpec, on_step: Any = None, **config: Any) -> TrialResult:
+        self.log.unlink(missing_ok=True)
+        self.config.write_text(json.dumps({"log": str(self.log), **config}))
+        return self.runner.run(spec, on_step=on_step)
+
+    def logged(self) -> list[dict[str, Any]]:
+        return [json.loads(line) for line in self.log.read_text().splitlines()]
+
+
+@pytest.fixture(scope="module")
+def script(tmp_path_factory: pytest.TempPathFactory) -> Script:
+    s = Script(tmp_path_factory.mktemp("runner"), trial_timeout=60)
+    yield s
+    s.runner.close()
+
+
+def spec(peak_lr: float = 0.05, warmup_steps: int = 10, probe_steps: int = 30, **kw: Any):
+    return TrialSpec(
+        number=0, peak_lr=peak_lr, warmup_steps=warmup_steps, probe_steps=probe_steps, **kw
+    )
+
+
+def test_uses_the_fork_server(script: Script) -> None:
+    assert script.runner.mode == "forkserver", script.runner.fallback_reason
+
+
+def test_stable_trial_reaches_the_probe_length(script: Script) -> None:
+    result = script.run(spec(probe_steps=30))
+    assert (result.status, result.failure, result.steps) == ("stable", None, 30)
+    assert len(result.losses) == len(result.grad_norms) == 30
+    assert all(math.isfinite(v) for v in result.losses + result.grad_norms)
+    assert result.losses[-1] < result.losses[0]
+    assert 0 < result.train_s < result.wall_s
+    assert result.script_lr == pytest.approx(0.05)
+    # the trial ended inside the 30th step(): its effective LR was never logged
+    assert len(script.logged()) == 29
+
+
+@pytest.mark.parametrize("sched", ["none", "lambda", "nanogpt", "both"])
+def test_forced_lr_wins_over_the_scripts_schedule_and_keeps_group_ratios(
+    script: Script, sched: str
+) -> None:
+    s = spec(peak_lr=0.2, warmup_steps=8, probe_steps=25, decay="cosine", min_lr_ratio=0.1)
+    result = script.run(s, sched=sched)
+    assert result.status in ("stable", "spike")
+    recipe = Recipe(0.2, 8, 25, decay="cosine", min_lr_ratio=0.1)
+    rows = script.logged()
+    assert [r["step"] for r in rows] == list(range(24))
+    for row in rows:  # effective LR of each SGD update, recovered from the parameter change
+        expected = recipe.lr_at(row["step"])
+        assert row["lr"][0] == pytest.approx(expected, rel=1e-4)
+        assert row["lr"][1] == pytest.approx(0.1 * expected, rel=1e-4)
+    # the script's own LR: its scheduler's base (LambdaLR set LR 0 at step 0) or its own
+    assert result.script_lr == pytest.approx(0.05)
+
+
+def test_nan_at_high_lr_stops_at_once(script: Script) -> None:
+    result = script.run(spec(peak_lr=1e12, warmup_steps=0, probe_steps=50))
+    assert result.status == "nonfinite"
+    assert result.steps < 10
+    assert "nonfinite" in result.reason
+    assert any(e["kind"] == "nonfinite" for e in result.events)
+
+
+def test_crash_reports_the_exception_in_one_line(script: Script) -> None:
+    result = script.run(spec(), crash_at=3)
+    assert (result.status, result.failure, result.steps) == ("failed", "crash", 3)
+    assert result.reason.startswith("RuntimeError: boom at step 3 (train.py, line ")
+    assert "\n" not in result.reason
+
+
+def test_killed_by_a_signal(script: Script) -> None:
+    result = script.run(spec(), abort_at=2)
+    assert (result.status, result.failure, result.steps) == ("failed", "crash", 2)
+    assert result.reason.startswith("killed by SIGABRT")
+
+
+def test_hang_is_killed_after_the_trial_timeout(
+    script: Script, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(script.runner, "trial_timeout", 1.5)
+    result = script.run(spec(), hang_at=4)
+    assert (result.status, result.steps) == ("timeout", 4)
+    assert "1.5 s" in result.reason
+    assert 1.5 <= result.wall_s < 6
+
+
+def test_script_that_never_wraps(script: Script) -> None:
+    result = script.run(spec(), no_wrap=True)
+    assert (result.status, result.failure, result.steps) == ("failed", "no_wrap", 0)
+    assert "autowarm.wrap(optimizer)" in result.reason
+
+
+def test_script_that_ends_before_the_probe_length(script: Script) -> None:
+    result = script.run(spec(probe_steps=30), steps=12)
+    assert (result.status, result.failure, result.steps) == ("failed", "too_short", 12)
+    assert "after 12 optimizer steps" in result.reason and "30" in result.reason
+
+
+@pytest.mark.parametrize("config", [{"finally_raise": True}, {"swallow": True}])
+def test_the_end_of_the_probe_survives_the_scripts_error_handling(
+    script: Script, config: dict[str, Any]
+) -> None:
+    # `finally: raise ...` and `except BaseException: pass` around step() do not turn the
+    # planned end into a crash, nor let the trial train past the probe length
+    result = script.run(spec(probe_steps=20), **config)
+    assert (result.status, result.steps) == ("stable", 20)
+    after_end = [r["lr"] for r in script.logged() if r["step"] >= 20]
+    assert all(lr == [0.0, 0.0] for lr in after_end)  # step() no longer updates anything
+
+
+def test_on_step_streams_steps_and_prunes(script: Script) -> None:
+    seen: list[tuple[int, float, float]] = []
+
+    def on_step(step: int, loss: float, grad_norm: float) -> bool:
+        seen.append((step, loss, grad_norm))
+        return step == 5
+
+    result = script.run(spec(probe_steps=400), on_step=on_step, sleep=0.01)
+    assert result.status == "pruned"
+    assert "step 5" in result.reason
+    assert 6 <= result.steps < 400
+    assert [s for s, _, _ in seen] == list(range(6))  # not called again once pruned
+    assert [loss for _, loss, _ in seen] == result.losses[:6]
+
+
+def test_concurrent_runs_do_not_mix(script: Script) -> None:
+    specs = [spec(peak_lr=0.02, probe_steps=40), spec(peak_lr=0.3, probe_steps=40)]
+    script.config.write_text(json.dumps({"sleep": 0.005}))
+    alone = [script.runner.run(s) for s in specs]
+    together: list[TrialResult | None] = [None, None]
+
+    def work(i: int) -> None:
+        together[i] = script.runner.run(specs[i])
+
+    threads = [threading.Thread(target=work, args=(i,)) for i in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    for a, b in zip(alone, together):
+        assert b is not None and (b.status, b.steps) == (a.status, 40)
+        assert b.losses == a.losses  # same seed, same LR: the same run
+    assert alone[0].losses != alone[1].losses
+
+
+def test_spawn_mode_forces_the_lr_too(tmp_path: Path) -> None:
+    s = Script(tmp_path, forkserver=False)
+    try:
+        assert s.runner.mode == "spawn"
+        result = s.run(spec(peak_lr=0.1, warmup_steps=5, probe_steps=12), sched="both")
+    finally:
+        s.runner.close()
+    assert (result.status, result.steps) in {("stable", 12), ("spike", 12)}
+    recipe = Recipe(0.1, 5, 12, decay="constant")
+    assert [r["lr"][0] for r in s.logged()] == pytest.approx(
+        [recipe.lr_at(i) for i in range(11)], rel=1e-4
+    )
+
+
+def _gone(pid: int, timeout: float = 5.0) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            with open(f"/proc/{pid}/stat") as f:
+                if f.read().rsplit(")", 1)[1].split()[0] in "ZX":
+                    return True  # a zombie waiting for init to reap it: dead
+        except FileNotFoundError:
+            return True
+        except OSError:
+            try:
+                os.kill(pid, 0)
+            except ProcessLookupError:
+                return True
+        time.sleep(0.05)
+    return False
+
+
+@pytest.mark.parametrize("forkserver", [True, False], ids=["forkserver", "spawn"])
+def test_interrupt_kills_the_trials_process_group(tmp_path: Path, forkserver: bool) -> None:
+    pidfile = tmp_path / "child.pid"
+    s = Script(tmp_path, forkserver=forkserver)
+    started = threading.Event()
+    results: list[TrialResult] = []
+
+    def on_step(step: int, loss: float, grad_norm: float) -> None:
+        started.set()
+
+    def work() -> None:
+        cfg = {"spawn_child": str(pidfile), "sleep": 0.05, "steps": 10_000}
+        results.append(s.run(spec(probe_steps=10_000), on_step=on_step, **cfg))
+
+    thread = threading.Thread(target=work)
+    thread.start()
+    server = s.runner._get_server()
+    try:
+        assert started.wait(60), "the trial never stepped"
+        child = int(pidfile.read_text())
+        assert not _gone(child, 0.1)
+        t0 = time.monotonic()
+        s.runner.interrupt()
+        thread.join(10)
+        assert not thread.is_alive()
+        assert time.monotonic() - t0 < 3
+    finally:
+        s.runner.close()
+    assert results[0].status == "interrupted"
+    assert results[0].steps >= 1
+    assert _gone(child), "the subprocess the script started survived the interrupt"
+    if server is not None:  # close() stops the fork server too
+        assert _gone(server._proc.pid)
+    with pytest.raises(RuntimeError, match="closed"):
+        s.runner.run(spec())
+
+
+def test_interrupt_is_sticky(tmp_path: Path) -> None:
+    s = Script(tmp_path, forkserver=False)
+    s.runner.interrupt()
+    t0 = time.monotonic()
+    result = s.run(spec())
+    s.runner.close()
+    assert result.status == "interrupted"
+    assert time.monotonic() - t0 < 0.5  # nothing was started
+
+
+def test_falls_back_to_spawn_when_the_fork_server_cannot_start(tmp_path: Path) -> None:
+    # the base interpreter of this venv has neither torch nor autowarm
+    base_python = os.path.join(sys.base_prefix, "bin", "python3")
+    if not os.path.exists(base_python) or sys.base_prefix == sys.prefix:
+        pytest.skip("needs a virtual environment")
+    s = Script(tmp_path, python=base_python)
+    try:
+        assert s.runner.mode == "spawn"
+        assert "No module named" in s.runner.fallback_reason
+        result = s.run(spec())
+    finally:
+        s.runner.close()
+    assert (result.status, result.failure) == ("failed", "crash")
+    assert "No module named" in result.reason
+
+
+def test_deleted_script_is_not_found(tmp_path: Path) -> None:
+    path = tmp_path / "train.py"
+    path.write_text("print('hi')\n")
+    runner = ProbeRunner(str(path), forkserver=False)
+    path.unlink()
+    result = runner.run(spec())
+    runner.close()
+    assert (result.status, result.failure) == ("failed", "not_found")
+
+
+def test_bad_spec_raises(script: Script) -> None:
+    with pytest.raises(AutowarmError, match="warmup_steps"):
+        script.runner.run(spec(warmup_steps=50, probe_steps=30))
+    with pytest.raises(AutowarmError, match="probe_steps"):
+        script.runner.run(spec(warmup_steps=0, probe_steps=0))
+
+
+@pytest.mark.parametrize(
+    ("source", "kwargs", "match"),
+    [
+        (None, {}, r"script '.*missing.py' does not exist"),
+        ("def f(:\n", {}, r"syntax error at line 1"),
+        ("pass\n", {"python": "/no/such/python"}, r"python '/no/such/python' is not"),
+        ("pass\n", {"trial_timeout": 0}, r"trial_timeout must be > 0 seconds but got 0"),
+        ("pass\n", {"threads": 0}, r"threads must be >= 1 but got 0"),
+        ("pass\n", {"cwd": "/no/such/dir"}, r"cwd must be an existing folder"),
+    ],
+)
+def test_bad_input_is_one_clear_line(
+    tmp_path: Path, source: str | None, kwargs: dict[str, Any], match: str
+) -> None:
+    path = tmp_path / "missing.py"
+    if source is not None:
+        path.write_text(source)
+    with pytest.raises(AutowarmError, match=match) as info:
+        ProbeRunner(str(path), **kwargs)
+    assert "\n" not in str(info.value)
