@@ -236,3 +236,26 @@ def test_loading_with_other_param_groups_is_an_error() -> None:
     state = recipe.scheduler(_optimizer(1.0, 0.1)).state_dict()
     with pytest.raises(AutowarmError, match="has 2 param groups but this optimizer has 1"):
         recipe.scheduler(_optimizer(1.0)).load_state_dict(state)
+
+
+def test_tensor_learning_rates_stay_tensors() -> None:
+    param = torch.nn.Parameter(torch.zeros(2))
+    optimizer = torch.optim.Adam([param], lr=torch.tensor(1.0))
+    recipe = Recipe(PEAK, 4, 20, decay="linear")
+    scheduler = recipe.scheduler(optimizer)
+    for step in range(21):
+        lr = optimizer.param_groups[0]["lr"]
+        assert isinstance(lr, torch.Tensor)
+        assert lr.item() == pytest.approx(recipe.lr_at(step), rel=1e-6)
+        optimizer.step()
+        scheduler.step()
+
+
+def test_a_second_scheduler_replaces_stale_initial_lr() -> None:
+    # an earlier scheduler left initial_lr = 1.0 in the groups; the recipe's peak wins and the
+    # ratio between groups is kept
+    optimizer = _optimizer(1.0, 0.25)
+    torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: 1.0)
+    scheduler = Recipe(PEAK, 0, 10, decay="constant").scheduler(optimizer)
+    assert scheduler.base_lrs == pytest.approx([PEAK, PEAK / 4])
+    assert [g["lr"] for g in optimizer.param_groups] == pytest.approx([PEAK, PEAK / 4])
