@@ -218,7 +218,7 @@ def _gone(pid: int, timeout: float = 5.0) -> bool:
 
 @pytest.mark.parametrize("forkserver", [True, False], ids=["forkserver", "spawn"])
 def test_interrupt_kills_the_trials_process_group(tmp_path: Path, forkserver: bool) -> None:
-    pidfile = tmp_path / "child.pid"
+    pidfile, workerfile = tmp_path / "child.pid", tmp_path / "workers.pid"
     s = Script(tmp_path, forkserver=forkserver)
     started = threading.Event()
     results: list[TrialResult] = []
@@ -227,7 +227,13 @@ def test_interrupt_kills_the_trials_process_group(tmp_path: Path, forkserver: bo
         started.set()
 
     def work() -> None:
-        cfg = {"spawn_child": str(pidfile), "sleep": 0.05, "steps": 10_000}
+        cfg = {
+            "spawn_child": str(pidfile),
+            "workers": 1,
+            "worker_pids": str(workerfile),
+            "sleep": 0.05,
+            "steps": 10_000,
+        }
         results.append(s.run(spec(probe_steps=10_000), on_step=on_step, **cfg))
 
     thread = threading.Thread(target=work)
@@ -235,8 +241,8 @@ def test_interrupt_kills_the_trials_process_group(tmp_path: Path, forkserver: bo
     server = s.runner._get_server()
     try:
         assert started.wait(60), "the trial never stepped"
-        child = int(pidfile.read_text())
-        assert not _gone(child, 0.1)
+        child, worker = int(pidfile.read_text()), int(workerfile.read_text())
+        assert not _gone(child, 0.1) and not _gone(worker, 0.1)
         t0 = time.monotonic()
         s.runner.interrupt()
         thread.join(10)
@@ -247,6 +253,7 @@ def test_interrupt_kills_the_trials_process_group(tmp_path: Path, forkserver: bo
     assert results[0].status == "interrupted"
     assert results[0].steps >= 1
     assert _gone(child), "the subprocess the script started survived the interrupt"
+    assert _gone(worker), "the DataLoader worker survived the interrupt"
     if server is not None:  # close() stops the fork server too
         assert _gone(server._proc.pid)
     with pytest.raises(RuntimeError, match="closed"):

@@ -111,7 +111,8 @@ class ProbeRunner:
                 base.setdefault(name, str(threads))
         self._env = base
 
-        self._lock = threading.Lock()
+        self._lock = threading.Lock()  # the set of live trials
+        self._server_lock = threading.Lock()  # starting the server (slow: not under _lock)
         self._live: set[_Trial] = set()
         self._interrupted = False
         self._closed = False
@@ -144,7 +145,7 @@ class ProbeRunner:
             self._server, self.fallback_reason = None, f"the fork server did not start: {e}"
 
     def _get_server(self) -> ForkServer | None:
-        with self._lock:
+        with self._server_lock:
             if self._server_checked:
                 return self._server if self._server and not self._server.dead else None
             server = self._server
@@ -258,7 +259,7 @@ class ProbeRunner:
         if busy:
             self.interrupt()
         self._closed = True
-        with self._lock:
+        with self._server_lock:
             server, self._server, self._server_checked = self._server, None, True
         if server is not None:
             server.close()

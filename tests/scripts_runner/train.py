@@ -26,6 +26,8 @@ parser.add_argument("--hang-at", type=int, default=-1)
 parser.add_argument("--abort-at", type=int, default=-1)
 parser.add_argument("--sleep", type=float, default=0.0, help="seconds per step")
 parser.add_argument("--spawn-child", help="start a sleeping subprocess, write its pid here")
+parser.add_argument("--workers", type=int, default=0, help="DataLoader worker processes")
+parser.add_argument("--worker-pids", help="each DataLoader worker appends its pid here")
 parser.add_argument("--finally-raise", action="store_true")
 parser.add_argument("--swallow", action="store_true", help="catch BaseException around step()")
 args = parser.parse_args()
@@ -59,8 +61,31 @@ if args.spawn_child:
 log = open(args.log, "a") if args.log else None  # noqa: SIM115
 
 
+def note_worker(worker_id: int) -> None:
+    if args.worker_pids:
+        with open(args.worker_pids, "a") as f:
+            f.write(f"{os.getpid()}\n")
+
+
+# the whole batch each time, through worker processes when asked (so x stays the same data)
+loader = torch.utils.data.DataLoader(
+    torch.utils.data.TensorDataset(x, y),
+    batch_size=len(x),
+    num_workers=args.workers,
+    worker_init_fn=note_worker,
+    persistent_workers=args.workers > 0,
+)
+
+
+def batches():
+    while True:
+        yield from loader
+
+
 def train() -> None:
+    data = batches()
     for it in range(args.steps):
+        bx, by = next(data)
         if args.sched in ("nanogpt", "both"):  # nanoGPT: set the LR by hand every iteration
             for g, base in zip(opt.param_groups, bases):
                 g["lr"] = base * 0.5 * (1 + it % 7)
@@ -70,7 +95,7 @@ def train() -> None:
             time.sleep(300)
         if it == args.abort_at:
             os.abort()
-        loss = ((head(torch.tanh(body(x))) - y) ** 2).mean()
+        loss = ((head(torch.tanh(body(bx))) - by) ** 2).mean()
         opt.zero_grad()
         loss.backward()
         if not args.no_wrap:
