@@ -109,6 +109,8 @@ def _run_snippet(
     optimizer = torch.optim.SGD(
         [{"params": [p], "lr": lr} for p, lr in zip(params, group_lrs)], lr=max(group_lrs)
     )
+    if "from transformers import" in code:
+        pytest.importorskip("transformers")
     namespace: dict = {"optimizer": optimizer}
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # torch's SequentialLR / step-order warnings

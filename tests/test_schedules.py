@@ -11,13 +11,12 @@ from hypothesis import strategies as st
 from autowarm._errors import AutowarmError
 from autowarm._schedules import COOLDOWN_SHAPES, DECAY_SHAPES, WARMUP_SHAPES, Schedule
 
-transformers_optimization = pytest.importorskip("transformers.optimization")
-
 PEAK = 1e-3
 
 
 def _hf_multipliers(name: str, total: int, **kwargs: object) -> list[float]:
     """The multiplier of a real transformers scheduler at steps 0..total (inclusive)."""
+    transformers_optimization = pytest.importorskip("transformers.optimization")
     param = torch.nn.Parameter(torch.zeros(1))
     optimizer = torch.optim.SGD([param], lr=PEAK)
     scheduler = getattr(transformers_optimization, name)(optimizer, **kwargs)
