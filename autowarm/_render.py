@@ -308,7 +308,15 @@ def _transformers(schedule: Schedule, peak_lr: float) -> str:
 # ----------------------------------------------------------------------------- autowarm
 def _autowarm(recipe: Recipe, path: str | os.PathLike[str] | None) -> str:
     if path is not None:
-        build = f"autowarm.Recipe.load({os.fspath(path)!r})"
+        # total_steps spelled out: the run length is the user's, and a --total-steps override
+        # of the file's value must survive the paste
+        load = f"autowarm.Recipe.load({_py(os.fspath(path))})"
+        if recipe.total_steps is None:
+            return f"import autowarm\n\nscheduler = {load}.scheduler(optimizer)\n"
+        return (
+            f"import autowarm\n\nrecipe = {load}\n"
+            f"scheduler = recipe.scheduler(optimizer, total_steps={recipe.total_steps})\n"
+        )
     else:
         args = [repr(recipe.peak_lr), str(recipe.warmup_steps)]
         if recipe.total_steps is not None:

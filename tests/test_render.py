@@ -167,7 +167,8 @@ def test_autowarm_snippet_loads_the_file(tmp_path) -> None:
     path = tmp_path / "recipe.json"
     recipe.save(path)
     code = recipe.render("autowarm", path=path)
-    assert f"autowarm.Recipe.load({str(path)!r})" in code
+    assert f'recipe = autowarm.Recipe.load("{path}")' in code
+    assert "recipe.scheduler(optimizer, total_steps=40)" in code
     got = [lrs[0] for lrs in _run_snippet(code, 41)]
     _assert_close(got, _expected(recipe, 41))
 

@@ -61,6 +61,13 @@ def test_total_steps_override_and_code(capsys) -> None:
     assert optimizer.param_groups[0]["lr"] == pytest.approx(Recipe.load(EXAMPLE).lr_at(0))
 
 
+def test_autowarm_code_keeps_the_total_steps_override(capsys) -> None:
+    assert main(["schedule", str(EXAMPLE), "--total-steps", "800", "--code", "autowarm"]) == 0
+    out = capsys.readouterr().out
+    assert f'recipe = autowarm.Recipe.load("{EXAMPLE}")' in out
+    assert "scheduler = recipe.scheduler(optimizer, total_steps=800)" in out
+
+
 def test_show_schedule_with_injected_console() -> None:
     console, buffer = _console()
     show_schedule(Recipe(1e-3, 0, decay="inverse_sqrt"), console=console)
