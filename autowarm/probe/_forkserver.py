@@ -25,6 +25,7 @@ server kills every trial it started and exits.
 from __future__ import annotations
 
 import contextlib
+import gc
 import importlib
 import json
 import os
@@ -99,6 +100,10 @@ def serve(sock_fd: int, preload: Sequence[str]) -> None:
     signal.set_wakeup_fd(wake_w)
     signal.signal(signal.SIGCHLD, lambda *_: None)
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    # everything imported so far lives on: keep the children's GC from touching (and so
+    # copying) those pages
+    gc.collect()
+    gc.freeze()
     send({"ready": True, "pid": os.getpid(), "preloaded": loaded})
 
     ids: dict[int, int] = {}  # pid -> request id
