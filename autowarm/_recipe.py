@@ -114,11 +114,15 @@ class Recipe:
 
     # ------------------------------------------------------------------ JSON
     def to_dict(self) -> dict[str, Any]:
-        """The JSON document: ``{"format": 1, <every field>}``."""
+        """The JSON document: ``{"format": 1, <every field>}``.
+
+        ``evidence`` is deep-copied and made JSON-safe: non-finite numbers (JSON has no NaN)
+        become ``None``, tuples become lists.
+        """
         d: dict[str, Any] = {"format": FORMAT_VERSION}
         for f in dataclasses.fields(self):
             d[f.name] = getattr(self, f.name)
-        d["evidence"] = dict(self.evidence)
+        d["evidence"] = _json_safe(self.evidence)
         return d
 
     @classmethod
@@ -146,7 +150,7 @@ class Recipe:
 
     def to_json(self) -> str:
         try:
-            return json.dumps(_json_safe(self.to_dict()), indent=2, allow_nan=False) + "\n"
+            return json.dumps(self.to_dict(), indent=2, allow_nan=False) + "\n"
         except (TypeError, ValueError) as e:
             raise AutowarmError(f"evidence cannot be written as JSON: {e}.") from None
 

@@ -91,7 +91,10 @@ def test_json_round_trip_and_exact_fields(tmp_path) -> None:
     assert data["evidence"] == {"trials": 12, "scores": [1.5, None]}  # JSON has no NaN
     loaded = Recipe.load(path)
     assert dataclasses.replace(loaded, evidence={}) == dataclasses.replace(recipe, evidence={})
-    assert Recipe.from_dict(recipe.to_dict()) == recipe
+    assert recipe.to_dict()["evidence"]["scores"] == [1.5, None]  # also for --json documents
+    plain = Recipe(PEAK, 5, 50, decay="linear", evidence={"trials": [1, 2]})
+    assert Recipe.from_dict(plain.to_dict()) == plain
+    assert json.loads(json.dumps(recipe.to_dict(), allow_nan=False)) == data
     assert [loaded.lr_at(s) for s in range(0, 5001, 250)] == [
         recipe.lr_at(s) for s in range(0, 5001, 250)
     ]
