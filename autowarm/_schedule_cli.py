@@ -142,6 +142,9 @@ def show_schedule(recipe: Recipe, *, console: Console | None = None) -> None:
     ]
     if recipe.decay != "constant":
         numbers.append(("floor LR", f"{floor:.3g} ({recipe.min_lr_ratio:g} x peak)"))
+    evidence = _evidence_summary(recipe.evidence)
+    if evidence:
+        numbers.append(("evidence", evidence))
     width = max(len(k) for k, _ in numbers)
     for key, value in numbers:
         console.print(Text(f"  {key:<{width}}  {value}"))
@@ -161,6 +164,23 @@ def show_schedule(recipe: Recipe, *, console: Console | None = None) -> None:
     chart_width = max(min(console.width - 12, 72), 10)
     console.print()
     console.print(Text(render_chart(lrs, width=chart_width, height=8, y_format="{:.2e}")))
+
+
+def _evidence_summary(evidence: dict, *, limit: int = 6) -> str:
+    """How the recipe was found, in one line: its first few short scalar entries."""
+    items = []
+    for key, value in evidence.items():
+        if isinstance(value, float):
+            text = f"{value:.4g}"
+        elif isinstance(value, (bool, int, str)):
+            text = str(value)
+        else:
+            continue  # nested details stay in the file
+        if len(text) <= 40:
+            items.append(f"{key}={text}")
+        if len(items) == limit:
+            break
+    return ", ".join(items)
 
 
 def _png_bytes(recipe: Recipe) -> bytes:

@@ -76,6 +76,14 @@ def test_show_schedule_with_injected_console() -> None:
     assert "end of the plot" in out  # open-ended shape: drawn over a default horizon
 
 
+def test_evidence_summary_shows_short_scalars_only() -> None:
+    console, buffer = _console()
+    evidence = {"method": "autowarm probe", "trials": 24, "boundary_lr": 0.0123456, "x": [1]}
+    show_schedule(Recipe(1e-3, 10, 100, evidence={**evidence, "rule": "r" * 100}), console=console)
+    line = next(s for s in buffer.getvalue().splitlines() if s.strip().startswith("evidence"))
+    assert line.split(None, 1)[1] == "method=autowarm probe, trials=24, boundary_lr=0.01235"
+
+
 def test_png_is_written_atomically(tmp_path, capsys) -> None:
     png = tmp_path / "lr.png"
     assert main(["schedule", str(EXAMPLE), "--png", str(png)]) == 0
