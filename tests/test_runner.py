@@ -54,9 +54,11 @@ def script(tmp_path_factory: pytest.TempPathFactory) -> Script:
     s.runner.close()
 
 
-def spec(peak_lr: float = 0.05, warmup_steps: int = 10, probe_steps: int = 30, **kw: Any):
+def spec(
+    peak_lr: float = 0.05, warmup_steps: int = 10, probe_steps: int = 30, number: int = 0, **kw: Any
+) -> TrialSpec:
     return TrialSpec(
-        number=0, peak_lr=peak_lr, warmup_steps=warmup_steps, probe_steps=probe_steps, **kw
+        number=number, peak_lr=peak_lr, warmup_steps=warmup_steps, probe_steps=probe_steps, **kw
     )
 
 
@@ -102,11 +104,16 @@ def test_nan_at_high_lr_stops_at_once(script: Script) -> None:
     assert any(e["kind"] == "nonfinite" for e in result.events)
 
 
-def test_crash_reports_the_exception_in_one_line(script: Script) -> None:
-    result = script.run(spec(), crash_at=3)
+def test_crash_reports_the_exception_in_one_line(
+    script: Script, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(script.runner, "log_dir", str(tmp_path))
+    result = script.run(spec(number=7), crash_at=3)
     assert (result.status, result.failure, result.steps) == ("failed", "crash", 3)
     assert result.reason.startswith("RuntimeError: boom at step 3 (train.py, line ")
     assert "\n" not in result.reason
+    log = (tmp_path / "trial-7.log").read_text()  # the whole traceback is kept there
+    assert "Traceback (most recent call last)" in log and "boom at step 3" in log
 
 
 def test_killed_by_a_signal(script: Script) -> None:

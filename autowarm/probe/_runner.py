@@ -45,6 +45,7 @@ OnStep = Callable[[int, float, float], "bool | None"]
 _TERM_GRACE_S = 2.0
 _EXIT_GRACE_S = 2.0
 _POLL_S = 0.05
+_LOG_TAIL_BYTES = 1 << 16
 
 _BOOTSTRAP = "from autowarm.probe._trial import main; main()"
 _NO_FORKSERVER_ENV = "AUTOWARM_NO_FORKSERVER"
@@ -208,7 +209,7 @@ class ProbeRunner:
                 self._live.discard(trial)
             trial.kill_group(signal.SIGKILL)  # leftovers: workers, subprocesses of the script
             os.close(read_fd)
-        log_bytes = _read_log(log)
+        log_bytes = _read_log(log, whole=self.log_dir is not None)
         log.close()
         if self.log_dir is not None:
             path = os.path.join(self.log_dir, f"trial-{spec.number}.log")
@@ -361,7 +362,10 @@ class _Trial:
         for line in lines:
             if not line:
                 continue
-            msg = json.loads(line)
+            try:
+                msg = json.loads(line)
+            except ValueError:
+                continue  # only the trial's bootstrap writes here; never trust it blindly
             kind = msg.get("t")
             if kind == "step":
                 i = int(msg["i"])
@@ -471,9 +475,11 @@ def _wait(proc: subprocess.Popen[bytes] | ForkedProcess, timeout: float) -> None
         proc.wait(timeout)
 
 
-def _read_log(log: IO[bytes]) -> bytes:
+def _read_log(log: IO[bytes], *, whole: bool) -> bytes:
+    """The trial's output: all of it to keep, else its tail (for the reason of a failure)."""
     log.flush()
-    log.seek(0)
+    size = log.seek(0, os.SEEK_END)
+    log.seek(0 if whole else max(0, size - _LOG_TAIL_BYTES))
     return log.read()
 
 

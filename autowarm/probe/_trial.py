@@ -28,14 +28,16 @@ of the first wrapped optimizer when a script wraps several).
 
 from __future__ import annotations
 
+import builtins
 import contextlib
+import importlib.machinery
 import json
 import math
 import os
-import runpy
 import sys
 import time
 import traceback
+import types
 from collections.abc import Callable
 from dataclasses import fields
 from typing import Any
@@ -337,6 +339,23 @@ def one_line(exc: BaseException, script: str | None = None) -> str:
     return text[:400]
 
 
+def _exec_main(script: str, args: list[str]) -> None:
+    """What ``python script args`` does with the script: it becomes ``__main__`` (for good,
+    not runpy's temporary module: pickling and multiprocessing look it up there) with
+    ``__file__`` absolute, ``sys.argv[0]`` as typed, its real folder first on ``sys.path``."""
+    path = os.path.abspath(script)
+    with open(path, "rb") as f:
+        source = f.read()
+    main = types.ModuleType("__main__")
+    main.__file__ = path
+    main.__loader__ = importlib.machinery.SourceFileLoader("__main__", path)
+    main.__builtins__ = builtins
+    sys.modules["__main__"] = main
+    sys.argv = [script, *args]
+    sys.path[0] = os.path.dirname(os.path.realpath(script))
+    exec(compile(source, path, "exec", dont_inherit=True), main.__dict__)
+
+
 def run_script(script: str, args: list[str]) -> int:
     """Run ``script`` as ``__main__`` like ``python script args``; report how it ended.
 
@@ -345,12 +364,9 @@ def run_script(script: str, args: list[str]) -> int:
     trial's process group anyway.
     """
     session = _get_session()
-    sys.argv = [script, *args]
-    # `python script.py` puts the script's (real) folder first on sys.path
-    sys.path[0] = os.path.dirname(os.path.realpath(script))
     code = 0
     try:
-        runpy.run_path(script, run_name="__main__")
+        _exec_main(script, args)
         if session.ended is None:  # else the script caught the end and finished its loop
             session.channel.send({"t": "exit", "code": 0, **session.summary()})
     except SystemExit as e:
