@@ -97,7 +97,9 @@ def _torch_native(schedule: Schedule) -> str | None:
     LRs) and it rises again after ``T_max``.
     """
     w, total, f = schedule.warmup_steps, schedule.total_steps, schedule.min_lr_ratio
-    if schedule.warmup != "linear" or (w > 0 and schedule.start_ratio == 0.0):
+    # LinearLR is recursive: lr *= 1 + (end - start) / (...start...), which divides by zero
+    # for start 0 and loses every digit for a subnormal start; such starts use the LambdaLR
+    if schedule.warmup != "linear" or (w > 0 and schedule.start_ratio < 1e-12):
         return None
     warm = (
         f"LinearLR(optimizer, start_factor={schedule.start_ratio!r}, end_factor=1.0, "

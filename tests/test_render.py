@@ -7,8 +7,11 @@ import warnings
 
 import pytest
 import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from autowarm import AutowarmError, Recipe
+from autowarm._schedules import COOLDOWN_SHAPES, DECAY_SHAPES, WARMUP_SHAPES
 
 PEAK = 3e-4
 
@@ -211,3 +214,41 @@ def test_snippets_are_ruff_clean(tmp_path) -> None:
         [ruff, "format", "--check", *config, str(tmp_path)], capture_output=True, text=True
     )
     assert out.returncode == 0, out.stdout
+
+
+@st.composite
+def recipes(draw: st.DrawFn) -> Recipe:
+    total = draw(st.integers(1, 150))
+    warmup = draw(st.integers(0, total))
+    warmup_shape = draw(st.sampled_from(WARMUP_SHAPES))
+    # HF's conventions (start 0, or the floor for WSD) are drawn often: they take the exact paths
+    floor = draw(st.sampled_from([0.0, 0.1, draw(st.floats(0.0, 1.0))]))
+    start = draw(st.sampled_from([None, 0.0, floor, draw(st.floats(0.0, 1.0))]))
+    if warmup_shape == "exponential" and start == 0.0:
+        start = None
+    return Recipe(
+        draw(st.sampled_from([1e-4, 3e-4, 1.0])),
+        warmup,
+        total,
+        warmup=warmup_shape,
+        decay=draw(st.sampled_from(DECAY_SHAPES)),
+        min_lr_ratio=floor,
+        warmup_start_ratio=start,
+        power=draw(st.sampled_from([1.0, 0.5, 2.0])),
+        num_cycles=draw(st.integers(1, 4)),
+        timescale=draw(st.one_of(st.none(), st.integers(1, 50))),
+        cooldown_steps=draw(st.one_of(st.floats(0.05, 1.0), st.integers(0, total - warmup))),
+        cooldown_shape=draw(st.sampled_from(COOLDOWN_SHAPES)),
+    )
+
+
+@settings(max_examples=150, deadline=None)
+@given(recipes(), st.sampled_from(["torch", "transformers"]))
+def test_property_any_recipe_renders_exactly(recipe: Recipe, target: str) -> None:
+    # whatever the options, the pasted code (torch's own schedulers, transformers'
+    # get_scheduler where it claims to be exact, else the inlined LambdaLR) gives the
+    # recipe's LR at every step of the run
+    assert recipe.total_steps is not None
+    steps = recipe.total_steps + 1
+    got = [lrs[0] for lrs in _run_snippet(recipe.render(target), steps, (recipe.peak_lr,))]
+    _assert_close(got, _expected(recipe, steps))
