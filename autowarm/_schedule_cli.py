@@ -67,6 +67,11 @@ def run(args: argparse.Namespace, *, console: Console | None = None) -> int:
         check_writable(args.png)
     recipe = Recipe.load(args.recipe)
     if args.total_steps is not None:
+        if args.total_steps < recipe.warmup_steps:
+            raise AutowarmError(
+                f"--total-steps must be >= the recipe's warmup_steps but got "
+                f"{args.total_steps} < {recipe.warmup_steps}."
+            )
         recipe = dataclasses.replace(recipe, total_steps=args.total_steps)
     if recipe.total_steps is None and recipe.decay in NEEDS_TOTAL:
         raise AutowarmError(

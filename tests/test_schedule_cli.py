@@ -175,7 +175,8 @@ def test_bad_total_steps_flag(capsys, value: str) -> None:
 
 def test_total_steps_flag_below_warmup(capsys) -> None:
     assert main(["schedule", str(EXAMPLE), "--total-steps", "100"]) == 2
-    assert "warmup_steps must be <= total_steps but got 200 > 100." in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "--total-steps must be >= the recipe's warmup_steps but got 100 < 200." in err
 
 
 def test_png_into_missing_folder_fails_before_printing(tmp_path, capsys) -> None:
