@@ -78,6 +78,17 @@ def test_stable_trial_reaches_the_probe_length(script: Script) -> None:
     assert len(script.logged()) == 29
 
 
+def test_batched_monitor_reads_report_every_step(script: Script) -> None:
+    # on an accelerator the monitor reads its numbers in batches (one host sync each): the
+    # trial still reports every step, in order, with the same values
+    eager = script.run(spec(probe_steps=60))
+    lazy = script.run(spec(probe_steps=60), lazy_monitor=True)
+    assert (lazy.status, lazy.steps) == (eager.status, 60)
+    assert lazy.losses == eager.losses and lazy.grad_norms == eager.grad_norms
+    unstable = script.run(spec(peak_lr=1e12, warmup_steps=0, probe_steps=60), lazy_monitor=True)
+    assert unstable.status == "nonfinite" and unstable.steps < 60
+
+
 @pytest.mark.parametrize("sched", ["none", "lambda", "nanogpt", "both"])
 def test_forced_lr_wins_over_the_scripts_schedule_and_keeps_group_ratios(
     script: Script, sched: str

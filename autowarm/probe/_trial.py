@@ -53,6 +53,10 @@ FD_ENV = "AUTOWARM_TRIAL_FD"
 _STOPPING_EVENTS = {"nonfinite": "nonfinite", "divergence": "diverged", "stall": "stalled"}
 
 
+# the monitor's numbers are read (a host sync on an accelerator) at most this often
+_READ_INTERVAL_S = 0.05
+
+
 class TrialEnd(SystemExit):
     """Ends the user's script from inside ``optimizer.step()``.
 
@@ -199,6 +203,8 @@ class Controller:
         self._ratios: list[float] | None = None
         self._step = 0
         self._n_events = 0
+        self._sent = 0  # history records reported
+        self._last_read = 0.0
         self._spikes = 0
         if self.primary:
             session.wrap_lr = self._wrap_lrs[_largest_group(optimizer)]
@@ -253,27 +259,34 @@ class Controller:
                 group["lr"] = lr * ratio
 
     def after_step(self, optimizer: Any) -> None:
-        step = self._step
         self._step += 1
         if not self.primary:
             return
         session = self.session
         monitor = optimizer.monitor
-        monitor.flush()
-        session.steps = self._step
-        session.t_last = time.perf_counter()
-        rec = monitor.history[-1] if monitor.history else None
-        msg = {
-            "t": "step",
-            "i": step,
-            "loss": _field(rec, "loss"),
-            "gn": _field(rec, "grad_norm"),
-            "lr": session.lr_at(step),
-            "s": session.train_s,
-        }
-        if step == 0:
-            msg["script_lr"] = session.script_lr
-        session.channel.send(msg)
+        now = time.perf_counter()
+        session.steps, session.t_last = self._step, now
+        last = self._step >= session.spec.probe_steps
+        # reading the monitor's device-side numbers is a host sync on an accelerator: do it
+        # every _READ_INTERVAL_S (and on the first and last step), report what was read
+        if last or self._step == 1 or now - self._last_read >= _READ_INTERVAL_S:
+            monitor.flush()
+            self._last_read = now
+        history = monitor.history
+        for rec in history[self._sent :]:
+            i = int(_field(rec, "step"))
+            msg = {
+                "t": "step",
+                "i": i,
+                "loss": _field(rec, "loss"),
+                "gn": _field(rec, "grad_norm"),
+                "lr": session.lr_at(i),
+                "s": session.train_s,
+            }
+            if self._sent == 0:
+                msg["script_lr"] = session.script_lr
+            session.channel.send(msg)
+            self._sent += 1
 
         # 1) the monitor is sure it is unstable: stop now, a longer run teaches nothing
         stop: tuple[str, str] | None = None
@@ -290,7 +303,7 @@ class Controller:
         if stop is not None:
             raise session.end(*stop)
         # 2) probe length reached: end the script cleanly
-        if self._step >= session.spec.probe_steps:
+        if last:
             status = "spike" if self._spikes else "stable"
             reason = f"{self._spikes} spike(s)" if self._spikes else None
             raise session.end(status, reason)

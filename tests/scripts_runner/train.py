@@ -27,6 +27,7 @@ parser.add_argument("--abort-at", type=int, default=-1)
 parser.add_argument("--sleep", type=float, default=0.0, help="seconds per step")
 parser.add_argument("--spawn-child", help="start a sleeping subprocess, write its pid here")
 parser.add_argument("--workers", type=int, default=0, help="DataLoader worker processes")
+parser.add_argument("--lazy-monitor", action="store_true", help="batched reads, as on a GPU")
 parser.add_argument("--worker-pids", help="each DataLoader worker appends its pid here")
 parser.add_argument("--finally-raise", action="store_true")
 parser.add_argument("--swallow", action="store_true", help="catch BaseException around step()")
@@ -46,6 +47,7 @@ groups = [{"params": body.parameters()}, {"params": head.parameters(), "lr": arg
 opt = torch.optim.SGD(groups, lr=args.lr)
 if not args.no_wrap:
     opt = autowarm.wrap(opt)
+    opt.monitor._eager_on_cpu = not args.lazy_monitor
 bases = [g["lr"] for g in opt.param_groups]
 # HF-style LambdaLR: LR 0 at step 0, warmup over 10 steps
 sched = (
