@@ -64,6 +64,42 @@ def spec(
 
 def test_uses_the_fork_server(script: Script) -> None:
     assert script.runner.mode == "forkserver", script.runner.fallback_reason
+    assert script.runner._get_server().preloaded == ["torch"]  # third-party, not stdlib
+
+
+def test_a_package_that_starts_a_thread_at_import_is_not_preloaded(tmp_path: Path) -> None:
+    # forking a process with extra threads can deadlock the child: the server imports the
+    # script's packages only while none of them starts one, else it restarts without them
+    site = tmp_path / "site"
+    for name, body in [("quietpkg", "X = 1\n"), ("threadpkg", THREAD_AT_IMPORT)]:
+        (site / name).mkdir(parents=True)
+        (site / name / "__init__.py").write_text(body)
+    (tmp_path / "proj").mkdir()
+    train = tmp_path / "proj" / "train.py"
+    train.write_text("import quietpkg\nimport threadpkg\n" + TRAIN_LOOP)
+    with ProbeRunner(str(train), env={"PYTHONPATH": str(site)}) as runner:
+        assert runner.mode == "forkserver"
+        assert runner._get_server().preloaded == []
+        result = runner.run(spec(probe_steps=20))
+    assert (result.status, result.steps) == ("stable", 20)
+
+
+THREAD_AT_IMPORT = """\
+import threading, time
+threading.Thread(target=time.sleep, args=(60,), daemon=True).start()
+"""
+TRAIN_LOOP = """\
+import torch, autowarm
+model = torch.nn.Linear(4, 1)
+opt = autowarm.wrap(torch.optim.SGD(model.parameters(), lr=0.01))
+x = torch.ones(8, 4)
+for _ in range(100):
+    loss = model(x).pow(2).mean()
+    opt.zero_grad()
+    loss.backward()
+    opt.report(loss)
+    opt.step()
+"""
 
 
 def test_stable_trial_reaches_the_probe_length(script: Script) -> None:

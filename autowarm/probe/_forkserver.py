@@ -252,6 +252,7 @@ class ForkServer:
         self.error: str | None = None  # why the server is not usable
         self.unsafe = False  # a preloaded import made forking unsafe
         self.dead = False
+        self.preloaded: list[str] = []  # the script's packages the server imported
         self._reader = threading.Thread(target=self._read, name="autowarm-forkserver", daemon=True)
         self._reader.start()
 
@@ -277,6 +278,7 @@ class ForkServer:
                 break
             msg = json.loads(data)
             if msg.get("ready"):
+                self.preloaded = list(msg.get("preloaded", []))
                 self._ready.set()
             elif "unsafe" in msg:
                 self.error, self.unsafe = msg["unsafe"], True
