@@ -13,7 +13,7 @@
    A synthetic probe landscape (below) stands in for a training script, so hundreds of searches
    take seconds; each search goes through the real ``ProbeSearch`` + ``recommend`` code::
 
-       python scripts/bench_probe.py --samplers --seeds 20 --trials 20
+       python scripts/bench_probe.py --samplers --sampler-names tpe gp qmc --seeds 20 --trials 20
 """
 
 from __future__ import annotations
@@ -64,7 +64,7 @@ def overhead(args: argparse.Namespace) -> None:
         script = os.path.join(tmp, "sleepy.py")
         with open(script, "w") as f:
             f.write(SLEEPY)
-        for jobs in args.jobs:
+        for sampler, jobs in [(s, j) for s in args.sampler_names for j in args.jobs]:
             cmd = [
                 sys.executable,
                 "-m",
@@ -82,8 +82,10 @@ def overhead(args: argparse.Namespace) -> None:
                 "1e-1",
                 "--seed",
                 "0",
+                "--sampler",
+                sampler,
                 "--storage",
-                f"sqlite:///{tmp}/bench-{jobs}.db",
+                f"sqlite:///{tmp}/bench-{sampler}-{jobs}.db",
                 "--out",
                 os.path.join(tmp, f"recipe-{jobs}.json"),
                 script,
@@ -101,6 +103,7 @@ def overhead(args: argparse.Namespace) -> None:
             train_wall = cost["train_s"] / jobs
             rows.append(
                 (
+                    sampler,
                     jobs,
                     len(doc["trials"]),
                     cost["optimizer_steps"],
@@ -116,13 +119,16 @@ def overhead(args: argparse.Namespace) -> None:
         f"(~{args.trial_seconds:g} s of training per trial)\n"
     )
     head = (
-        f"{'jobs':>4} {'trials':>6} {'steps':>6} {'train/trial s':>13} {'search wall s':>13} "
-        f"{'CLI wall s':>10} {'overhead(search)':>16} {'overhead(CLI)':>13}"
+        f"{'sampler':>7} {'jobs':>4} {'trials':>6} {'steps':>6} {'train/trial s':>13} "
+        f"{'search wall s':>13} {'CLI wall s':>10} {'overhead(search)':>16} {'overhead(CLI)':>13}"
     )
     print(head)
     print("-" * len(head))
-    for j, n, s, tt, w, tot, o1, o2 in rows:
-        print(f"{j:>4} {n:>6} {s:>6} {tt:>13.2f} {w:>13.2f} {tot:>10.2f} {o1:>16.1%} {o2:>13.1%}")
+    for sa, j, n, s, tt, w, tot, o1, o2 in rows:
+        print(
+            f"{sa:>7} {j:>4} {n:>6} {s:>6} {tt:>13.2f} {w:>13.2f} {tot:>10.2f} "
+            f"{o1:>16.1%} {o2:>13.1%}"
+        )
     print(
         "\noverhead(search): 1 - training time / wall time of the search loop (calibration, "
         "process start, imports, sampler, storage, report);\noverhead(CLI): the same over the "
@@ -267,7 +273,7 @@ def main() -> None:
     p.add_argument("--trial-seconds", type=float, default=6.0)
     p.add_argument("--jobs", type=int, nargs="+", default=[1])
     p.add_argument("--samplers", action="store_true", help="run the sampler study instead")
-    p.add_argument("--sampler-names", nargs="+", default=["tpe", "gp", "qmc"])
+    p.add_argument("--sampler-names", nargs="+", default=["tpe"])
     p.add_argument("--seeds", type=int, default=20)
     p.add_argument("--margin", type=float, default=2.0, help="recommendation margin (samplers)")
     p.add_argument("--rule", default="centre", help="centre, nearest or argmin (samplers)")

@@ -1,1 +1,31 @@
-"""``autowarm probe``: short probe runs of the user's script, searched with Optuna."""
+"""``autowarm probe``: short probe runs of the user's script, searched with Optuna.
+
+- :class:`ProbeRunner` runs one probe trial of a script (its own process) -> :class:`TrialResult`;
+- :class:`ProbeSearch` searches peak LR × warmup over an Optuna study (:class:`ProbeConfig`);
+- :func:`recommend` turns the trials into an :class:`autowarm.Recipe` with its evidence.
+
+Names load lazily: ``autowarm --help`` must not pay for importing optuna.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+_LAZY = {
+    "ProbeRunner": "autowarm.probe._runner",
+    "TrialSpec": "autowarm.probe._types",
+    "TrialResult": "autowarm.probe._types",
+    "ProbeConfig": "autowarm.probe._search",
+    "ProbeSearch": "autowarm.probe._search",
+    "TrialRecord": "autowarm.probe._search",
+    "recommend": "autowarm.probe._recommend",
+}
+
+__all__ = sorted(_LAZY)
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(f"module 'autowarm.probe' has no attribute {name!r}")

@@ -44,7 +44,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     g = p.add_argument_group("search")
     g.add_argument("--trials", type=_positive_int, default=20, help="probe runs (default 20)")
     g.add_argument(
-        "--steps", type=_positive_int, default=200, help="optimizer steps per probe (default 200)"
+        "--steps",
+        type=_positive_int,
+        help="optimizer steps per probe (default 200, or 10%% of --total-steps if that is "
+        "less, at least 30)",
     )
     g.add_argument(
         "--lr-range",
@@ -177,10 +180,13 @@ def probe_command(args: argparse.Namespace) -> int:
     script_args = list(args.script_args)
     if script_args[:1] == ["--"]:
         script_args = script_args[1:]
+    steps = args.steps
+    if steps is None:  # a probe never costs more than a tenth of the full run by default
+        steps = 200 if args.total_steps is None else min(200, max(30, args.total_steps // 10))
     config = ProbeConfig(
         script=args.script,
         args=tuple(script_args),
-        steps=args.steps,
+        steps=steps,
         trials=args.trials,
         total_steps=args.total_steps,
         decay=args.decay,
@@ -224,7 +230,11 @@ def probe_command(args: argparse.Namespace) -> int:
     command = shlex.join([os.path.basename(sys.executable), args.script, *script_args])
 
     # 2) the runner validates the script (compiles) before the storage is touched
-    runner = ProbeRunner(args.script, script_args, trial_timeout=args.trial_timeout)
+    # parallel trials share the cores: each gets its share of BLAS/torch threads
+    threads = max(1, (os.cpu_count() or 1) // config.jobs) if config.jobs > 1 else None
+    runner = ProbeRunner(
+        args.script, script_args, trial_timeout=args.trial_timeout, threads=threads
+    )
     report = LiveReport(progress, probe_steps=config.steps)
     try:
         storage, url = open_storage(args.storage)

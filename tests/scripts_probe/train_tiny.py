@@ -24,6 +24,7 @@ parser.add_argument("--opt", choices=("sgd", "adam"), default="sgd")
 parser.add_argument("--crash-at", type=int, default=-1)
 parser.add_argument("--hang-above", type=float, default=float("inf"))
 parser.add_argument("--no-wrap", action="store_true")
+parser.add_argument("--step-sleep", type=float, default=0.0, help="seconds per step (slow it)")
 parser.add_argument("--seed", type=int, default=0)
 args = parser.parse_args()
 
@@ -50,6 +51,7 @@ for step in range(args.steps):
         raise RuntimeError(f"deliberate crash at step {step}")
     if optimizer.param_groups[0]["lr"] > args.hang_above:
         time.sleep(3600)
+    time.sleep(args.step_sleep)
     optimizer.step()
 
 with torch.no_grad():
