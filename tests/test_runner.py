@@ -125,12 +125,17 @@ def test_batched_monitor_reads_report_every_step(script: Script) -> None:
     assert unstable.status == "nonfinite" and unstable.steps < 60
 
 
-@pytest.mark.parametrize("sched", ["none", "lambda", "nanogpt", "both"])
+@pytest.mark.parametrize(
+    ("sched", "split"),
+    [("none", False), ("lambda", False), ("nanogpt", False), ("both", False), ("both", True)],
+)
 def test_forced_lr_wins_over_the_scripts_schedule_and_keeps_group_ratios(
-    script: Script, sched: str
+    script: Script, sched: str, split: bool
 ) -> None:
+    # split: two wrapped optimizers, the second one stepping first; the first one wrapped
+    # sets the reference LR for both (and reports the steps)
     s = spec(peak_lr=0.2, warmup_steps=8, probe_steps=25, decay="cosine", min_lr_ratio=0.1)
-    result = script.run(s, sched=sched)
+    result = script.run(s, sched=sched, split=split)
     assert result.status in ("stable", "spike")
     recipe = Recipe(0.2, 8, 25, decay="cosine", min_lr_ratio=0.1)
     rows = script.logged()

@@ -198,6 +198,7 @@ class Controller:
 
     def __init__(self, optimizer: Any, session: _Session) -> None:
         self.session = session
+        self.optimizer = optimizer
         self.primary = not session.controllers
         self._wrap_lrs = [_lr_value(g["lr"]) for g in optimizer.param_groups]
         self._ratios: list[float] | None = None
@@ -225,17 +226,26 @@ class Controller:
                 bases.append(_lr_value(g["lr"]))
         return bases
 
-    def _capture_ratios(self, optimizer: Any) -> list[float]:
+    def _reference_lr(self, optimizer: Any) -> float | None:
+        """The base LR of this optimizer's largest group (its largest base LR if that is 0)."""
         bases = self._base_lrs(optimizer)
         largest = _largest_group(optimizer)
+        reference = bases[largest] if bases[largest] > 0 else max(bases)
+        return reference if reference > 0 else None
+
+    def _capture_ratios(self, optimizer: Any) -> list[float]:
         session = self.session
+        primary = session.controllers[0]
+        if session.reference_lr is None:
+            # the first wrapped optimizer's base LR is the peak LR, whichever steps first
+            session.reference_lr = primary._reference_lr(primary.optimizer)
         if self.primary:
-            if "initial_lr" in optimizer.param_groups[largest]:
-                session.initial_lr = bases[largest]
-            reference = bases[largest] if bases[largest] > 0 else max(bases)
-            session.reference_lr = reference if reference > 0 else None
-        reference = session.reference_lr or bases[largest] or max(bases)
-        if reference <= 0:  # every base LR is 0: nothing to keep, same LR everywhere
+            group = optimizer.param_groups[_largest_group(optimizer)]
+            if "initial_lr" in group:
+                session.initial_lr = _lr_value(group["initial_lr"])
+        bases = self._base_lrs(optimizer)
+        reference = session.reference_lr or self._reference_lr(optimizer)
+        if reference is None:  # every base LR is 0: nothing to keep, same LR everywhere
             return [1.0] * len(bases)
         return [b / reference for b in bases]
 

@@ -21,6 +21,7 @@ parser.add_argument("--lr", type=float, default=0.05)
 parser.add_argument("--sched", choices=["none", "lambda", "nanogpt", "both"], default="none")
 parser.add_argument("--log", help="append the effective LR of each group per step (JSON lines)")
 parser.add_argument("--no-wrap", action="store_true")
+parser.add_argument("--split", action="store_true", help="one optimizer for body, one for head")
 parser.add_argument("--crash-at", type=int, default=-1)
 parser.add_argument("--hang-at", type=int, default=-1)
 parser.add_argument("--abort-at", type=int, default=-1)
@@ -44,17 +45,22 @@ y = x @ torch.randn(8, 1)
 body = torch.nn.Linear(8, 8)  # 72 parameters: the largest group
 head = torch.nn.Linear(8, 1)  # its LR is 0.1x the body's
 groups = [{"params": body.parameters()}, {"params": head.parameters(), "lr": args.lr * 0.1}]
-opt = torch.optim.SGD(groups, lr=args.lr)
+if args.split:  # one optimizer per module; the head's (wrapped second) steps first
+    optimizers = [torch.optim.SGD(g["params"], lr=g.get("lr", args.lr)) for g in groups]
+else:
+    optimizers = [torch.optim.SGD(groups, lr=args.lr)]
 if not args.no_wrap:
-    opt = autowarm.wrap(opt)
-    opt.monitor._eager_on_cpu = not args.lazy_monitor
-bases = [g["lr"] for g in opt.param_groups]
+    optimizers = [autowarm.wrap(o) for o in optimizers]
+    for o in optimizers:
+        o.monitor._eager_on_cpu = not args.lazy_monitor
+param_groups = [g for o in optimizers for g in o.param_groups]  # body's, head's
+bases = [g["lr"] for g in param_groups]
 # HF-style LambdaLR: LR 0 at step 0, warmup over 10 steps
-sched = (
-    torch.optim.lr_scheduler.LambdaLR(opt, lambda s: min(1.0, s / 10))
+scheds = [
+    torch.optim.lr_scheduler.LambdaLR(o, lambda s: min(1.0, s / 10))
+    for o in optimizers
     if args.sched in ("lambda", "both")
-    else None
-)
+]
 if args.spawn_child:
     child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(120)"])
     with open(args.spawn_child + ".tmp", "w") as f:
@@ -89,7 +95,7 @@ def train() -> None:
     for it in range(args.steps):
         bx, by = next(data)
         if args.sched in ("nanogpt", "both"):  # nanoGPT: set the LR by hand every iteration
-            for g, base in zip(opt.param_groups, bases):
+            for g, base in zip(param_groups, bases):
                 g["lr"] = base * 0.5 * (1 + it % 7)
         if it == args.crash_at:
             raise RuntimeError(f"boom at step {it}")
@@ -98,26 +104,28 @@ def train() -> None:
         if it == args.abort_at:
             os.abort()
         loss = ((head(torch.tanh(body(bx))) - by) ** 2).mean()
-        opt.zero_grad()
+        for o in optimizers:
+            o.zero_grad()
         loss.backward()
         if not args.no_wrap:
-            opt.report(loss)
-        before = [g["params"][0].detach().clone() for g in opt.param_groups]
-        grads = [g["params"][0].grad.clone() for g in opt.param_groups]
-        try:
-            opt.step()
-        except BaseException:
-            if not args.swallow:
-                raise
+            optimizers[0].report(loss)
+        before = [g["params"][0].detach().clone() for g in param_groups]
+        grads = [g["params"][0].grad.clone() for g in param_groups]
+        for o in reversed(optimizers):
+            try:
+                o.step()
+            except BaseException:
+                if not args.swallow:
+                    raise
         if log is not None:
             # plain SGD: p_new = p - lr * g, so the LR the update really used is recoverable
             eff = [
                 float(((b - g["params"][0].detach()) * gr).sum() / (gr * gr).sum())
-                for b, g, gr in zip(before, opt.param_groups, grads)
+                for b, g, gr in zip(before, param_groups, grads)
             ]
             log.write(json.dumps({"step": it, "lr": eff}) + "\n")
             log.flush()
-        if sched is not None:
+        for sched in scheds:
             sched.step()
         if args.sleep:
             time.sleep(args.sleep)
