@@ -62,10 +62,9 @@ class Thresholds:
     spike_zscore: float = 6.0
     spike_ratio: float = 2.0
     spread_floor: float = 0.02
-    divergence_window: int = 10
-    divergence_fraction: float = 0.5
-    divergence_ratio: float = 2.0
-    divergence_min_rise: float = 0.1
+    divergence_window: int = 12
+    divergence_fraction: float = 0.09
+    divergence_rise: float = 0.2
     stall_steps: int = 100
     stall_tolerance: float = 0.05
     amp_skip_patience: int = 16
@@ -94,8 +93,6 @@ class Thresholds:
             )
         if self.spike_ratio <= 1:
             raise AutowarmError(f"spike_ratio must be > 1 but got {self.spike_ratio!r}.")
-        if self.divergence_ratio <= 1:
-            raise AutowarmError(f"divergence_ratio must be > 1 but got {self.divergence_ratio!r}.")
         if self.divergence_fraction > 1:
             raise AutowarmError(
                 f"divergence_fraction must be <= 1 but got {self.divergence_fraction!r}."
@@ -121,7 +118,13 @@ def _median(sorted_values: list[float]) -> float:
 
 
 class _SpikeDetector:
-    """Median/MAD spike test for one signal; flagged values stay out of the window."""
+    """Robust spike test for one signal; flagged values stay out of the window.
+
+    Positive signals (grad norms, most losses) are judged in log space, where noise is
+    multiplicative: a loss near zero whose batches vary 3x from one another has a wide log
+    spread, an LM loss that varies by 5% a narrow one, and one z-score threshold fits both.
+    A window holding a value <= 0 falls back to the same test in linear units.
+    """
 
     def __init__(self, signal: str, t: Thresholds) -> None:
         self.signal = signal
@@ -130,14 +133,25 @@ class _SpikeDetector:
         self.flagged: list[float] = []
         self.regime_shift = max(2, t.window // 8)
 
-    def update(self, x: float) -> Finding | None:
+    def _threshold(self) -> tuple[float, float]:
+        """(median, threshold) of the current window."""
         t = self.t
-        if len(self.values) >= t.min_history:
-            s = sorted(self.values)
-            med = _median(s)
-            mad = _median(sorted(abs(v - med) for v in s))
-            spread = max(1.4826 * mad, t.spread_floor * abs(med), 1e-12)
-            threshold = med + max(t.spike_zscore * spread, (t.spike_ratio - 1.0) * abs(med))
+        s = sorted(self.values)
+        med = _median(s)
+        if s[0] > 0:
+            logs = [math.log(v) for v in s]
+            log_med = _median(logs)
+            log_mad = _median(sorted(abs(v - log_med) for v in logs))
+            spread = max(1.4826 * log_mad, t.spread_floor)
+            margin = max(t.spike_zscore * spread, math.log(t.spike_ratio))
+            return med, math.exp(log_med + margin)
+        mad = _median(sorted(abs(v - med) for v in s))
+        spread = max(1.4826 * mad, t.spread_floor * abs(med), 1e-12)
+        return med, med + max(t.spike_zscore * spread, (t.spike_ratio - 1.0) * abs(med))
+
+    def update(self, x: float) -> Finding | None:
+        if len(self.values) >= self.t.min_history:
+            med, threshold = self._threshold()
             if x > threshold:
                 self.flagged.append(x)
                 if len(self.flagged) >= self.regime_shift:
@@ -145,15 +159,13 @@ class _SpikeDetector:
                     self.values.clear()
                     self.values.extend(self.flagged)
                     self.flagged.clear()
-                return Finding(
-                    "spike",
-                    self.signal,
-                    x,
-                    med,
-                    f"{x / med:.3g}x the median of the last {len(s)} steps"
+                n = len(self.values)
+                detail = (
+                    f"{x / med:.3g}x the median of the last {n} steps (threshold {threshold:.4g})"
                     if med > 0
-                    else f"above the threshold {threshold:.4g}",
+                    else f"above the threshold {threshold:.4g}"
                 )
+                return Finding("spike", self.signal, x, med, detail)
         self.flagged.clear()
         self.values.append(x)
         return None
@@ -230,11 +242,10 @@ class Detector:
         initial, best = self.initial_loss, self.best_loss
         found: list[Finding] = []
 
-        # divergence: gave back a large part of the progress, or rose a lot relative to the best
-        needed = t.divergence_fraction * (initial - best)
-        if best > 0:
-            needed = min(needed, (t.divergence_ratio - 1.0) * best) if needed > 0 else needed
-        needed = max(needed, t.divergence_min_rise * abs(best), 1e-12)
+        # divergence: gave back part of the progress made AND rose well above the best. Each
+        # alone false-alarms: near-zero losses double on noise (rise), and runs that barely
+        # progressed give back "half their progress" on noise (fraction).
+        needed = max(t.divergence_fraction * (initial - best), t.divergence_rise * abs(best), 1e-12)
         if smoothed - best >= needed:
             if not self._diverged:
                 self._diverged = True

@@ -589,7 +589,7 @@ def _sgd() -> torch.optim.Optimizer:
         ({"spike_zscore": "6"}, "spike_zscore must be a positive finite number but got '6'."),
         ({"spike_ratio": 0.5}, "spike_ratio must be > 1 but got 0.5."),
         ({"spread_floor": math.nan}, "spread_floor must be a positive finite number but got nan"),
-        ({"divergence_ratio": 1.0}, "divergence_ratio must be > 1 but got 1.0."),
+        ({"divergence_rise": 0}, "divergence_rise must be a positive finite number but got 0."),
         ({"divergence_fraction": 1.5}, "divergence_fraction must be <= 1 but got 1.5."),
         ({"stall_tolerance": 1.0}, "stall_tolerance must be < 1 but got 1.0."),
         ({"stall_steps": -5}, "stall_steps must be a positive int but got -5."),
