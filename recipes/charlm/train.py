@@ -3,7 +3,7 @@
 Run it (about 7 s on one CPU core, no download):
 
     python recipes/charlm/train.py
-    python recipes/charlm/train.py --lr 3e-3 --warmup 0      # too hot without warmup: stalls
+    python recipes/charlm/train.py --lr 2e-2 --warmup 0      # too hot without warmup: stalls
     autowarm probe recipes/charlm/train.py                   # pick warmup + peak LR
 
 Flags: --steps N --lr X --warmup W --min-lr-ratio R --seed S --metrics-out FILE.

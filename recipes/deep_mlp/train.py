@@ -3,7 +3,7 @@
 Run it (a few seconds on one CPU core, no download):
 
     python recipes/deep_mlp/train.py
-    python recipes/deep_mlp/train.py --lr 1e-2 --warmup 0      # too hot without warmup
+    python recipes/deep_mlp/train.py --lr 3e-2 --warmup 0      # too hot without warmup
     autowarm probe recipes/deep_mlp/train.py                   # pick warmup + peak LR
 
 Flags: --steps N --lr X --warmup W --min-lr-ratio R --seed S --metrics-out FILE.
