@@ -44,6 +44,8 @@ SCRIPT_FAILURES = ("no_wrap", "too_short", "syntax", "not_found")
 SCORE_WINDOW = 0.15
 #: How many losses a trial keeps in the storage (for ``show``, the dashboard and the PNG).
 KEEP_LOSSES = 100
+#: How many of them become Optuna intermediate values (the dashboard's curves; a write each).
+REPORT_POINTS = 20
 #: Default LR search range around the script's own LR: ``[lr / LR_SPAN, lr * LR_SPAN]``.
 LR_SPAN = 30.0
 CALIBRATION_STEPS = 2
@@ -511,7 +513,7 @@ class ProbeSearch:
         for k, v in attrs.items():
             trial.set_user_attr(k, v)
         # intermediate values: the loss curve for the dashboard (written once, not per step)
-        for step, loss in attrs["losses"]:
+        for step, loss in subsample(res.losses, REPORT_POINTS):
             if loss is not None:
                 trial.report(loss, int(step))
         if res.status == "interrupted" or script_failure:

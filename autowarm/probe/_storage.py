@@ -127,7 +127,25 @@ def open_storage(url: str | None, *, create: bool = True) -> tuple[Any, str]:
         )
     except Exception as e:
         raise fail(e) from None
+    if url.startswith("sqlite:"):
+        _fast_sqlite(storage)
     return storage, shown
+
+
+def _fast_sqlite(storage: Any) -> None:
+    """WAL journal + synchronous=NORMAL: a trial's ~30 small writes cost ~0.1 s instead of
+    ~1.3 s of fsyncs (measured with scripts/bench_probe.py); still crash-consistent, and
+    optuna-dashboard reads a WAL database as usual."""
+    from sqlalchemy import event
+
+    @event.listens_for(storage.engine, "connect")
+    def _pragmas(dbapi_conn: Any, _record: Any) -> None:
+        cur = dbapi_conn.cursor()
+        cur.execute("PRAGMA journal_mode=WAL")
+        cur.execute("PRAGMA synchronous=NORMAL")
+        cur.close()
+
+    storage.engine.dispose()  # connections opened from now on get the pragmas
 
 
 def default_study_name(script: str, args: Sequence[str], config: dict[str, Any]) -> str:
