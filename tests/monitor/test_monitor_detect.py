@@ -1,0 +1,283 @@
+"""The detector on synthetic series: each rule fires when it should, and only then."""
+
+from __future__ import annotations
+
+import json
+import math
+import random
+
+import pytest
+
+from autowarm.monitor import Event, History, Thresholds
+from autowarm.monitor._detect import Detector, Finding
+
+# flat synthetic losses are stalls by design; the spike tests switch that rule off
+NO_STALL = Thresholds(stall_steps=10_000)
+
+
+def _feed(
+    det: Detector,
+    losses: list[float | None],
+    grads: list[float] | None = None,
+    amp: list[bool] | None = None,
+) -> list[tuple[int, Finding]]:
+    out = []
+    for i, loss in enumerate(losses):
+        g = grads[i] if grads is not None else 1.0
+        a = amp[i] if amp is not None else False
+        out += [(i, f) for f in det.update(i, loss, g, amp_overflow=a)]
+    return out
+
+
+def _noisy(n: int, level: float = 2.0, sigma: float = 0.05, seed: int = 0) -> list[float]:
+    """Multiplicative (log-normal) noise around a constant level."""
+    rng = random.Random(seed)
+    return [level * math.exp(rng.gauss(0.0, sigma)) for _ in range(n)]
+
+
+def _decaying(n: int, start: float = 4.0, end: float = 2.0, seed: int = 0) -> list[float]:
+    rng = random.Random(seed)
+    return [
+        (end + (start - end) * math.exp(-i / 40)) * math.exp(rng.gauss(0, 0.03)) for i in range(n)
+    ]
+
+
+# -- nonfinite ------------------------------------------------------------------------------------
+@pytest.mark.parametrize("bad", [math.nan, math.inf, -math.inf])
+@pytest.mark.parametrize("signal", ["loss", "grad_norm"])
+def test_nonfinite_flagged_at_that_step(signal: str, bad: float) -> None:
+    losses: list[float | None] = list(_noisy(50))
+    grads = _noisy(50, level=1.0, seed=1)
+    ref = losses[29] if signal == "loss" else grads[29]
+    if signal == "loss":
+        losses[30] = bad
+    else:
+        grads[30] = bad
+    found = _feed(Detector(NO_STALL), losses, grads)
+    assert [(i, f.kind, f.signal) for i, f in found] == [(30, "nonfinite", signal)]
+    assert found[0][1].reference == ref
+    assert math.isnan(found[0][1].value) if math.isnan(bad) else found[0][1].value == bad
+
+
+def test_nan_never_poisons_the_statistics() -> None:
+    det = Detector(NO_STALL)
+    losses: list[float | None] = list(_noisy(100))
+    grads = _noisy(100, level=1.0, seed=1)
+    for i in (40, 41, 60):
+        losses[i] = math.nan
+        grads[i] = math.nan
+    losses[80] = 20 * 2.0  # a real 20x spike after the NaNs
+    found = _feed(det, losses, grads)
+    kinds = [(i, f.kind, f.signal) for i, f in found]
+    assert kinds == [
+        (40, "nonfinite", "loss"),
+        (40, "nonfinite", "grad_norm"),
+        (41, "nonfinite", "loss"),
+        (41, "nonfinite", "grad_norm"),
+        (60, "nonfinite", "loss"),
+        (60, "nonfinite", "grad_norm"),
+        (80, "spike", "loss"),
+    ]
+    for spikes in det._spikes.values():
+        assert all(math.isfinite(v) for v in spikes.values)
+    assert math.isfinite(det.best_loss or math.nan)
+
+
+# -- spike ----------------------------------------------------------------------------------------
+@pytest.mark.parametrize("signal", ["loss", "grad_norm"])
+def test_spike_caught_at_that_step_with_the_median_as_reference(signal: str) -> None:
+    losses: list[float | None] = list(_noisy(300))
+    grads = _noisy(300, level=0.5, seed=1)
+    if signal == "loss":
+        losses[200] = 10 * 2.0
+    else:
+        grads[200] = 10 * 0.5
+    found = _feed(Detector(NO_STALL), losses, grads)
+    assert [(i, f.kind, f.signal) for i, f in found] == [(200, "spike", signal)]
+    median = 2.0 if signal == "loss" else 0.5
+    assert found[0][1].reference == pytest.approx(median, rel=0.05)
+    assert "x the median of the last 64 steps" in found[0][1].detail
+
+
+def test_no_spike_before_min_history() -> None:
+    losses: list[float | None] = [2.0] * 10 + [200.0] + [2.0] * 9 + [2.0] * 5 + [200.0]
+    found = _feed(Detector(Thresholds(min_history=20, stall_steps=10_000)), losses)
+    # the first 100x value arrives with 10 values in the window: too early to judge (and it
+    # enters the window); the second with 23 values and is flagged
+    assert [(i, f.kind) for i, f in found] == [(25, "spike")]
+
+
+@pytest.mark.parametrize(
+    ("after", "expected"),
+    [(1.05, []), (1.9, []), (2.5, ["spike"])],
+    ids=["rounding", "just-below-ratio", "above-ratio"],
+)
+def test_zero_spread_guard(after: float, expected: list[str]) -> None:
+    # a constant signal (e.g. a grad norm clipped every step): MAD is 0, the floors decide
+    found = _feed(Detector(NO_STALL), [*[1.0] * 100, after])
+    assert [f.kind for _, f in found] == expected
+
+
+def test_flagged_values_stay_out_of_the_window() -> None:
+    det = Detector(NO_STALL)
+    losses: list[float | None] = [*_noisy(100), 30.0, 30.0, 30.0, *_noisy(20, seed=3)]
+    found = _feed(det, losses)
+    assert [(i, f.kind) for i, f in found] == [(100, "spike"), (101, "spike"), (102, "spike")]
+    assert max(det._spikes["loss"].values) < 3.0
+
+
+def test_a_lasting_level_change_stops_flagging() -> None:
+    # after window // 8 flagged values in a row the new level is accepted
+    losses: list[float | None] = _noisy(100, level=1.0) + _noisy(100, level=5.0, seed=2)
+    found = _feed(Detector(NO_STALL), losses)
+    spikes = [i for i, f in found if f.kind == "spike"]
+    assert spikes == list(range(100, 108))
+
+
+@pytest.mark.parametrize(
+    ("sigma", "factor", "spike"),
+    [
+        (0.05, 3.0, True),  # quiet LM-like loss: 3x is far outside
+        (0.05, 1.8, False),  # below the 2x ratio floor however quiet
+        (0.8, 6.0, False),  # heavy-tailed near-zero loss: 6x is within its noise
+        (0.8, 1000.0, True),
+    ],
+)
+def test_spike_threshold_adapts_to_multiplicative_noise(
+    sigma: float, factor: float, spike: bool
+) -> None:
+    losses: list[float | None] = list(_noisy(200, level=0.01, sigma=sigma, seed=4))
+    det = Detector(NO_STALL)
+    _feed(det, losses)
+    median = sorted(det._spikes["loss"].values)[32]
+    found = det.update(200, median * factor, 1.0)
+    assert any(f.kind == "spike" for f in found) == spike
+
+
+def test_spike_on_a_negative_loss_uses_linear_statistics() -> None:
+    losses: list[float | None] = [-1.0 + 0.01 * math.sin(i) for i in range(100)] + [1.0]
+    found = _feed(Detector(NO_STALL), losses)
+    assert [(i, f.kind) for i, f in found] == [(100, "spike")]
+
+
+# -- divergence -----------------------------------------------------------------------------------
+def test_sustained_rise_is_divergence_once() -> None:
+    rng = random.Random(5)
+    losses: list[float | None] = _decaying(300) + [
+        3.6 * math.exp(rng.gauss(0, 0.03)) for _ in range(40)
+    ]
+    found = _feed(Detector(), losses)
+    div = [(i, f) for i, f in found if f.kind == "divergence"]
+    assert len(div) == 1
+    step, f = div[0]
+    # the running median over 12 steps crosses once more than half of them are high
+    assert 300 <= step <= 300 + 12
+    assert f.reference == pytest.approx(2.0, rel=0.05)
+    assert f.value >= 1.2 * f.reference  # divergence_rise = 0.2 of the best
+    assert "rose from its best" in f.detail
+
+
+def test_transient_warmup_rise_is_not_divergence() -> None:
+    # a catapult: the loss jumps for a few steps and comes back
+    losses: list[float | None] = _decaying(120)
+    for i in range(60, 65):
+        losses[i] = 4.5
+    found = _feed(Detector(), losses)
+    assert [f.kind for _, f in found if f.kind == "divergence"] == []
+
+
+def test_divergence_rearms_after_recovery() -> None:
+    base = _decaying(200)
+    high = [3.6] * 30
+    losses: list[float | None] = base + high + [2.0] * 40 + high
+    found = _feed(Detector(), losses)
+    assert len([i for i, f in found if f.kind == "divergence"]) == 2
+
+
+def test_near_zero_loss_doubling_on_noise_is_not_divergence() -> None:
+    # a loss 2x its best is no divergence when it is 0.02 after starting at 2.3
+    rng = random.Random(6)
+    losses: list[float | None] = [2.3 * math.exp(-i / 20) + 0.01 for i in range(150)]
+    losses += [0.02 * math.exp(rng.gauss(0, 0.3)) for _ in range(100)]
+    found = _feed(Detector(), losses)
+    assert [f.kind for _, f in found if f.kind == "divergence"] == []
+
+
+# -- stall ----------------------------------------------------------------------------------------
+def test_flat_loss_is_a_stall_reported_once() -> None:
+    found = _feed(Detector(), list(_noisy(300, level=4.0, sigma=0.02)))
+    stalls = [(i, f) for i, f in found if f.kind == "stall"]
+    assert [i for i, _ in stalls] == [99]  # the 100th reported loss
+    assert stalls[0][1].reference == pytest.approx(4.0, rel=0.03)
+    assert [f.kind for _, f in found] == ["stall"]
+
+
+def test_learning_run_does_not_stall() -> None:
+    found = _feed(Detector(), list(_decaying(300)))
+    assert found == []
+
+
+# -- AMP ------------------------------------------------------------------------------------------
+def test_amp_skips_are_not_instabilities_until_they_persist() -> None:
+    n = 80
+    amp = [False] * n
+    for i in (3, 4, 5, 30):  # GradScaler searching its scale, then a rare overflow
+        amp[i] = True
+    for i in range(50, 50 + 16):  # then every step: the gradients really are non-finite
+        amp[i] = True
+    grads = [math.inf if a else 1.0 for a in amp]
+    found = _feed(Detector(), list(_decaying(n)), grads, amp)
+    skips = [i for i, f in found if f.kind == "amp_skip"]
+    assert skips == [3, 4, 5, 30, *range(50, 66)]
+    assert all(
+        not Event(i, f.kind, f.signal, f.value, f.reference).is_instability
+        for i, f in found
+        if f.kind == "amp_skip"
+    )
+    bad = [(i, f.kind, f.signal) for i, f in found if f.kind != "amp_skip"]
+    assert bad == [(65, "nonfinite", "grad_norm")]
+    assert "16 steps in a row" in next(f.detail for _, f in found if f.kind == "nonfinite")
+
+
+def test_amp_does_not_excuse_a_nonfinite_loss() -> None:
+    found = Detector().update(0, math.inf, math.inf, amp_overflow=True)
+    assert [(f.kind, f.signal) for f in found] == [("amp_skip", "grad_norm"), ("nonfinite", "loss")]
+
+
+def test_unreported_loss_only_checks_the_gradient() -> None:
+    found = _feed(Detector(NO_STALL), [None] * 200, [1.0] * 199 + [math.nan])
+    assert [(i, f.kind, f.signal) for i, f in found] == [(199, "nonfinite", "grad_norm")]
+
+
+# -- events and history ---------------------------------------------------------------------------
+def test_event_dict_round_trip_is_strict_json() -> None:
+    e = Event(7, "nonfinite", "loss", math.nan, None, "skip", "why")
+    text = json.dumps(e.to_dict(), allow_nan=False)
+    back = Event.from_dict(json.loads(text))
+    assert back.step == 7 and back.kind == "nonfinite" and math.isnan(back.value)
+    assert back.reference is None and back.action == "skip"
+    assert str(e) == "step 7: nonfinite in loss (nan): why"
+    e2 = Event(3, "spike", "grad_norm", 12.0, 1.5)
+    assert Event.from_dict(json.loads(json.dumps(e2.to_dict()))) == e2
+    assert str(e2) == "step 3: spike in grad_norm (12, reference 1.5)"
+
+
+def test_history_sequence_and_columns() -> None:
+    h = History()
+    h._append(0, 2.0, 1.0, 0.1, False, False)
+    h._append(1, None, math.inf, 0.1, True, True)
+    assert len(h) == 2 and h
+    assert h[-1].loss is None and h[-1].skipped and h[-1].amp_overflow
+    assert [r.step for r in h[0:2]] == [0, 1]
+    assert h[0].to_dict() == {
+        "step": 0,
+        "loss": 2.0,
+        "grad_norm": 1.0,
+        "lr": 0.1,
+        "skipped": False,
+        "amp_overflow": False,
+    }
+    assert h.column("skipped").tolist() == [False, True]
+    assert math.isnan(h.column("loss")[1])
+    with pytest.raises(IndexError):
+        h[2]
