@@ -382,3 +382,25 @@ def test_bad_input_is_one_clear_line(
     with pytest.raises(AutowarmError, match=match) as info:
         ProbeRunner(str(path), **kwargs)
     assert "\n" not in str(info.value)
+
+
+def test_a_dead_fork_server_fails_its_trial_and_the_next_ones_spawn(tmp_path: Path) -> None:
+    s = Script(tmp_path)
+    started = threading.Event()
+    try:
+        server = s.runner._get_server()
+        assert server is not None
+
+        def on_step(step: int, loss: float, grad_norm: float) -> None:
+            if step == 3 and not started.is_set():
+                started.set()
+                os.kill(server._proc.pid, 9)  # the server, not the trial
+
+        result = s.run(spec(probe_steps=10_000), on_step=on_step, sleep=0.01, steps=10_000)
+        assert (result.status, result.failure) == ("failed", "crash")
+        assert "fork server died" in result.reason
+        after = s.run(spec(probe_steps=20))
+        assert s.runner.mode == "spawn" and "died" in s.runner.fallback_reason
+        assert (after.status, after.steps) == ("stable", 20)
+    finally:
+        s.runner.close()

@@ -42,6 +42,7 @@ _BASELINE = ("torch", "autowarm", "autowarm.probe._trial")
 # imported when present: creating the first optimizer imports torch._dynamo (~1 s)
 _OPTIONAL = ("numpy", "torch.optim", "torch._dynamo")
 _MAX_MSG = 1 << 20
+_START_TIMEOUT_S = 60.0  # a fork takes milliseconds: a server this slow is stuck
 
 
 def _socketpair() -> tuple[socket.socket, socket.socket]:
@@ -276,7 +277,10 @@ class ForkServer:
                 data = b""
             if not data:
                 break
-            msg = json.loads(data)
+            try:
+                msg = json.loads(data)
+            except ValueError:
+                continue
             if msg.get("ready"):
                 self.preloaded = list(msg.get("preloaded", []))
                 self._ready.set()
@@ -310,9 +314,12 @@ class ForkServer:
     def _startup_error(self) -> str:
         with contextlib.suppress(subprocess.TimeoutExpired):
             self._proc.wait(5)
-        self._log.seek(0)
-        lines = [ln.strip() for ln in self._log.read().decode(errors="replace").splitlines()]
-        lines = [ln for ln in lines if ln]
+        try:
+            self._log.seek(0)
+            text = self._log.read().decode(errors="replace")
+        except (OSError, ValueError):  # closed meanwhile
+            text = ""
+        lines = [ln.strip() for ln in text.splitlines() if ln.strip()]
         last = lines[-1] if lines else f"exit code {self._proc.returncode}"
         return f"the fork server exited: {last}"
 
@@ -340,7 +347,9 @@ class ForkServer:
             except OSError as e:
                 self._children.pop(req_id, None)
                 raise ForkServerError(f"the fork server is not running: {e}") from None
-        child._started.wait()
+        if not child._started.wait(_START_TIMEOUT_S):
+            self.close()  # a stuck server: closing it kills whatever it still forks
+            raise ForkServerError(f"the fork server did not answer in {_START_TIMEOUT_S:g} s")
         if child.pid is None:
             raise ForkServerError("the fork server died while starting a trial")
         return child
@@ -355,6 +364,6 @@ class ForkServer:
             with contextlib.suppress(OSError):
                 os.killpg(self._proc.pid, 9)
             self._proc.wait()
-        self._reader.join(timeout=2)
+        self._reader.join(timeout=10)
         self._log.close()
         self.dead = True

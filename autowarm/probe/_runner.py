@@ -105,7 +105,7 @@ class ProbeRunner:
 
         # 2) the trials' environment: ours + the user's, never a stale trial's
         base = {**os.environ, **(env or {})}
-        for name in (TRIAL_ENV, FD_ENV, _NO_FORKSERVER_ENV):
+        for name in (TRIAL_ENV, FD_ENV):
             base.pop(name, None)
         if threads is not None:
             for name in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
@@ -148,7 +148,10 @@ class ProbeRunner:
     def _get_server(self) -> ForkServer | None:
         with self._server_lock:
             if self._server_checked:
-                return self._server if self._server and not self._server.dead else None
+                if self._server is not None and self._server.dead:
+                    self.fallback_reason = self.fallback_reason or "the fork server died"
+                    self._server = None
+                return self._server
             server = self._server
             if server is not None and not server.wait_ready() and server.unsafe and self._preload:
                 # a package the script imports starts threads at import: fork after torch only
@@ -185,7 +188,9 @@ class ProbeRunner:
                 wall_s=time.perf_counter() - t0,
             )
 
-        server = self._get_server()
+        server = self._get_server()  # waits for its start-up on the first trials
+        if self._interrupted:
+            return TrialResult("interrupted", 0, reason="the search was interrupted")
         log = tempfile.TemporaryFile()  # noqa: SIM115 (closed below, after the trial)
         read_fd, write_fd = os.pipe()
         env = {TRIAL_ENV: spec_to_json(spec)}
