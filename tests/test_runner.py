@@ -20,7 +20,7 @@ import pytest
 
 from autowarm import Recipe
 from autowarm._errors import AutowarmError
-from autowarm.probe._runner import ProbeRunner
+from autowarm.probe._runner import ProbeRunner, _third_party_imports
 from autowarm.probe._types import TrialResult, TrialSpec
 
 pytestmark = pytest.mark.skipif(os.name != "posix", reason="process groups are POSIX")
@@ -404,3 +404,27 @@ def test_a_dead_fork_server_fails_its_trial_and_the_next_ones_spawn(tmp_path: Pa
         assert (after.status, after.steps) == ("stable", 20)
     finally:
         s.runner.close()
+
+
+def test_the_server_preloads_only_third_party_packages_every_run_imports(tmp_path: Path) -> None:
+    (tmp_path / "model.py").write_text("")  # a local module: never preloaded
+    (tmp_path / "data").mkdir()  # a local package
+    source = """
+import os, numpy as np, torch.nn as nn
+from sklearn.datasets import load_digits
+from model import Net
+import data.loaders
+from . import sibling
+try:
+    import rich
+except ImportError:
+    pass
+if args.wandb:
+    import wandb
+def main():
+    import optuna
+if __name__ == "__main__":
+    import transformers
+"""
+    found = _third_party_imports(source, str(tmp_path / "train.py"), str(tmp_path))
+    assert found == ["numpy", "torch", "sklearn", "rich", "transformers"]

@@ -541,11 +541,21 @@ def _third_party_imports(source: str, script_path: str, cwd: str) -> list[str]:
     except SyntaxError:
         return []
     names: list[str] = []
-    for node in ast.walk(tree):
-        if isinstance(node, ast.Import):
-            names += [a.name.split(".")[0] for a in node.names]
-        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
-            names.append(node.module.split(".")[0])
+
+    # only imports every run executes: module level, in a top-level `try:` or under
+    # `if __name__ == "__main__":` (not `if args.wandb: import wandb`, not inside functions)
+    def visit(body: list[ast.stmt]) -> None:
+        for node in body:
+            if isinstance(node, ast.Import):
+                names.extend(a.name.split(".")[0] for a in node.names)
+            elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+                names.append(node.module.split(".")[0])
+            elif isinstance(node, ast.Try) or (
+                isinstance(node, ast.If) and _is_main_guard(node.test)
+            ):
+                visit(node.body)
+
+    visit(tree.body)
     folders = {os.path.dirname(os.path.realpath(script_path)), cwd}
     stdlib = getattr(sys, "stdlib_module_names", frozenset())
     keep = []
@@ -557,3 +567,14 @@ def _third_party_imports(source: str, script_path: str, cwd: str) -> list[str]:
         if not local and name not in stdlib and name not in sys.builtin_module_names:
             keep.append(name)
     return keep
+
+
+def _is_main_guard(test: ast.expr) -> bool:
+    return (
+        isinstance(test, ast.Compare)
+        and isinstance(test.left, ast.Name)
+        and test.left.id == "__name__"
+        and len(test.comparators) == 1
+        and isinstance(test.comparators[0], ast.Constant)
+        and test.comparators[0].value == "__main__"
+    )
