@@ -127,7 +127,14 @@ def test_batched_monitor_reads_report_every_step(script: Script) -> None:
 
 @pytest.mark.parametrize(
     ("sched", "split"),
-    [("none", False), ("lambda", False), ("nanogpt", False), ("both", False), ("both", True)],
+    [
+        ("none", False),
+        ("lambda", False),
+        ("early", False),  # a LambdaLR created before wrapping: LR 0 when wrapped
+        ("nanogpt", False),
+        ("both", False),
+        ("both", True),
+    ],
 )
 def test_forced_lr_wins_over_the_scripts_schedule_and_keeps_group_ratios(
     script: Script, sched: str, split: bool

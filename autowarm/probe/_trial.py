@@ -140,7 +140,7 @@ class _Session:
         self.reference_lr: float | None = None  # base LR of the primary's largest group
         self.wrap_lr: float | None = None  # script's LR (largest group) when wrapped
         self.initial_lr: float | None = None  # its scheduler's initial_lr at the first step
-        self.max_script_lr = 0.0  # largest LR the script itself set before any step
+        self.max_script_lr = 0.0  # largest LR the script itself set before a step
 
     @property
     def train_s(self) -> float:
@@ -207,6 +207,7 @@ class Controller:
         self._sent = 0  # history records reported
         self._last_read = 0.0
         self._spikes = 0
+        self._forced: float | None = None  # the LR we set on the largest group last step
         if self.primary:
             session.wrap_lr = self._wrap_lrs[_largest_group(optimizer)]
             session.channel.send({"t": "wrap", "lrs": self._wrap_lrs})
@@ -257,8 +258,10 @@ class Controller:
         if self._ratios is None or len(self._ratios) != len(groups):
             self._ratios = self._capture_ratios(optimizer)
         if self.primary:
-            script_lr = _lr_value(groups[_largest_group(optimizer)]["lr"])
-            session.max_script_lr = max(session.max_script_lr, script_lr)
+            largest = _largest_group(optimizer)
+            script_lr = _lr_value(groups[largest]["lr"])
+            if script_lr != self._forced:  # the script (or its scheduler) set it since
+                session.max_script_lr = max(session.max_script_lr, script_lr)
             if session.t_first is None:
                 session.t_first = time.perf_counter()
         lr = session.lr_at(self._step)
@@ -267,6 +270,8 @@ class Controller:
                 group["lr"].fill_(lr * ratio)
             else:
                 group["lr"] = lr * ratio
+        if self.primary:
+            self._forced = _lr_value(groups[largest]["lr"])
 
     def after_step(self, optimizer: Any) -> None:
         self._step += 1

@@ -18,7 +18,8 @@ parser = argparse.ArgumentParser()
 parser.add_argument("--config", help="JSON file whose keys override the defaults below")
 parser.add_argument("--steps", type=int, default=100)
 parser.add_argument("--lr", type=float, default=0.05)
-parser.add_argument("--sched", choices=["none", "lambda", "nanogpt", "both"], default="none")
+SCHEDS = ["none", "lambda", "early", "nanogpt", "both"]
+parser.add_argument("--sched", choices=SCHEDS, default="none")
 parser.add_argument("--log", help="append the effective LR of each group per step (JSON lines)")
 parser.add_argument("--no-wrap", action="store_true")
 parser.add_argument("--split", action="store_true", help="one optimizer for body, one for head")
@@ -49,18 +50,20 @@ if args.split:  # one optimizer per module; the head's (wrapped second) steps fi
     optimizers = [torch.optim.SGD(g["params"], lr=g.get("lr", args.lr)) for g in groups]
 else:
     optimizers = [torch.optim.SGD(groups, lr=args.lr)]
+bases = [g["lr"] for o in optimizers for g in o.param_groups]
+
+
+def lambda_lr(o: torch.optim.Optimizer) -> torch.optim.lr_scheduler.LambdaLR:
+    return torch.optim.lr_scheduler.LambdaLR(o, lambda s: min(1.0, s / 10))  # HF-style: 0 at 0
+
+
+scheds = [lambda_lr(o) for o in optimizers if args.sched == "early"]  # before wrapping
 if not args.no_wrap:
     optimizers = [autowarm.wrap(o) for o in optimizers]
     for o in optimizers:
         o.monitor._eager_on_cpu = not args.lazy_monitor
 param_groups = [g for o in optimizers for g in o.param_groups]  # body's, head's
-bases = [g["lr"] for g in param_groups]
-# HF-style LambdaLR: LR 0 at step 0, warmup over 10 steps
-scheds = [
-    torch.optim.lr_scheduler.LambdaLR(o, lambda s: min(1.0, s / 10))
-    for o in optimizers
-    if args.sched in ("lambda", "both")
-]
+scheds += [lambda_lr(o) for o in optimizers if args.sched in ("lambda", "both")]
 if args.spawn_child:
     child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(120)"])
     with open(args.spawn_child + ".tmp", "w") as f:
