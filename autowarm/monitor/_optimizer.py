@@ -220,7 +220,8 @@ class MonitoredOptimizer(torch.optim.Optimizer):
         zero = self._zero(norm.device)
         stats = torch.stack(
             [
-                zero if loss is None else loss.to(norm.device),
+                # non_blocking: a float reported from the host must not sync the stream
+                zero if loss is None else loss.to(norm.device, non_blocking=True),
                 norm.float(),
                 zero if found_inf is None else found_inf.to(norm.device).float(),
             ]
@@ -264,7 +265,9 @@ class MonitoredOptimizer(torch.optim.Optimizer):
         norm = _total_norm(grads, grads[0].device if grads else self._first_device())
         loss = self._take_loss()
         zero = self._zero(norm.device)
-        stats = torch.stack([zero if loss is None else loss.to(norm.device), norm.float(), zero])
+        stats = torch.stack(
+            [zero if loss is None else loss.to(norm.device, non_blocking=True), norm.float(), zero]
+        )
         monitor = self.monitor
         monitor._push(step, stats, has_loss=loss is not None, lr=self._lr(), can_skip=False)
         if (norm.device.type == "cpu" and monitor._eager_on_cpu) or len(

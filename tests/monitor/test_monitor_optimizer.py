@@ -627,3 +627,30 @@ def test_wrap_rejects_double_wrapping() -> None:
     opt = wrap(_sgd())
     with pytest.raises(AutowarmError, match=r"already wrapped by autowarm\.wrap"):
         autowarm.wrap(opt)
+
+
+# -- CUDA: no host sync per step (runs only where a GPU is present) -------------------------------
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+@pytest.mark.parametrize("fused", [False, True])
+def test_no_host_sync_between_reads_on_cuda(fused: bool) -> None:
+    model = _model().cuda()
+    opt = wrap(
+        torch.optim.AdamW(model.parameters(), lr=1e-3, fused=fused, foreach=not fused),
+        read_every=16,
+        console=_quiet(),
+    )
+    batches = [tuple(t.cuda() for t in _batch(i)) for i in range(10)]
+    torch.cuda.synchronize()
+    torch.cuda.set_sync_debug_mode("error")
+    try:
+        for x, y in batches:  # 10 steps < read_every: nothing may be read back
+            opt.zero_grad()
+            loss = torch.nn.functional.mse_loss(model(x), y)
+            loss.backward()
+            opt.report(loss)
+            opt.step()
+    finally:
+        torch.cuda.set_sync_debug_mode("default")
+    assert len(opt.monitor.history) == 0
+    opt.monitor.flush()
+    assert [r.step for r in opt.monitor.history] == list(range(10))
