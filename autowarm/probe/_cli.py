@@ -207,8 +207,6 @@ def probe_command(args: argparse.Namespace) -> int:
         raise AutowarmError(f"--min-lr-ratio must be in [0, 1] but got {args.min_lr_ratio:g}.")
     if args.trial_timeout is not None and args.trial_timeout <= 0:
         raise AutowarmError(f"--trial-timeout must be > 0 but got {args.trial_timeout:g}.")
-    if config.total_steps is not None and config.warmup_max > config.total_steps:
-        pass  # the recommendation caps the carried warmup at half the run
     check_writable(args.out)
     if args.png:
         check_writable(args.png)

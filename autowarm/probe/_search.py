@@ -538,6 +538,7 @@ class ProbeSearch:
         try:
             lr_range, script_lr = self._lr_range()
         except KeyboardInterrupt:
+            self.runner.interrupt()  # the calibration run must not outlive us
             result.interrupted = True
             result.records = records(self.study)
             result.wall_s = time.monotonic() - t0
