@@ -5,11 +5,14 @@ None), the total gradient norm and whether GradScaler found Inf/NaN gradients. I
 Python on floats: the optimizer wrapper computes these numbers on the device and hands them over
 in batches (see ``_optimizer.py`` for when the host reads them).
 
-Rules (defaults in :class:`Thresholds`; measured with ``python scripts/bench_detect.py``):
+Rules, with the defaults of :class:`Thresholds`. The defaults were tuned on
+``python scripts/bench_detect.py`` (3 tasks -- a character Transformer LM, an MLP classifier,
+an MLP regression -- x 5 seeds; 13,650 healthy steps, faults injected at step 150), which gives
+0 false alarms and the results quoted below.
 
 1) ``nonfinite``: the loss or the gradient norm is NaN/Inf. One fused ``_foreach_norm`` pass
-   gives the norm, and the norm is non-finite iff some gradient element is, so this catches a NaN
-   in any single gradient at the very step it appears.
+   gives the norm, and the norm is non-finite iff some gradient element is, so a NaN in any
+   single gradient is caught at the very step it appears (bench: 45/45 at the same step).
 2) ``amp_skip``: GradScaler found Inf/NaN gradients and skipped the update. That is how dynamic
    loss scaling searches its scale, so it is recorded, never an instability -- unless
    ``amp_skip_patience`` (16) steps in a row are skipped: 16 halvings divide the scale by 65536
@@ -17,30 +20,37 @@ Rules (defaults in :class:`Thresholds`; measured with ``python scripts/bench_det
    non-finite, so it is reported as ``nonfinite``. A non-finite *loss* is never excused by AMP:
    the scale does not touch the forward pass.
 3) ``spike``: a finite value far above its own recent history. Robust statistics over the last
-   ``window`` (64) accepted values: median m and MAD; a value x is a spike when
-   ``x > m + max(spike_zscore * spread, (spike_ratio - 1) * |m|)`` with
-   ``spread = max(1.4826 * MAD, spread_floor * |m|)``. So a spike must be both improbable (robust
-   z-score above ``spike_zscore`` = 6, OLMo-core's 6 sigma) and large (``spike_ratio`` = 2 times
-   the median -- noisy small-batch losses and grad norms wander by tens of percent and must not
-   fire). Guards: nothing fires before ``min_history`` (20) accepted values; the spread floor
-   (``spread_floor`` = 0.02 of the median) keeps a constant signal (grad norm clipped every
-   step, a loss that stopped moving) from turning rounding noise into spikes; flagged values and
-   NaN/Inf never enter the window (ZClip's and llm.c's EMA take the NaN in and are poisoned from
-   then on). If ``window // 8`` values in a row are flagged, the level really changed (a new LR
-   regime): the window restarts from those values instead of flagging forever.
-4) ``divergence``: the loss, smoothed by a running median over ``divergence_window`` (10) steps,
-   sustained well above its best smoothed value. "Well above": it gave back at least
-   ``divergence_fraction`` (0.5) of the progress made from the initial smoothed loss, or rose to
-   ``divergence_ratio`` (2) times its best -- whichever is reached first -- and in any case at
-   least ``divergence_min_rise`` (0.1) of the best (noise guard early on, when little progress
-   has been made). Because a median over 10 steps only moves when more than 5 of the last 10
-   losses are high, a transient warmup rise ("catapult") that recovers within a few steps is
-   not a divergence. One event per episode: it re-arms when the smoothed loss comes back below
-   the threshold.
+   ``window`` (64) accepted values, in log space for positive signals (noise in losses and grad
+   norms is multiplicative): with m and MAD the median and MAD of log(values), x is a spike when
+   ``log x - m > max(spike_zscore * spread, log(spike_ratio))``, ``spread = max(1.4826 * MAD,
+   spread_floor)``. A spike must be improbable (robust z-score above ``spike_zscore`` = 6,
+   OLMo-core's 6 sigma; the largest healthy z at 2x or more in the bench is 5.4) and large (at
+   least ``spike_ratio`` = 2 times the median: quiet LM losses then flag a 3x spike while their
+   healthy extremes stay below 1.8x). Guards: nothing fires before ``min_history`` (20) accepted
+   values; ``spread_floor`` (0.02) keeps a constant signal (a grad norm clipped every step) from
+   turning rounding noise into spikes; flagged values and NaN/Inf never enter the window (ZClip's
+   and llm.c's EMA take the NaN in and are poisoned from then on); after ``window // 8`` flagged
+   values in a row the level really changed (a new LR regime) and the window restarts from them
+   instead of flagging forever. A window holding values <= 0 uses the same test in linear units.
+   Bench: 10x and 100x spikes of the LM loss and grad norm are caught at that step every time; on
+   near-zero losses whose batches vary 2-3x from step to step (log spread 0.5-0.8), a 10x value is
+   within 3-5 spreads of healthy noise, and is caught only when it stands out (loss 10x: 5/10, grad
+   norm 10x: 2/10; 100x: always).
+4) ``divergence``: the loss, smoothed by a running median over ``divergence_window`` (12) steps,
+   sustained well above its best smoothed value: it gave back at least ``divergence_fraction``
+   (0.09) of the progress made from the initial smoothed loss AND rose at least ``divergence_rise``
+   (0.2) above the best. Either alone false-alarms: a near-zero loss doubles on noise, and a run
+   that has barely progressed "gives back its progress" on noise; the largest healthy values in the
+   bench were 0.095 of progress (at a 0.17 rise) and a 2.3x rise (at 0.01 of progress). A median
+   over 12 steps only moves when more than 6 of the last 12 losses are high, so a transient warmup
+   rise ("catapult") that recovers within a few steps is not a divergence. Bench: LR x10 and x100
+   mid-run caught in at most 18 and 6 steps. One event per episode: it re-arms when the smoothed
+   loss comes back below the threshold.
 5) ``stall``: after ``stall_steps`` (100) steps with a finite loss, the best smoothed loss never
    got more than ``stall_tolerance`` (0.05) below the initial smoothed loss -- Adam's usual
    failure when the LR is too hot is to sit near the initial loss instead of going NaN. Checked
-   once, at that step.
+   once, at that step. (No healthy bench run comes near it: all lose more than half their
+   initial loss within 100 steps. A slow fine-tune can: raise ``stall_steps`` there.)
 """
 
 from __future__ import annotations
