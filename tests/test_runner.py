@@ -435,3 +435,13 @@ if __name__ == "__main__":
 """
     found = _third_party_imports(source, str(tmp_path / "train.py"), str(tmp_path))
     assert found == ["numpy", "torch", "sklearn", "rich", "transformers"]
+
+
+def test_the_fork_server_can_be_turned_off_by_environment(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("AUTOWARM_NO_FORKSERVER", "1")
+    path = tmp_path / "train.py"
+    path.write_text("pass\n")
+    with ProbeRunner(str(path)) as runner:
+        assert runner.mode == "spawn" and runner.fallback_reason is None
