@@ -110,3 +110,21 @@ def test_an_untested_centre_falls_back_to_the_nearest_tied_trial() -> None:
     c = choose(trials, probe_steps=100)
     assert c.evidence["centre_dominated_by_a_stable_run"] is False
     assert (c.peak_lr, c.warmup_steps) in ((0.04, 40), (0.01, 0))
+
+
+def _curve(base: float, noise: list[float]) -> list[list[float | None]]:
+    return [[i, base + n] for i, n in enumerate(noise)]
+
+
+def test_shared_batch_noise_cancels_in_the_paired_difference() -> None:
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    shared = list(rng.normal(0, 0.3, 100))  # same batches in both runs: same noise per step
+    a = rec(0, 0.01, 10, score=1.02, noise=0.08, losses=_curve(1.02, shared))
+    b = rec(1, 0.02, 10, score=1.00, noise=0.08, losses=_curve(1.00, shared))
+    # per-run noise says "tie" (2 * sqrt(2) * 0.08 >> 0.02); the paired difference is exact
+    assert choose([a, b], probe_steps=100).evidence["tied_trials"] == [1]
+    other = list(rng.normal(0, 0.3, 100))  # different batches: the difference is noisy
+    a2 = rec(0, 0.01, 10, score=1.02, noise=0.08, losses=_curve(1.02, other))
+    assert choose([a2, b], probe_steps=100).evidence["tied_trials"] == [0, 1]

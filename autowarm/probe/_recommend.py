@@ -6,9 +6,10 @@
    is the lowest unstable LR among trials with a similar or longer warmup;
 2) margin: a candidate's peak LR must stay below boundary / margin (default 2): a probe is short
    and a full run has more chances to hit an instability than one probe did;
-3) noise: losses within ``tol = max(2·√2·SE, 0.5%·|best|)`` of the best eligible score are ties
-   (SE is the typical standard error of a score, from the spread of each run's end-of-probe
-   losses); one lucky mini-batch does not decide;
+3) noise: a trial whose score is within ``max(2·SE_diff, 0.5%·|best|)`` of the best eligible
+   score ties with it, where SE_diff is the standard error of the score difference from the two
+   runs' per-step losses paired by step (a seeded script shows every trial the same batches, so
+   most mini-batch noise cancels in the difference); one lucky mini-batch does not decide;
 4) conservative choice among ties: the centre of the tied set -- geometric mean of their peak
    LRs, median of their warmups -- rather than its hottest edge, capped again by the boundary.
    Stability is monotone (lower LR / longer warmup is no less stable), so the centre is kept
@@ -33,7 +34,7 @@ from typing import Any
 import numpy as np
 
 from autowarm._errors import AutowarmError
-from autowarm.probe._search import UNSTABLE, TrialRecord
+from autowarm.probe._search import SCORE_WINDOW, UNSTABLE, TrialRecord
 
 #: scores within this fraction of the best are ties even with no measurable noise
 REL_TOL = 0.005
@@ -53,6 +54,21 @@ def boundary(records: Sequence[TrialRecord], warmup: int, probe_steps: int) -> f
         r.peak_lr for r in records if _is_unstable(r) and warmup <= SIMILAR * r.warmup_steps + slack
     ]
     return min(lrs) if lrs else math.inf
+
+
+def paired_se(a: TrialRecord, b: TrialRecord, probe_steps: int) -> float | None:
+    """Standard error of ``score(a) - score(b)`` from their stored per-step losses, paired by
+    step over the score window; None when they have too few common points."""
+    if a is b:
+        return 0.0
+    start = probe_steps - max(1, math.ceil(SCORE_WINDOW * probe_steps))
+    la = {int(s): v for s, v in a.losses if v is not None and s >= start}
+    lb = {int(s): v for s, v in b.losses if v is not None and s >= start}
+    common = sorted(set(la) & set(lb))
+    if len(common) < 4:
+        return None
+    d = np.array([la[s] - lb[s] for s in common])
+    return float(d.std(ddof=1) / math.sqrt(len(d)))
 
 
 @dataclass
@@ -95,11 +111,20 @@ def choose(
     if margin_relaxed:  # every finished run was near the edge: take them, then cut the LR
         eligible = pool
 
-    # 3) noise: ties within tol of the best
+    # 3) noise: ties with the best. Trials of a seeded script see the same batches, so their
+    # per-step noise is shared: the noise of a *difference* of scores is the spread of the
+    # paired per-step differences over the window (much smaller than either run's own noise);
+    # without stored curves, fall back to sqrt(2) x the typical per-run standard error.
     best = min(eligible, key=lambda r: r.score)  # type: ignore[arg-type,return-value]
     se = float(np.median([r.noise for r in eligible])) if eligible else 0.0
-    tol = max(2.0 * math.sqrt(2.0) * se, rel_tol * abs(best.score))  # type: ignore[arg-type]
-    ties = [r for r in eligible if r.score <= best.score + tol]  # type: ignore[operator]
+    floor = rel_tol * abs(best.score)  # type: ignore[arg-type]
+
+    def tol_for(r: TrialRecord) -> float:
+        pse = paired_se(r, best, probe_steps)
+        return max(2.0 * (pse if pse is not None else math.sqrt(2.0) * se), floor)
+
+    ties = [r for r in eligible if r.score <= best.score + tol_for(r)]  # type: ignore[operator]
+    tol = max((tol_for(r) for r in eligible if r is not best), default=floor)
 
     # 4) the centre of the tied set, capped by the boundary at the chosen warmup
     lr = float(math.exp(np.mean([math.log(r.peak_lr) for r in ties])))
