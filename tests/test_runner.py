@@ -163,6 +163,23 @@ def test_nan_at_high_lr_stops_at_once(script: Script) -> None:
     assert any(e["kind"] == "nonfinite" for e in result.events)
 
 
+@pytest.mark.parametrize(
+    ("peak_lr", "warmup_steps", "status", "steps"),
+    [
+        (1e-7, 50, "stalled", 100),  # no progress 50 steps after its warmup: stopped
+        (1e-7, 150, "stalled", 200),  # stall inside the warmup: judged at the end, still none
+        (0.002, 190, "stable", 300),  # a long warmup slow to start, then progress: not stalled
+    ],
+)
+def test_a_stall_inside_the_warmup_does_not_stop_the_trial(
+    script: Script, peak_lr: float, warmup_steps: int, status: str, steps: int
+) -> None:
+    probe_steps = 300 if warmup_steps > 150 else 200
+    result = script.run(spec(peak_lr, warmup_steps, probe_steps), steps=1000)
+    assert (result.status, result.steps) == (status, steps)
+    assert [e["kind"] for e in result.events] == ["stall"]  # the monitor saw one each time
+
+
 def test_crash_reports_the_exception_in_one_line(
     script: Script, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -208,6 +208,7 @@ class Controller:
         self._last_read = 0.0
         self._spikes = 0
         self._forced: float | None = None  # the LR we set on the largest group last step
+        self._stall_in_warmup: dict[str, Any] | None = None
         if self.primary:
             session.wrap_lr = self._wrap_lrs[_largest_group(optimizer)]
             session.channel.send({"t": "wrap", "lrs": self._wrap_lrs})
@@ -312,6 +313,11 @@ class Controller:
             kind = data.get("kind")
             if kind == "spike":
                 self._spikes += 1
+            if kind == "stall" and int(data.get("step", 0)) < session.spec.warmup_steps:
+                # a long warmup may be slow to start: that is what it is for. Judged again at
+                # the end of the probe instead (a stall stop would punish long warmups)
+                self._stall_in_warmup = data
+                continue
             if stop is None and kind in _STOPPING_EVENTS:
                 stop = (_STOPPING_EVENTS[kind], _describe(data))
         self._n_events = len(events)
@@ -319,9 +325,23 @@ class Controller:
             raise session.end(*stop)
         # 2) probe length reached: end the script cleanly
         if last:
+            if self._stall_in_warmup is not None and _no_progress(monitor):
+                reason = _describe(self._stall_in_warmup) + "; still no progress at the end"
+                raise session.end("stalled", reason)
             status = "spike" if self._spikes else "stable"
             reason = f"{self._spikes} spike(s)" if self._spikes else None
             raise session.end(status, reason)
+
+
+def _no_progress(monitor: Any) -> bool:
+    """The monitor's stall rule, applied now: the best smoothed loss is not
+    ``stall_tolerance`` below the initial one."""
+    initial, best = getattr(monitor, "initial_loss", None), getattr(monitor, "best_loss", None)
+    thresholds = getattr(monitor, "thresholds", None)
+    tolerance = getattr(thresholds, "stall_tolerance", 0.05)
+    if initial is None or best is None:
+        return False
+    return best > initial - tolerance * abs(initial)
 
 
 def _field(rec: Any, name: str) -> float:
