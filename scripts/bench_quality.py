@@ -280,6 +280,7 @@ def bench_recipe(name: str, opts: argparse.Namespace, console: Console) -> dict[
     for i, w in enumerate(warmups):
         for j, lr in enumerate(lrs):
             mean[i, j] = np.mean([eval_loss(by_run[Run(name, lr, w, s, steps)]) for s in seeds])
+    horizons = horizon_study(grid_runs, by_run, mean, lrs, warmups, seeds, steps)
     bi, bj = np.unravel_index(np.argmin(mean), mean.shape)
     oracle_loss = float(mean[bi, bj])
     grid_wall = sum(m["wall_s"] for m in grid)
@@ -328,8 +329,54 @@ def bench_recipe(name: str, opts: argparse.Namespace, console: Console) -> dict[
         m.runs = len(results)
     return {
         "name": name, "steps": steps, "lrs": lrs, "warmups": warmups, "mean": mean,
-        "oracle": oracle_loss, "methods": methods, "probes": probes, "module": module,
+        "oracle": oracle_loss, "methods": methods, "probes": probes, "horizons": horizons,
     }  # fmt: skip
+
+
+def spearman(a: np.ndarray, b: np.ndarray) -> float:
+    """Rank correlation (no ties expected in float losses)."""
+    ra, rb = np.argsort(np.argsort(a)), np.argsort(np.argsort(b))
+    return float(np.corrcoef(ra, rb)[0, 1])
+
+
+def horizon_study(
+    runs: list[Run],
+    by_run: dict[Run, dict],
+    mean: np.ndarray,
+    lrs: list[float],
+    warmups: list[int],
+    seeds: tuple[int, ...],
+    steps: int,
+) -> list[dict[str, Any]]:
+    """Short-horizon bias, measured on the oracle grid for free: what would a probe that runs
+    the *first h steps of the full schedule* pick? For each h, the training loss around step h
+    (mean of the logged losses over the last 20% of the first h steps, mean over seeds) ranks
+    the grid cells; we report its argmin, that cell's full-run regret, and the rank correlation
+    between the short-horizon loss and the final eval loss over all cells."""
+    out = []
+    name = runs[0].recipe
+    for h in (100, 200, 300, 500):
+        if h >= steps:
+            continue
+        short = np.zeros_like(mean)
+        for i, w in enumerate(warmups):
+            for j, lr in enumerate(lrs):
+                vals = []
+                for s in seeds:
+                    m = by_run[Run(name, lr, w, s, steps)]
+                    every = max(1, steps // 100)  # the scripts log every (steps // 100) steps
+                    logged = np.array(m["train_losses"], dtype=float)
+                    tl = logged[int(0.8 * h) // every : h // every]
+                    vals.append(np.mean(tl) if np.all(np.isfinite(tl)) else np.inf)
+                short[i, j] = np.mean(vals)
+        si, sj = np.unravel_index(np.argmin(short), short.shape)
+        ok = np.isfinite(short) & np.isfinite(mean)
+        rho = spearman(short[ok], mean[ok]) if ok.sum() > 2 else float("nan")
+        out.append({
+            "h": h, "lr": lrs[sj], "warmup": warmups[si],
+            "regret": 100 * (mean[si, sj] - mean.min()) / mean.min(), "rho": float(rho),
+        })  # fmt: skip
+    return out
 
 
 def tpe_method(
@@ -414,6 +461,15 @@ def render(results: list[dict], opts: argparse.Namespace, console: Console) -> s
                 f"{lg['cost']:,} steps = {100 * lg['cost'] / lg['total']:.1f}% of the run "
                 f"(target <= 10%); recommends peak LR {lg['lr']:.3g}, warmup {lg['warmup']}"
             )
+    for res in results:
+        bi, bj = np.unravel_index(np.argmin(res["mean"]), res["mean"].shape)
+        best = f"full-run best: LR {res['lrs'][bj]:.3g}, warmup {res['warmups'][bi]}"
+        parts = [
+            f"h={d['h']}: LR {d['lr']:.3g}, warmup {d['warmup']}, regret {d['regret']:+.1f}%, "
+            f"rho {d['rho']:.2f}"
+            for d in res["horizons"]
+        ]
+        notes.append(f"- {res['name']} short-horizon argmin ({best}): " + "; ".join(parts))
     if notes:
         console.print("\n".join(notes))
         md += "\n" + "\n".join(notes) + "\n"
@@ -446,6 +502,9 @@ def plot(results: list[dict], path: Path) -> None:
         ax.set_ylabel("warmup steps")
         ax.set_title(f"{res['name']}: mean eval loss ({res['steps']} steps)")
         fig.colorbar(im, ax=ax)
+        for (i, j), v in np.ndenumerate(res["mean"]):  # the numbers, small, in each cell
+            text = f"{v:.2f}" if math.isfinite(v) else "nan"
+            ax.text(j, i, text, ha="center", va="center", fontsize=5, color="grey")
         loglrs = np.log(res["lrs"])
         for m in res["methods"]:
             mk, colour = markers.get(m.name, ("x", "cyan"))
