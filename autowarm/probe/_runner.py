@@ -11,6 +11,17 @@ for the interpreter start and ``import torch``; when it cannot start (non-POSIX,
 importable by the user's Python, an import that started threads) or when asked
 (``forkserver=False`` or ``AUTOWARM_NO_FORKSERVER=1``), each trial is a fresh
 ``python -c <bootstrap> script.py args``.
+
+How a result's status is decided, first match wins:
+1) the trial said how it ended (``end`` message): ``stable`` / ``spike`` at the probe length,
+   or ``nonfinite`` / ``diverged`` / ``stalled`` stopped early by the monitor;
+2) the runner stopped it: ``pruned`` (``on_step`` returned True), ``timeout``, ``interrupted``;
+3) the script did not compile: ``failed``/``syntax``;
+4) it died or exited after an instability the monitor had reported (or a NaN/Inf loss or grad
+   norm): that instability (a script that stops itself on NaN is not a crash);
+5) an exception, a non-zero exit or a signal: ``failed``/``crash`` with a one-line reason
+   (``"RuntimeError: ... (train.py, line 42)"``, ``"killed by SIGSEGV"``);
+6) it exited by itself: ``failed``/``no_wrap`` (never wrapped) or ``failed``/``too_short``.
 """
 
 from __future__ import annotations

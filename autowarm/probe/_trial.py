@@ -24,6 +24,14 @@ between param groups: each group's base LR is its ``initial_lr`` (written by any
 scheduler: the schedule's base even when the scheduler set LR 0 at step 0) or else its LR
 when the optimizer was wrapped, divided by the base LR of the largest group (most parameters;
 of the first wrapped optimizer when a script wraps several).
+
+The trial ends itself (:class:`TrialEnd`, caught by :func:`run_script`) when
+1) the monitor is sure it is unstable: a ``nonfinite`` event at once, ``divergence`` (the
+   monitor's 12-step running median already ignores warmup "catapults"), ``stall`` — except a
+   stall found inside the warmup, which a long warmup is allowed: then the stall rule is applied
+   again at the end of the probe (status ``stalled`` if there still is no progress);
+2) ``probe_steps`` steps are done: ``stable``, or ``spike`` if the monitor saw spikes.
+Only the first wrapped optimizer reports steps and ends the trial; the others just get their LR.
 """
 
 from __future__ import annotations
@@ -80,7 +88,7 @@ def spec_from_json(text: str) -> TrialSpec:
     known = {f.name for f in fields(TrialSpec)}
     defaults = {"number": 0, "warmup_steps": 0}
     defaults.update({k: v for k, v in data.items() if k in known})
-    if "probe_steps" not in defaults:
+    if "probe_steps" not in defaults or "peak_lr" not in defaults:
         raise ValueError(f"{TRIAL_ENV} needs 'peak_lr' and 'probe_steps' but got {text!r}.")
     return TrialSpec(**defaults)
 
