@@ -1,5 +1,18 @@
 """The monitor: ``autowarm.wrap(optimizer)`` watches loss and gradient norm for NaN/Inf,
-spikes, divergence and stalls, cheaply (no host sync per step on CUDA)."""
+spikes, divergence and stalls, cheaply (no host sync per step on CUDA).
+
+    optimizer = autowarm.wrap(torch.optim.AdamW(model.parameters(), lr=3e-4))
+    for batch in loader:
+        loss = model(batch)
+        loss.backward()
+        optimizer.report(loss)          # the one extra line
+        optimizer.step()
+        optimizer.zero_grad()
+    optimizer.monitor.summary()         # a rich table of what happened
+
+Modules: ``_event`` (Event, StepRecord), ``_detect`` (the rules and their defaults),
+``_monitor`` (history, events, actions, summary), ``_optimizer`` (the wrapper and its costs).
+"""
 
 from __future__ import annotations
 

@@ -140,21 +140,30 @@ class _SpikeDetector:
         self.signal = signal
         self.t = t
         self.values: deque[float] = deque(maxlen=t.window)
+        self.logs: deque[float] = deque(maxlen=t.window)  # log of each value, computed once
+        self._nonpositive = 0  # values <= 0 in the window (then: linear statistics)
         self.flagged: list[float] = []
         self.regime_shift = max(2, t.window // 8)
+
+    def _push(self, x: float) -> None:
+        if len(self.values) == self.values.maxlen and self.values[0] <= 0:
+            self._nonpositive -= 1
+        self.values.append(x)
+        self.logs.append(math.log(x) if x > 0 else 0.0)
+        self._nonpositive += x <= 0
 
     def _threshold(self) -> tuple[float, float]:
         """(median, threshold) of the current window."""
         t = self.t
-        s = sorted(self.values)
-        med = _median(s)
-        if s[0] > 0:
-            logs = [math.log(v) for v in s]
+        if not self._nonpositive:
+            logs = sorted(self.logs)
             log_med = _median(logs)
             log_mad = _median(sorted(abs(v - log_med) for v in logs))
             spread = max(1.4826 * log_mad, t.spread_floor)
             margin = max(t.spike_zscore * spread, math.log(t.spike_ratio))
-            return med, math.exp(log_med + margin)
+            return math.exp(log_med), math.exp(log_med + margin)
+        s = sorted(self.values)
+        med = _median(s)
         mad = _median(sorted(abs(v - med) for v in s))
         spread = max(1.4826 * mad, t.spread_floor * abs(med), 1e-12)
         return med, med + max(t.spike_zscore * spread, (t.spike_ratio - 1.0) * abs(med))
@@ -167,7 +176,10 @@ class _SpikeDetector:
                 if len(self.flagged) >= self.regime_shift:
                     # the level moved for good: start the statistics over from the new level
                     self.values.clear()
-                    self.values.extend(self.flagged)
+                    self.logs.clear()
+                    self._nonpositive = 0
+                    for v in self.flagged:
+                        self._push(v)
                     self.flagged.clear()
                 n = len(self.values)
                 detail = (
@@ -177,7 +189,7 @@ class _SpikeDetector:
                 )
                 return Finding("spike", self.signal, x, med, detail)
         self.flagged.clear()
-        self.values.append(x)
+        self._push(x)
         return None
 
 

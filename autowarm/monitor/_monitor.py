@@ -214,7 +214,10 @@ class Monitor:
             return []
         pending, self._pending = self._pending, []
         # one transfer for all pending steps: this is the only host-device sync on the way
-        rows = torch.stack([p.stats for p in pending]).tolist()
+        stats = (
+            pending[0].stats[None] if len(pending) == 1 else torch.stack([p.stats for p in pending])
+        )
+        rows = stats.tolist()
         new: list[Event] = []
         to_raise: Event | None = None
         for p, (loss, grad_norm, found_inf) in zip(pending, rows):
