@@ -24,7 +24,8 @@ branches from a deep copy of the healthy run at F, so it shares its history exac
 - amp_overflow: training under torch.amp.GradScaler("cpu") with bf16 autocast; at F the scaled
   loss is multiplied by 1e38 so the scaled gradients overflow float32, exactly the Inf/NaN
   gradients an fp16 overflow produces; GradScaler skips the step and halves its scale. The AMP
-  runs also start at init_scale 2**127, which forces a few real overflow skips at the start.
+  runs also overflow that way at steps 0-2, as GradScaler does at the start of fp16 training
+  while it searches its scale: those skips must not be instabilities either.
 
 Printed: per fault, the fraction of runs caught, by which event kind, and the steps from the
 fault to the detection (0 = the faulty step itself); then false alarms (instability events) per
@@ -221,7 +222,7 @@ class Run:
         )
         self.base_lrs = [g["lr"] for g in self.opt.param_groups]
         if self.amp:
-            self.scaler = torch.amp.GradScaler("cpu", init_scale=2.0**127)
+            self.scaler = torch.amp.GradScaler("cpu")
 
     def branch(self) -> Run:
         # deepcopy all together so the optimizer still points at the copied model's parameters
@@ -248,7 +249,7 @@ class Run:
             loss = loss * math.inf
         if self.scaler is not None:
             scaled = self.scaler.scale(loss)
-            if fault == "amp_overflow":
+            if fault == "amp_overflow" or self.step < 3:
                 scaled = scaled * 1e38
             scaled.backward()
         else:
