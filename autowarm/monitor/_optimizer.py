@@ -68,10 +68,11 @@ class MonitoredOptimizer(torch.optim.Optimizer):
     # (and `grad_scale`) set as attributes, instead of silently not calling it.
     _step_supports_amp_scaling = True
 
-    def __init__(self, optimizer: torch.optim.Optimizer, monitor: Monitor) -> None:
+    def __init__(self, optimizer: torch.optim.Optimizer, monitor: Monitor | None = None) -> None:
         # Optimizer.__init__ is not called: the wrapped optimizer owns groups and state.
+        _check_optimizer(optimizer)
         self.optimizer = optimizer
-        self.monitor = monitor
+        self.monitor = monitor if monitor is not None else Monitor()
         self._init_transient()
         # probe hook: only inside an `autowarm probe` trial process
         self._controller: Any = None
@@ -335,6 +336,17 @@ def _total_norm(grads: list[torch.Tensor], device: torch.device) -> torch.Tensor
     return norms[0] if len(norms) == 1 else torch.linalg.vector_norm(torch.stack(norms))
 
 
+def _check_optimizer(optimizer: Any) -> None:
+    if isinstance(optimizer, MonitoredOptimizer):
+        raise AutowarmError(
+            "optimizer is already wrapped by autowarm.wrap(); wrap the bare optimizer once."
+        )
+    if not isinstance(optimizer, torch.optim.Optimizer):
+        raise AutowarmError(
+            f"optimizer must be a torch.optim.Optimizer but got {type(optimizer).__name__}."
+        )
+
+
 def _positive_int(name: str, value: Any) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
         raise AutowarmError(f"{name} must be a positive int but got {value!r}.")
@@ -379,14 +391,7 @@ def wrap(
         window, min_history, ...: detection thresholds, see :mod:`autowarm.monitor._detect`.
     """
     # 1) what is being wrapped
-    if isinstance(optimizer, MonitoredOptimizer):
-        raise AutowarmError(
-            "optimizer is already wrapped by autowarm.wrap(); wrap the bare optimizer once."
-        )
-    if not isinstance(optimizer, torch.optim.Optimizer):
-        raise AutowarmError(
-            f"optimizer must be a torch.optim.Optimizer but got {type(optimizer).__name__}."
-        )
+    _check_optimizer(optimizer)
     # 2) options
     thresholds = Thresholds(
         window=window,

@@ -627,6 +627,15 @@ def test_wrap_rejects_double_wrapping() -> None:
     opt = wrap(_sgd())
     with pytest.raises(AutowarmError, match=r"already wrapped by autowarm\.wrap"):
         autowarm.wrap(opt)
+    with pytest.raises(AutowarmError, match=r"already wrapped by autowarm\.wrap"):
+        MonitoredOptimizer(opt)
+
+
+def test_direct_construction_has_default_settings() -> None:
+    opt = MonitoredOptimizer(_sgd())
+    assert opt.monitor.actions == autowarm.monitor.DEFAULT_ACTIONS
+    with pytest.raises(AutowarmError, match=r"optimizer must be a torch\.optim\.Optimizer"):
+        MonitoredOptimizer([])  # type: ignore[arg-type]
 
 
 # -- CUDA: no host sync per step (runs only where a GPU is present) -------------------------------
