@@ -80,15 +80,19 @@ def serve(sock_fd: int, preload: Sequence[str]) -> None:
             importlib.import_module(name)
     baseline_threads = _thread_count()
     loaded = []
-    for name in preload:
+    for item in preload:  # "module" or "module:name,name" (see _runner._third_party_imports)
+        module, _, names = item.partition(":")
         try:
-            importlib.import_module(name)
+            imported = importlib.import_module(module)
+            for name in filter(None, names.split(",")):
+                with contextlib.suppress(Exception):
+                    getattr(imported, name)  # lazy packages import the submodule now
         except Exception:
             continue  # the script will fail on it itself, with its own traceback
         if _thread_count() > baseline_threads:
-            send({"unsafe": f"importing {name!r} started a thread"})
+            send({"unsafe": f"importing {item!r} started a thread"})
             return
-        loaded.append(name)
+        loaded.append(item)
     import torch
 
     if torch.cuda.is_initialized():

@@ -545,22 +545,26 @@ def _resolve_python(python: str) -> str:
 
 
 def _third_party_imports(source: str, script_path: str, cwd: str) -> list[str]:
-    """Top-level packages the script imports that are neither stdlib nor local files: the
-    fork server imports them once (e.g. transformers) so trials do not pay for them."""
+    """What the fork server imports once so trials do not pay for it (transformers takes
+    seconds): the script's imports of packages that are neither stdlib nor local files, as
+    ``"module"`` or ``"module:name,name"`` (``from module import name``: lazy packages such as
+    transformers load the submodule behind ``name`` only when it is looked up)."""
     try:
         tree = ast.parse(source)
     except SyntaxError:
         return []
-    names: list[str] = []
+    found: dict[str, list[str]] = {}
 
     # only imports every run executes: module level, in a top-level `try:` or under
     # `if __name__ == "__main__":` (not `if args.wandb: import wandb`, not inside functions)
     def visit(body: list[ast.stmt]) -> None:
         for node in body:
             if isinstance(node, ast.Import):
-                names.extend(a.name.split(".")[0] for a in node.names)
+                for alias in node.names:
+                    found.setdefault(alias.name, [])
             elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
-                names.append(node.module.split(".")[0])
+                names = found.setdefault(node.module, [])
+                names.extend(a.name for a in node.names if a.name != "*")
             elif isinstance(node, ast.Try) or (
                 isinstance(node, ast.If) and _is_main_guard(node.test)
             ):
@@ -570,13 +574,14 @@ def _third_party_imports(source: str, script_path: str, cwd: str) -> list[str]:
     folders = {os.path.dirname(os.path.realpath(script_path)), cwd}
     stdlib = getattr(sys, "stdlib_module_names", frozenset())
     keep = []
-    for name in dict.fromkeys(names):
+    for module, names in found.items():
+        top = module.split(".")[0]
         local = any(
-            os.path.exists(os.path.join(d, name + ".py")) or os.path.isdir(os.path.join(d, name))
+            os.path.exists(os.path.join(d, top + ".py")) or os.path.isdir(os.path.join(d, top))
             for d in folders
         )
-        if not local and name not in stdlib and name not in sys.builtin_module_names:
-            keep.append(name)
+        if not local and top not in stdlib and top not in sys.builtin_module_names:
+            keep.append(f"{module}:{','.join(dict.fromkeys(names))}" if names else module)
     return keep
 
 
