@@ -128,3 +128,16 @@ def test_shared_batch_noise_cancels_in_the_paired_difference() -> None:
     other = list(rng.normal(0, 0.3, 100))  # different batches: the difference is noisy
     a2 = rec(0, 0.01, 10, score=1.02, noise=0.08, losses=_curve(1.02, other))
     assert choose([a2, b], probe_steps=100).evidence["tied_trials"] == [0, 1]
+
+
+def test_a_stall_below_the_best_lr_is_too_cold_not_unstable() -> None:
+    trials = [
+        rec(0, 1e-5, 10, "stalled"),  # too cold to learn: not a boundary
+        rec(1, 1e-3, 10, score=1.5),
+        rec(2, 1e-2, 10, score=1.0),
+        rec(3, 1e-1, 10, "stalled"),  # too hot: the boundary
+    ]
+    c = choose(trials, probe_steps=100)
+    assert c.evidence["cold_stalls"] == 1
+    assert c.evidence["lowest_unstable"]["trial"] == 3
+    assert c.peak_lr == pytest.approx(1e-2)

@@ -1,9 +1,10 @@
 """From probe trials to a recommended schedule: not a bare argmin.
 
-1) stability boundary: a trial that diverged, went NaN/Inf or stalled (or crashed mid-search)
-   marks its peak LR as too hot for every warmup up to its own (a longer warmup tolerates a
-   higher LR, so an unstable run says nothing about longer warmups). The boundary at warmup w
-   is the lowest unstable LR among trials with a similar or longer warmup;
+1) stability boundary: a trial that diverged, went NaN/Inf, stalled at an LR above the best
+   finished run's (a stall below it is a run too cold to learn, not an instability) or crashed
+   mid-search marks its peak LR as too hot for every warmup up to its own (a longer warmup
+   tolerates a higher LR, so an unstable run says nothing about longer warmups). The boundary
+   at warmup w is the lowest unstable LR among trials with a similar or longer warmup;
 2) margin: a candidate's peak LR must stay below boundary / margin (default 2): a probe is short
    and a full run has more chances to hit an instability than one probe did;
 3) noise: a trial whose score is within ``max(2·SE_diff, 0.5%·|best|)`` of the best eligible
@@ -91,8 +92,6 @@ def choose(
     counts: dict[str, int] = {}
     for r in done:
         counts[r.status] = counts.get(r.status, 0) + 1
-    unstable = [r for r in done if _is_unstable(r)]
-
     # candidates: finished runs with a score; spiky runs only when no run was clean
     scored = [r for r in done if r.score is not None and math.isfinite(r.score)]
     pool = [r for r in scored if r.status == "stable"] or [r for r in scored if r.status == "spike"]
@@ -101,6 +100,13 @@ def choose(
             f"no probe trial finished stably ({_fmt_counts(counts)}); lower the LR range "
             "(--lr-range MIN MAX), lengthen --max-warmup, or check the script by hand."
         )
+    # a stall is an instability only on the hot side (Adam too hot stalls near the initial
+    # loss); below the best finished run's LR it is a run too cold to make progress
+    hot_from = min(pool, key=lambda r: r.score).peak_lr  # type: ignore[arg-type,return-value]
+    unstable = [
+        r for r in done if _is_unstable(r) and (r.status != "stalled" or r.peak_lr > hot_from)
+    ]
+    cold = sum(r.status == "stalled" and r.peak_lr <= hot_from for r in done)
 
     # 1) + 2) keep a margin from the stability boundary
     def cap(r: TrialRecord) -> float:
@@ -155,6 +161,7 @@ def choose(
         "probe_steps": probe_steps,
         "trials": len(done),
         "statuses": counts,
+        "cold_stalls": cold,
         "candidates": len(pool),
         "eligible": len(eligible),
         "margin": margin,
