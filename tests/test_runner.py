@@ -181,6 +181,16 @@ def test_a_stall_inside_the_warmup_does_not_stop_the_trial(
     assert [e["kind"] for e in result.events] == ["stall"]  # the monitor saw one each time
 
 
+def test_a_subprocess_that_wraps_an_optimizer_neither_reports_nor_breaks(
+    script: Script, tmp_path: Path
+) -> None:
+    out = tmp_path / "sub_steps"
+    result = script.run(spec(probe_steps=20), sub_train=str(out))
+    assert (result.status, result.steps) == ("stable", 20)
+    assert len(result.losses) == 20 and all(math.isfinite(v) for v in result.losses)
+    assert out.read_text() == "3"  # ran its own 3 steps (with the trial's LR), not stopped
+
+
 def test_crash_reports_the_exception_in_one_line(
     script: Script, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

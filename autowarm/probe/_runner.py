@@ -46,7 +46,14 @@ from typing import IO, Any
 from autowarm._errors import AutowarmError
 from autowarm._io import atomic_write_bytes
 from autowarm.probe._forkserver import ForkedProcess, ForkServer, ForkServerError
-from autowarm.probe._trial import _STOPPING_EVENTS, FD_ENV, TRIAL_ENV, schedule, spec_to_json
+from autowarm.probe._trial import (
+    _STOPPING_EVENTS,
+    FD_ENV,
+    PID_ENV,
+    TRIAL_ENV,
+    schedule,
+    spec_to_json,
+)
 from autowarm.probe._types import TrialResult, TrialSpec
 
 OnStep = Callable[[int, float, float], "bool | None"]
@@ -116,7 +123,7 @@ class ProbeRunner:
 
         # 2) the trials' environment: ours + the user's, never a stale trial's
         base = {**os.environ, **(env or {})}
-        for name in (TRIAL_ENV, FD_ENV):
+        for name in (TRIAL_ENV, FD_ENV, PID_ENV):
             base.pop(name, None)
         if threads is not None:
             for name in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):

@@ -13,9 +13,11 @@ Protocol (child -> parent), set up by :mod:`autowarm.probe._runner`:
 
 - ``AUTOWARM_TRIAL``: the :class:`~autowarm.probe._types.TrialSpec` as JSON;
 - ``AUTOWARM_TRIAL_FD``: an inherited pipe's write end; the trial writes one JSON object per
-  line (``{"t": "wrap" | "step" | "event" | "end" | "exit" | "crash", ...}``). Without it
-  (``AUTOWARM_TRIAL='{"peak_lr": 0.01, ...}' python train.py`` by hand) the LR is still forced
-  and the script still ends at ``probe_steps``; nothing is reported.
+  line (``{"t": "wrap" | "step" | "event" | "end" | "exit" | "crash", ...}``);
+- ``AUTOWARM_TRIAL_PID``: set by the bootstrap to its own pid: only that process writes on the
+  pipe. Subprocesses of the script that wrap optimizers too (a DDP rank, say) get the forced LR
+  and end at ``probe_steps`` but report nothing, and so does a script run by hand with
+  ``AUTOWARM_TRIAL='{"peak_lr": 0.01, "probe_steps": 100}' python train.py``.
 
 The LR of step ``s`` (0-based) on every param group is ``Recipe(...).lr_at(s) * ratio``, set
 right before the real update, so it wins over the script's own scheduler and over a
@@ -55,6 +57,9 @@ from autowarm.probe._types import TrialSpec
 
 TRIAL_ENV = "AUTOWARM_TRIAL"
 FD_ENV = "AUTOWARM_TRIAL_FD"
+# the trial's own process: only it reports on the pipe. A subprocess of the script (a spawned
+# DDP rank, say) inherits the variables but not the pipe; its fd number may be another file.
+PID_ENV = "AUTOWARM_TRIAL_PID"
 
 # monitor event kind -> the trial status it ends the trial with. Spikes do not end a trial
 # (warmup transients recover; the search judges them), AMP skips are normal operation.
@@ -137,6 +142,7 @@ class _Session:
     """Per-process trial state, shared by every wrapped optimizer in the script."""
 
     def __init__(self, spec: TrialSpec, fd: int | None) -> None:
+        self.pid = os.getpid()
         self.spec = spec
         self.lr_at = schedule(spec)
         self.channel = _Channel(fd)
@@ -184,11 +190,11 @@ _session: _Session | None = None
 
 def _get_session() -> _Session:
     global _session
-    if _session is None:
+    if _session is None or _session.pid != os.getpid():  # new, or a forked subprocess
         fd_text = os.environ.get(FD_ENV)
-        _session = _Session(
-            spec_from_json(os.environ[TRIAL_ENV]), int(fd_text) if fd_text else None
-        )
+        own = os.environ.get(PID_ENV) == str(os.getpid())
+        fd = int(fd_text) if fd_text and own else None
+        _session = _Session(spec_from_json(os.environ[TRIAL_ENV]), fd)
     return _session
 
 
@@ -419,6 +425,7 @@ def run_script(script: str, args: list[str]) -> int:
     hooks of loggers, DataLoader workers) because the parent has all it needs and kills the
     trial's process group anyway.
     """
+    os.environ[PID_ENV] = str(os.getpid())
     session = _get_session()
     code = 0
     try:

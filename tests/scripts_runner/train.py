@@ -29,6 +29,7 @@ parser.add_argument("--abort-at", type=int, default=-1)
 parser.add_argument("--sleep", type=float, default=0.0, help="seconds per step")
 parser.add_argument("--spawn-child", help="start a sleeping subprocess, write its pid here")
 parser.add_argument("--workers", type=int, default=0, help="DataLoader worker processes")
+parser.add_argument("--sub-train", help="first run a 3-step subprocess; it writes its steps here")
 parser.add_argument("--lazy-monitor", action="store_true", help="batched reads, as on a GPU")
 parser.add_argument("--worker-pids", help="each DataLoader worker appends its pid here")
 parser.add_argument("--finally-raise", action="store_true")
@@ -70,6 +71,18 @@ if args.spawn_child:
         f.write(str(child.pid))
     os.replace(args.spawn_child + ".tmp", args.spawn_child)
 log = open(args.log, "a") if args.log else None  # noqa: SIM115
+SUB_TRAIN = """
+import sys, torch, autowarm
+model = torch.nn.Linear(2, 1)
+opt = autowarm.wrap(torch.optim.SGD(model.parameters(), lr=0.1))
+for step in range(3):
+    model(torch.ones(1, 2)).sum().backward()
+    opt.step()
+    with open(sys.argv[1], "w") as f:
+        f.write(str(step + 1))
+"""
+if args.sub_train:  # a subprocess that wraps an optimizer too (a DDP rank, say)
+    subprocess.run([sys.executable, "-c", SUB_TRAIN, args.sub_train], check=True)
 
 
 def note_worker(worker_id: int) -> None:
