@@ -40,16 +40,17 @@ def test_margin_excludes_the_argmin_next_to_the_boundary() -> None:
     assert choose(trials, probe_steps=100, margin=1.0).evidence["best_trial"] == 2
 
 
-def test_noise_ties_pick_the_centre_not_the_hot_edge() -> None:
+def test_noise_ties_pick_the_centre_lr_and_the_longest_warmup() -> None:
     trials = [
-        rec(0, 0.01, 10, score=1.004, noise=0.002),
-        rec(1, 0.02, 10, score=1.002, noise=0.002),
+        rec(0, 0.01, 30, score=1.004, noise=0.002),
+        rec(1, 0.02, 20, score=1.002, noise=0.002),
         rec(2, 0.04, 10, score=1.000, noise=0.002),
         rec(3, 0.005, 10, score=1.5, noise=0.002),
     ]
     c = choose(trials, probe_steps=100)
     assert c.evidence["tied_trials"] == [0, 1, 2]
     assert c.peak_lr == pytest.approx(0.02, rel=1e-6)  # geometric mean of 0.01, 0.02, 0.04
+    assert c.warmup_steps == 30
     assert c.evidence["tie_tolerance"] >= 2 * math.sqrt(2) * 0.002
 
 
@@ -97,19 +98,24 @@ def test_recommend_builds_a_recipe_with_evidence() -> None:
     trials = [rec(0, 0.01, 20, score=1.2), rec(1, 0.03, 40, score=1.0), rec(2, 0.3, 50, "stalled")]
     r = recommend(trials, probe_steps=200, total_steps=5000, decay="linear", min_lr_ratio=0.1)
     assert isinstance(r, Recipe)
-    assert (r.peak_lr, r.warmup_steps, r.total_steps, r.decay) == (0.03, 40, 5000, "linear")
+    # the probe is the run compressed 25x: warmup keeps its fraction (40/200 -> 1000/5000), the
+    # peak LR falls with the horizon: 0.03 * (200 / 5000) ** 0.3
+    assert (r.warmup_steps, r.total_steps, r.decay) == (1000, 5000, "linear")
+    assert r.peak_lr == pytest.approx(0.03 * 0.04**0.3, rel=1e-2)
+    assert r.evidence["probe_peak_lr"] == pytest.approx(0.03)
+    assert r.evidence["horizon_factor"] == pytest.approx(0.04**0.3)
+    same = recommend(
+        trials,
+        probe_steps=200,
+        total_steps=5000,
+        decay="linear",
+        warmup_transfer="steps",
+        horizon_exponent=0.0,
+    )
+    assert (same.peak_lr, same.warmup_steps) == (0.03, 40)
     assert r.evidence["probe_steps"] == 200
     assert r.evidence["statuses"] == {"stable": 2, "stalled": 1}
     assert Recipe.from_dict(r.to_dict()) == r
-
-
-def test_an_untested_centre_falls_back_to_the_nearest_tied_trial() -> None:
-    # ties at (hot, long warmup) and (cool, short warmup): the centre (mid LR, mid warmup) is
-    # hotter than any stable run with a warmup that short -> take a trial that really ran
-    trials = [rec(0, 0.04, 40, score=1.0), rec(1, 0.01, 0, score=1.0), rec(2, 0.002, 0, score=2.0)]
-    c = choose(trials, probe_steps=100)
-    assert c.evidence["centre_dominated_by_a_stable_run"] is False
-    assert (c.peak_lr, c.warmup_steps) in ((0.04, 40), (0.01, 0))
 
 
 def _curve(base: float, noise: list[float]) -> list[list[float | None]]:

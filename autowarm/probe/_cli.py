@@ -97,10 +97,17 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     o.add_argument(
         "--warmup-transfer",
-        choices=("steps", "fraction"),
-        default="steps",
-        help="carry the probe's warmup to the full run as the same steps (default) or the "
-        "same fraction of the run",
+        choices=("fraction", "steps"),
+        default="fraction",
+        help="carry the probe's warmup to the full run as the same fraction of the run "
+        "(default) or the same number of steps",
+    )
+    o.add_argument(
+        "--horizon-exponent",
+        type=float,
+        default=0.3,
+        help="full-run peak LR = probe's best x (steps / total-steps) ** this (default 0.3; "
+        "0 keeps the probe's LR)",
     )
     o.add_argument("--out", default="autowarm.json", help="recipe file (default autowarm.json)")
     o.add_argument("--json", action="store_true", help="one JSON document on stdout, nothing else")
@@ -205,6 +212,10 @@ def probe_command(args: argparse.Namespace) -> int:
     _check_decay(config.decay, config.steps)
     if not 0.0 <= args.min_lr_ratio <= 1.0:
         raise AutowarmError(f"--min-lr-ratio must be in [0, 1] but got {args.min_lr_ratio:g}.")
+    if not 0.0 <= args.horizon_exponent <= 1.0:
+        raise AutowarmError(
+            f"--horizon-exponent must be in [0, 1] but got {args.horizon_exponent:g}."
+        )
     if args.trial_timeout is not None and args.trial_timeout <= 0:
         raise AutowarmError(f"--trial-timeout must be > 0 but got {args.trial_timeout:g}.")
     check_writable(args.out)
@@ -255,6 +266,7 @@ def probe_command(args: argparse.Namespace) -> int:
             "total_steps": config.total_steps,
             "margin": config.margin,
             "warmup_transfer": args.warmup_transfer,
+            "horizon_exponent": args.horizon_exponent,
         }
         for k, v in settings.items():
             study.set_user_attr(k, v)
@@ -291,6 +303,7 @@ def probe_command(args: argparse.Namespace) -> int:
             min_lr_ratio=config.min_lr_ratio,
             margin=config.margin,
             warmup_transfer=args.warmup_transfer,
+            horizon_exponent=args.horizon_exponent,
             extra_evidence=_json_safe(extra),
         )
     except AutowarmError as e:
@@ -369,7 +382,8 @@ def show_command(args: argparse.Namespace) -> int:
             decay=a.get("decay", "cosine"),
             min_lr_ratio=float(a.get("min_lr_ratio", 0.0)),
             margin=float(a.get("margin", 2.0)),
-            warmup_transfer=a.get("warmup_transfer", "steps"),
+            warmup_transfer=a.get("warmup_transfer", "fraction"),
+            horizon_exponent=float(a.get("horizon_exponent", 0.3)),
             extra_evidence=_json_safe(
                 {"script_lr": a.get("script_lr"), "lr_range": list(lr_range), "study": name}
             ),
