@@ -53,7 +53,7 @@ def test_stable_script_with_two_jobs_json_and_show(tmp_path: Path) -> None:
     recipe = doc["recipe"]
     assert recipe["total_steps"] == 1000 and recipe["decay"] == "cosine"
     lo, hi = recipe["evidence"]["lr_range"]
-    assert lo == pytest.approx(0.003 / 30) and hi == pytest.approx(0.003 * 30)
+    assert lo == pytest.approx(0.003 / 10) and hi == pytest.approx(0.003 * 50)
     assert json.loads((tmp_path / "autowarm.json").read_text())["peak_lr"] == recipe["peak_lr"]
     assert (tmp_path / ".autowarm" / "autowarm.db").is_file()
     assert "Stability map" in proc.stderr and "4/4" in proc.stderr

@@ -45,7 +45,7 @@ def test_unstable_trials_complete_with_a_penalty_not_fail() -> None:
     assert all(t.value < penalty(ref) for t in good)
     # calibration read the script's LR and centred the range on it
     assert st.user_attrs["script_lr"] == runner.script_lr
-    assert res.lr_range == pytest.approx((runner.script_lr / 30, runner.script_lr * 30))
+    assert res.lr_range == pytest.approx((runner.script_lr / 10, runner.script_lr * 50))
     # the first trial ran the script's own LR; the calibration run was 2 steps
     assert runner.specs[0].probe_steps == 2
     assert runner.specs[1].peak_lr == pytest.approx(runner.script_lr)

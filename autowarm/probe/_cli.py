@@ -54,7 +54,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         nargs=2,
         type=float,
         metavar=("MIN", "MAX"),
-        help="peak LR search range (default: the script's own LR ÷30 … ×30)",
+        help="peak LR search range (default: the script's own LR ÷10 … ×50)",
     )
     g.add_argument(
         "--max-warmup",

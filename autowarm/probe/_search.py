@@ -3,7 +3,7 @@
 How a search goes (``ProbeSearch.run``):
 
 1) calibrate: without ``--lr-range``, a 2-step run reads the script's own LR; the search range
-   is centred on it (``[lr / 30, lr * 30]``) and stored with the study so a resume skips it;
+   is around it (``[lr / 10, lr * 50]``) and stored with the study so a resume skips it;
 2) the first trial runs alone: a script that crashes, never wraps its optimizer or ends before
    the probe length stops the search right there, with one clear reason (not N failed trials);
 3) then up to ``--jobs`` trials at a time: ``study.ask`` -> ``ProbeRunner.run`` -> ``study.tell``.
@@ -46,8 +46,11 @@ SCORE_WINDOW = 0.15
 KEEP_LOSSES = 100
 #: How many of them become Optuna intermediate values (the dashboard's curves; a write each).
 REPORT_POINTS = 20
-#: Default LR search range around the script's own LR: ``[lr / LR_SPAN, lr * LR_SPAN]``.
-LR_SPAN = 30.0
+#: Default LR search range around the script's own LR: ``[lr / LR_BELOW, lr * LR_ABOVE]``.
+#: Skewed upwards: warmup exists to allow a higher LR, and on the three recipes the full runs'
+#: best LR was 3-20x the script's default (never below it).
+LR_BELOW = 10.0
+LR_ABOVE = 50.0
 CALIBRATION_STEPS = 2
 
 
@@ -399,7 +402,7 @@ class ProbeSearch:
                     "pass --lr-range MIN MAX."
                 )
             self.study.set_user_attr("script_lr", float(script_lr))
-        return (script_lr / LR_SPAN, script_lr * LR_SPAN), script_lr
+        return (script_lr / LR_BELOW, script_lr * LR_ABOVE), script_lr
 
     def _stop_for(self, res: TrialResult) -> None:
         why = res.reason or res.status
