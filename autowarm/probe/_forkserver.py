@@ -138,7 +138,8 @@ def serve(sock_fd: int, preload: Sequence[str]) -> None:
                 break
             if pid == 0:
                 break
-            send({"id": ids.pop(pid, -1), "exit": os.waitstatus_to_exitcode(status)})
+            if pid in ids:
+                send({"id": ids.pop(pid), "exit": os.waitstatus_to_exitcode(status)})
 
 
 def _fork_trial(req: dict, fds: list[int], sock: socket.socket, wake: tuple[int, int]) -> int:
