@@ -258,6 +258,18 @@ def test_on_step_streams_steps_and_prunes(script: Script) -> None:
     assert [loss for _, loss, _ in seen] == result.losses[:6]
 
 
+def test_an_error_in_on_step_kills_the_trial_and_propagates(script: Script, tmp_path: Path) -> None:
+    pidfile = tmp_path / "child.pid"
+
+    def on_step(step: int, loss: float, grad_norm: float) -> None:
+        if step == 2:
+            raise ValueError("bug in the search")
+
+    with pytest.raises(ValueError, match="bug in the search"):
+        script.run(spec(probe_steps=10_000), on_step, spawn_child=str(pidfile), steps=10_000)
+    assert _gone(int(pidfile.read_text()))
+
+
 def test_concurrent_runs_do_not_mix(script: Script) -> None:
     specs = [spec(peak_lr=0.02, probe_steps=40), spec(peak_lr=0.3, probe_steps=40)]
     script.config.write_text(json.dumps({"sleep": 0.005}))
