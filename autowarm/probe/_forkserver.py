@@ -1,8 +1,10 @@
 """A fork server: pay the interpreter start and ``import torch`` once, not once per trial.
 
 The server is a long-lived process started with the user's Python in the user's working
-directory. It imports torch, numpy and autowarm (and the third-party packages the script
-imports at top level), then forks one child per trial. Each child becomes its own session
+directory. It imports torch (with torch._dynamo, which building the first optimizer imports:
+about 1 s of its own), numpy, autowarm and the third-party packages every run of the script
+imports, freezes those objects out of the GC (fewer copy-on-write pages per child), then forks
+one child per trial. Each child becomes its own session
 (``setsid``: its own process group, so the runner can kill it with its DataLoader workers),
 points stdin at /dev/null and stdout/stderr at the trial's log, sets the trial's environment
 and runs the script like ``python script.py args`` (:func:`autowarm.probe._trial.run_script`).
