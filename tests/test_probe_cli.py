@@ -39,7 +39,7 @@ def one_error_line(proc: subprocess.CompletedProcess[str]) -> str:
 
 def test_stable_script_with_two_jobs_json_and_show(tmp_path: Path) -> None:
     proc = autowarm(
-        "probe", "--json", "--jobs", "2", "--total-steps", "1000", *FAST,
+        "probe", "--json", "--jobs", "2", "--total-steps", "1000", "--png", "map.png", *FAST,
         SCRIPT, "--opt", "adam", "--lr", "0.003", "--steps", "100",
         cwd=tmp_path,
     )  # fmt: skip
@@ -56,6 +56,7 @@ def test_stable_script_with_two_jobs_json_and_show(tmp_path: Path) -> None:
     assert lo == pytest.approx(0.003 / 10) and hi == pytest.approx(0.003 * 50)
     assert json.loads((tmp_path / "autowarm.json").read_text())["peak_lr"] == recipe["peak_lr"]
     assert (tmp_path / ".autowarm" / "autowarm.db").is_file()
+    assert (tmp_path / "map.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert "Stability map" in proc.stderr and "4/4" in proc.stderr
 
     shown = autowarm("show", "--json", cwd=tmp_path)

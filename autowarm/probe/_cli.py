@@ -154,17 +154,15 @@ def _check_decay(decay: str, steps: int) -> None:
 
 
 def _document(recipe: Any, records: list[Any], cost: dict[str, Any], study: str, url: str) -> str:
-    return json.dumps(
-        {
-            "recipe": recipe.to_dict() if recipe is not None else None,
-            "trials": [r.to_json() for r in records],
-            "cost": cost,
-            "study": study,
-            "storage": url,
-        },
-        allow_nan=False,
-        default=lambda x: None,
-    )
+    doc = {
+        "recipe": recipe.to_dict() if recipe is not None else None,
+        "trials": [r.to_json() for r in records],
+        "cost": cost,
+        "study": study,
+        "storage": url,
+    }
+    # strict JSON: NaN/Inf (a diverged loss) become null
+    return json.dumps(_json_safe(doc), allow_nan=False, default=lambda x: None)
 
 
 def _json_safe(x: Any) -> Any:
