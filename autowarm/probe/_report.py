@@ -263,7 +263,7 @@ def stability_map(
     grid.append(" " * (label_w + 2) + axis + "   peak LR (log)\n", style="dim")
     legend = Text(
         "warmup steps ↓  █▓▒░ finished run, by loss quartile (█ best; yellow: spiky)  "
-        "× diverged  N NaN/Inf  = stalled  p pruned  ! failed  T timeout  ★ recommended",
+        "× diverged  N NaN/Inf  = stalled  p pruned  ! failed  T timeout  ★ chosen (probe scale)",
         style="dim",
     )
     return Group(Text("Stability map", style="bold"), grid, legend)
@@ -279,8 +279,19 @@ def recommendation(recipe: Any) -> Table:
     t.add_column(style="bold")
     t.add_column()
     total = recipe.total_steps
-    t.add_row("peak LR", f"{recipe.peak_lr:.3g}")
-    t.add_row("warmup", f"{recipe.warmup_steps} steps ({recipe.warmup})")
+    factor = ev.get("horizon_factor", 1.0)
+    probe_lr, probe_w = ev.get("probe_peak_lr"), ev.get("probe_warmup_steps")
+    lr_note = (
+        f"  (probe's {probe_lr:.3g} × {factor:.2f} for the longer run)"
+        if probe_lr is not None and factor < 1.0
+        else ""
+    )
+    t.add_row("peak LR", f"{recipe.peak_lr:.3g}{lr_note}")
+    w_note = ""
+    if probe_w is not None and total and probe_w != recipe.warmup_steps:
+        w_note = f"  ({recipe.warmup_steps / total:.0%} of the run, as {probe_w} of the probe's "
+        w_note += f"{ev.get('probe_steps', '?')})"
+    t.add_row("warmup", f"{recipe.warmup_steps} steps ({recipe.warmup}){w_note}")
     t.add_row(
         "decay",
         f"{recipe.decay} to a floor of {recipe.min_lr_ratio:g} × peak "
@@ -322,8 +333,11 @@ def print_final(
     console.print()
     chosen = None
     if recipe is not None:
-        probe_w = (recipe.evidence or {}).get("probe_warmup_steps", recipe.warmup_steps)
-        chosen = (recipe.peak_lr, int(probe_w))
+        ev = recipe.evidence or {}  # the map is in probe coordinates
+        chosen = (
+            float(ev.get("probe_peak_lr", recipe.peak_lr)),
+            int(ev.get("probe_warmup_steps", recipe.warmup_steps)),
+        )
     console.print(stability_map(records, lr_range=lr_range, warmup_max=warmup_max, chosen=chosen))
     if recipe is None:
         return
@@ -397,8 +411,10 @@ def write_png(
                 label=LABELS.get(status, status),
             )
     if recipe is not None:
-        w = (recipe.evidence or {}).get("probe_warmup_steps", recipe.warmup_steps)
-        ax.scatter([recipe.peak_lr], [w], marker="*", s=300, c="cyan", edgecolors="k")
+        ev = recipe.evidence or {}  # the map is in probe coordinates
+        w = ev.get("probe_warmup_steps", recipe.warmup_steps)
+        lr = ev.get("probe_peak_lr", recipe.peak_lr)
+        ax.scatter([lr], [w], marker="*", s=300, c="cyan", edgecolors="k")
         ax.scatter([], [], marker="*", c="cyan", label="recommended")
     ax.set_xscale("log")
     ax.set_xlim(*lr_range)
