@@ -25,6 +25,17 @@ These three numbers go into one tiny device tensor per step. When the host reads
   must be known before the parameters change) -- one host sync per step, the same price
   GradScaler pays for its own ``found_inf.item()``.
 
+Measured cost (``python scripts/bench_overhead.py``, CPU, one thread, 0.43M-param Transformer
+LM): 0.15-0.25 ms per step -- mostly the norm pass; the host-side detector takes about 17 us --
+i.e. a wrapped/raw median step-time ratio of 1.002-1.010 over three runs on a shared machine.
+The CUDA claims above follow from the code (no ``.item()``, ``float()`` or blocking copy between
+reads; ``tests/monitor`` checks them with ``torch.cuda.set_sync_debug_mode("error")`` where a
+GPU is present) and have not been measured on a GPU.
+
+Clipping: ``torch.nn.utils.clip_grad_norm_`` before ``step()`` leaves the monitor only the
+clipped norm, which hides grad-norm spikes. ``optimizer.clip_grad_norm_(max_norm)`` clips the
+same way, records the norm before clipping, and saves the monitor's own norm pass.
+
 GradScaler: the wrapper declares ``_step_supports_amp_scaling`` (the protocol of torch's fused
 optimizers), so ``scaler.step(optimizer)`` always calls ``step()``, handing it ``found_inf``
 (and ``grad_scale`` when ``unscale_`` was not called). Skipped steps are therefore seen and
