@@ -86,6 +86,7 @@ class ProbeConfig:
             "min_lr_ratio": self.min_lr_ratio,
             "lr_range": list(self.lr_range) if self.lr_range else None,
             "max_warmup": self.warmup_max,
+            "seed": self.seed,  # another seed is another search, not a resume
         }
 
 
