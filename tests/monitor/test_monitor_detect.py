@@ -7,6 +7,8 @@ import math
 import random
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from autowarm.monitor import Event, History, Thresholds
 from autowarm.monitor._detect import Detector, Finding
@@ -281,3 +283,34 @@ def test_history_sequence_and_columns() -> None:
     assert math.isnan(h.column("loss")[1])
     with pytest.raises(IndexError):
         h[2]
+
+
+# -- property: a NaN step is invisible to the statistics ------------------------------------------
+@settings(max_examples=25, deadline=None)
+@given(
+    seed=st.integers(0, 10_000),
+    nan_at=st.sets(st.integers(0, 179), max_size=12),
+    spikes=st.sets(st.integers(30, 179), max_size=4),
+)
+def test_nan_steps_do_not_change_what_else_is_found(
+    seed: int, nan_at: set[int], spikes: set[int]
+) -> None:
+    rng = random.Random(seed)
+    base = [(3.0 * math.exp(-i / 50) + 1.0) * math.exp(rng.gauss(0, 0.05)) for i in range(180)]
+    grads = [math.exp(rng.gauss(0, 0.1)) for _ in range(180)]
+    for i in spikes:
+        base[i] *= 20
+    clean = [(f.kind, f.signal, f.value) for _, f in _feed(Detector(), list(base), grads)]
+    # the same run with NaN/Inf steps inserted before the chosen positions
+    losses: list[float | None] = []
+    gs: list[float] = []
+    for i in range(180):
+        if i in nan_at:
+            losses.append(math.nan)
+            gs.append(math.inf)
+        losses.append(base[i])
+        gs.append(grads[i])
+    found = _feed(Detector(), losses, gs)
+    rest = [(f.kind, f.signal, f.value) for _, f in found if f.kind != "nonfinite"]
+    assert rest == clean
+    assert sum(f.kind == "nonfinite" for _, f in found) == 2 * len(nan_at)

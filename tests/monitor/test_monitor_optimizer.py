@@ -236,11 +236,15 @@ def test_step_without_any_gradient() -> None:
 
 def test_pickling_with_scheduler_attached() -> None:
     model = _model()
-    opt = wrap(torch.optim.Adam(model.parameters(), lr=1e-2), console=_quiet())
+    # a lambda callback and a console writing to StringIO cannot be pickled: they stay behind
+    opt = wrap(
+        torch.optim.Adam(model.parameters(), lr=1e-2), callback=lambda e: None, console=_quiet()
+    )
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: 0.5)
     _train(opt, model, 4, sched=sched)
     for clone in (pickle.loads(pickle.dumps(opt)), copy.deepcopy(opt)):
         assert isinstance(clone, MonitoredOptimizer)
+        assert clone.monitor.callback is None and clone.monitor.console is None
         assert clone.monitor.step_count == 4
         assert [r.loss for r in clone.monitor.history] == [r.loss for r in opt.monitor.history]
         assert clone.state_dict()["param_groups"] == opt.state_dict()["param_groups"]
