@@ -11,8 +11,9 @@ and runs the script like ``python script.py args`` (:func:`autowarm.probe._trial
 
 Forking after ``import torch`` is safe as long as the server never runs a torch op (no
 intra-op thread pool, no CUDA context): the server checks that CUDA is not initialised and
-that no preloaded package started threads beyond the baseline (numpy's BLAS pool handles
-fork itself); if one did, the runner restarts it with the baseline imports only. Seeds:
+that no preloaded package started threads beyond the baseline other than OpenBLAS pools
+(numpy's, scipy's via sklearn: OpenBLAS stops them around a fork itself); if one did, the
+runner restarts it with the baseline imports only. Seeds:
 Python's ``random`` reseeds itself after fork and torch's default seed is fixed anyway; the
 child reseeds numpy's global RandomState from OS entropy, as a fresh interpreter would — the
 server seeds nothing with a value of its own.
@@ -63,6 +64,25 @@ def _thread_count() -> int:
         return threading.active_count()
 
 
+def _blas_workers() -> int:
+    """Worker threads of the OpenBLAS libraries loaded now (numpy's, scipy's: ``import
+    sklearn`` loads a second one). OpenBLAS stops its pool before a fork and restarts it after
+    (``pthread_atfork``), so these threads are safe; counted with threadpoolctl where present."""
+    try:
+        from threadpoolctl import threadpool_info
+    except ImportError:
+        return 0
+    try:
+        libs = threadpool_info()
+    except Exception:
+        return 0
+    return sum(
+        max(0, int(lib.get("num_threads") or 1) - 1)
+        for lib in libs
+        if lib.get("internal_api") == "openblas"
+    )
+
+
 # ---------------------------------------------------------------------------------------------
 # server side (runs in the user's Python)
 
@@ -80,7 +100,7 @@ def serve(sock_fd: int, preload: Sequence[str]) -> None:
     for name in _OPTIONAL:
         with contextlib.suppress(Exception):
             importlib.import_module(name)
-    baseline_threads = _thread_count()
+    baseline_threads, baseline_blas = _thread_count(), _blas_workers()
     loaded = []
     for item in preload:  # "module" or "module:name,name" (see _runner._third_party_imports)
         module, _, names = item.partition(":")
@@ -91,7 +111,8 @@ def serve(sock_fd: int, preload: Sequence[str]) -> None:
                     getattr(imported, name)  # lazy packages import the submodule now
         except Exception:
             continue  # the script will fail on it itself, with its own traceback
-        if _thread_count() > baseline_threads:
+        extra = _thread_count() - baseline_threads
+        if extra > 0 and extra > _blas_workers() - baseline_blas:
             send({"unsafe": f"importing {item!r} started a thread"})
             return
         loaded.append(item)

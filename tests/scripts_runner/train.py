@@ -11,6 +11,7 @@ import sys
 import time
 
 import torch
+from sklearn.datasets import make_regression
 
 import autowarm
 
@@ -42,7 +43,8 @@ if args.config:
 
 torch.manual_seed(0)
 torch.set_num_threads(1)
-x = torch.randn(64, 8)
+# sklearn (scipy's own OpenBLAS starts a thread pool at import) for the fork server's sake
+x = torch.tensor(make_regression(n_samples=64, n_features=8, random_state=0)[0]).float()
 y = x @ torch.randn(8, 1)
 body = torch.nn.Linear(8, 8)  # 72 parameters: the largest group
 head = torch.nn.Linear(8, 1)  # its LR is 0.1x the body's
