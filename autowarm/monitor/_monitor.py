@@ -196,10 +196,16 @@ class Monitor:
         """Median of the last ``divergence_window`` reported losses."""
         return self._detector.smoothed_loss
 
-    @property
-    def needs_decision(self) -> bool:
-        """True when an action must be decided before the update ("skip"/"raise")."""
-        return any(a in ("skip", "raise") for a in self.actions.values())
+    def needs_decision(self, *, device_skip: bool = False) -> bool:
+        """True when the host must judge each step before its update: a "raise", or a "skip"
+        the device cannot do by itself (``device_skip``: the optimizer skips non-finite steps
+        on the device, see ``_optimizer.py``)."""
+        for kind, action in self.actions.items():
+            if action == "raise" or (
+                action == "skip" and not (device_skip and kind == "nonfinite")
+            ):
+                return True
+        return False
 
     # -- feeding -------------------------------------------------------------------------------
     def _push(

@@ -449,6 +449,43 @@ def test_skip_really_skips(name: str, fault: str) -> None:
     assert all(torch.isfinite(p).all() for p in model.parameters())
 
 
+FUSED_PRESENT = sorted(k for k in OPTIMIZERS if k.endswith("-fused"))
+
+
+@pytest.mark.skipif(not FUSED_PRESENT, reason="this torch build has no fused CPU optimizers")
+@pytest.mark.parametrize("name", FUSED_PRESENT)
+def test_fused_optimizers_skip_nonfinite_steps_on_the_device(name: str) -> None:
+    # what CUDA does with a fused optimizer: no host read before the update, the kernel skips
+    model = _model()
+    opt = wrap(
+        OPTIMIZERS[name](list(model.parameters())),
+        actions={"nonfinite": "skip"},
+        read_every=16,
+        console=_quiet(),
+    )
+    opt.monitor._eager_on_cpu = False
+    _train(opt, model, 3)
+    before = _params(model)
+    state_before = copy.deepcopy(opt.state_dict())
+    x, y = _batch(3)
+    opt.zero_grad()
+    loss = torch.nn.functional.mse_loss(model(x), y)
+    loss.backward()
+    model[0].bias.grad[1] = math.nan
+    opt.report(loss)
+    opt.step()
+    assert len(opt.monitor.history) == 0  # nothing was read back
+    _assert_same(before, _params(model))
+    for k, fields in state_before["state"].items():
+        for field, value in fields.items():
+            torch.testing.assert_close(opt.state_dict()["state"][k][field], value, rtol=0, atol=0)
+    _train(opt, model, 2)
+    opt.monitor.flush()
+    assert [(e.step, e.kind, e.action) for e in opt.monitor.events] == [(3, "nonfinite", "skip")]
+    assert [r.skipped for r in opt.monitor.history] == [False, False, False, True, False, False]
+    assert all(torch.isfinite(p).all() for p in model.parameters())
+
+
 def test_raise_stops_before_the_update() -> None:
     model = _model()
     opt = wrap(
