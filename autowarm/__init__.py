@@ -12,7 +12,7 @@ __version__ = "0.1.0"
 from autowarm._errors import AutowarmError, InstabilityError
 from autowarm._recipe import Recipe
 from autowarm._scheduler import RecipeLR
-from autowarm.monitor import Event, Monitor, MonitoredOptimizer, wrap
+from autowarm.monitor import Event, Monitor, MonitoredOptimizer, StepRecord, Thresholds, wrap
 
 __all__ = [
     "AutowarmError",
@@ -22,6 +22,8 @@ __all__ = [
     "MonitoredOptimizer",
     "Recipe",
     "RecipeLR",
+    "StepRecord",
+    "Thresholds",
     "__version__",
     "wrap",
 ]
