@@ -47,7 +47,8 @@ def test_stable_script_with_two_jobs_json_and_show(tmp_path: Path) -> None:
     doc = json.loads(proc.stdout)  # exactly one JSON document, nothing else on stdout
     assert set(doc) == {"recipe", "trials", "cost", "study", "storage"}
     assert len(doc["trials"]) == 4
-    assert {t["status"] for t in doc["trials"]} <= {"stable", "spike", "diverged", "stalled"}
+    ok = {"stable", "spike", "diverged", "stalled", "pruned"}
+    assert {t["status"] for t in doc["trials"]} <= ok
     assert doc["cost"]["optimizer_steps"] == sum(t["steps"] for t in doc["trials"])
     assert doc["storage"] == "sqlite:///.autowarm/autowarm.db"
     recipe = doc["recipe"]

