@@ -36,7 +36,7 @@ def test_unstable_trials_complete_with_a_penalty_not_fail() -> None:
     res = ProbeSearch(runner, st, ProbeConfig("x.py", steps=60, trials=12, seed=0)).run()
     assert not res.interrupted
     states = {t.state for t in st.trials}
-    assert states == {TrialState.COMPLETE}
+    assert TrialState.FAIL not in states and TrialState.COMPLETE in states
     bad = [t for t in st.trials if t.user_attrs["status"] == "nonfinite"]
     good = [t for t in st.trials if t.user_attrs["status"] == "stable"]
     assert bad and good
