@@ -147,3 +147,15 @@ def test_a_stall_below_the_best_lr_is_too_cold_not_unstable() -> None:
     assert c.evidence["cold_stalls"] == 1
     assert c.evidence["lowest_unstable"]["trial"] == 3
     assert c.peak_lr == pytest.approx(1e-2)
+
+
+def test_spikes_at_a_similar_lr_lengthen_the_warmup() -> None:
+    trials = [
+        rec(0, 0.01, 5, score=1.0),
+        rec(1, 0.003, 5, score=1.3),
+        rec(2, 0.012, 30, "spike", 1.1),  # similar LR, spiky up to warmup 30
+        rec(3, 0.1, 45, "spike", 2.0),  # much hotter: says nothing about 0.01
+    ]
+    c = choose(trials, probe_steps=100)
+    assert c.peak_lr == pytest.approx(0.01) and c.warmup_steps == 30
+    assert c.evidence["spiky_trials_near_lr"] == [2]

@@ -14,7 +14,9 @@
 4) conservative choice among ties: the geometric mean of their peak LRs (the centre of the
    flat region, not its hottest edge) and the longest of their warmups, capped again by the
    boundary. Stability is monotone (a lower LR or a longer warmup is no less stable), so the
-   point is safe: the hottest tied run was stable with a shorter or equal warmup;
+   point is safe: the hottest tied run was stable with a shorter or equal warmup. Spiky runs
+   (finished, but the monitor saw spikes) at a similar LR are a soft boundary: the warmup is
+   lengthened to at least the longest of theirs;
 5) carry over to the full run (``--total-steps``). The probe is the full schedule compressed
    (same warmup fraction, same decay shape, annealed at its end), so by default the warmup
    keeps its *fraction* of the run (``--warmup-transfer steps`` keeps its length instead; a
@@ -146,6 +148,14 @@ def choose(
         lr, warmup = best.peak_lr, best.warmup_steps
     # stability is monotone (a lower LR or a longer warmup is no less stable): the hottest tied
     # run had at most this warmup and at least this LR and was stable, so this point is too
+    # spikes are a soft boundary: runs at a similar LR (within 2x) that spiked with warmups up to
+    # w_s say the early phase is rough at this LR -- step out of it along the cheap axis, the
+    # warmup (on the deep_mlp recipe this is what moves the choice to the long warmups that the
+    # full runs prefer; a 100-step probe alone scores them slightly worse)
+    spiky = [r for r in done if r.status == "spike" and lr / 2 <= r.peak_lr <= lr * 2]
+    spike_warmup = max((r.warmup_steps for r in spiky), default=None)
+    if spike_warmup is not None and rule != "argmin":
+        warmup = min(max(warmup, spike_warmup), probe_steps // 2)
     edge = boundary(unstable, warmup, probe_steps)
     capped = lr > edge / margin
     lr = min(lr, edge / margin)
@@ -183,6 +193,8 @@ def choose(
             "boundary_lr / margin"
         ),
         "capped_by_boundary": capped,
+        "spiky_trials_near_lr": sorted(r.number for r in spiky),
+        "spike_warmup": spike_warmup,
     }
     return Choice(peak_lr=lr, warmup_steps=int(warmup), evidence=evidence)
 
