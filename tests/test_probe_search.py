@@ -137,7 +137,7 @@ def test_cohort_pruner_compares_only_similar_warmups_after_their_warmup() -> Non
     [
         ({"lr_range": (1e-2, 1e-3)}, "--lr-range MIN must be < MAX but got 0.01 >= 0.001."),
         ({"lr_range": (0.0, 1e-3)}, "--lr-range must be positive"),
-        ({"max_warmup": 300}, "--max-warmup must be < --steps but got 300 >= 200"),
+        ({"max_warmup": 300}, "--max-warmup must be < --steps but got 300 >= 100"),
         ({"trials": 0}, "--trials must be >= 1 but got 0."),
         ({"jobs": 0}, "--jobs must be >= 1 but got 0."),
         ({"sampler": "cma"}, "--sampler must be one of tpe, gp, qmc but got 'cma'."),

@@ -46,8 +46,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     g.add_argument(
         "--steps",
         type=_positive_int,
-        help="optimizer steps per probe (default 200, or 10%% of --total-steps if that is "
-        "less, at least 30)",
+        help="optimizer steps per probe (default: 10%% of --total-steps, between 30 and 100; "
+        "100 without --total-steps)",
     )
     g.add_argument(
         "--lr-range",
@@ -186,8 +186,10 @@ def probe_command(args: argparse.Namespace) -> int:
     if script_args[:1] == ["--"]:
         script_args = script_args[1:]
     steps = args.steps
-    if steps is None:  # a probe never costs more than a tenth of the full run by default
-        steps = 200 if args.total_steps is None else min(200, max(30, args.total_steps // 10))
+    if steps is None:
+        # 10% of the run, at most 100 steps: 20 probes then cost <= 2 full runs of a short run
+        # and <= 10% of a run of >= 20,000 steps
+        steps = 100 if args.total_steps is None else min(100, max(30, args.total_steps // 10))
     config = ProbeConfig(
         script=args.script,
         args=tuple(script_args),

@@ -60,7 +60,7 @@ class ProbeConfig:
 
     script: str
     args: tuple[str, ...] = ()
-    steps: int = 200
+    steps: int = 100
     trials: int = 20
     total_steps: int | None = None
     decay: str = "cosine"
