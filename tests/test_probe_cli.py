@@ -67,6 +67,10 @@ def test_stable_script_with_two_jobs_json_and_show(tmp_path: Path) -> None:
     assert again["recipe"]["peak_lr"] == recipe["peak_lr"]
     human = autowarm("show", cwd=tmp_path)
     assert "Recommended schedule" in human.stdout and "peak LR" in human.stdout
+    longer = json.loads(autowarm("show", "--json", "--total-steps", "8000", cwd=tmp_path).stdout)
+    assert longer["recipe"]["total_steps"] == 8000
+    # a longer run: the same probe evidence, a lower peak LR (the horizon factor)
+    assert longer["recipe"]["peak_lr"] < recipe["peak_lr"]
 
 
 def test_nan_at_high_lr_is_reported_and_avoided(tmp_path: Path) -> None:

@@ -121,6 +121,11 @@ def register(sub: argparse._SubParsersAction) -> None:
         description="Print the trials, stability map and recommendation of a stored study.",
     )
     _storage_args(s)
+    s.add_argument(
+        "--total-steps",
+        type=_positive_int,
+        help="re-emit the schedule for a run of this many steps (default: the probe's)",
+    )
     s.add_argument("--json", action="store_true", help="one JSON document on stdout")
     s.set_defaults(func=show_command)
 
@@ -378,7 +383,7 @@ def show_command(args: argparse.Namespace) -> int:
         recipe = recommend(
             recs,
             probe_steps=steps,
-            total_steps=a.get("total_steps"),
+            total_steps=args.total_steps or a.get("total_steps"),
             decay=a.get("decay", "cosine"),
             min_lr_ratio=float(a.get("min_lr_ratio", 0.0)),
             margin=float(a.get("margin", 2.0)),
