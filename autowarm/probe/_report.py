@@ -348,9 +348,9 @@ def print_final(
         console.print(f"recipe written to {out}", highlight=False)
     if recipe.total_steps is None and recipe.decay not in ("constant", "inverse_sqrt"):
         console.print()
+        hint = f", or `autowarm schedule {out} --total-steps N --code torch`" if out else ""
         console.print(
-            f"Code to paste: rerun with --total-steps N (your run's optimizer steps), or "
-            f"`autowarm schedule {out or 'autowarm.json'} --total-steps N --code torch`.",
+            f"Code to paste: rerun with --total-steps N (your run's optimizer steps){hint}.",
             highlight=False,
         )
         return
