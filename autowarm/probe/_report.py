@@ -224,7 +224,7 @@ def stability_map(
     def shade(s: float) -> str:
         if len(scores) < 2:
             return SHADES[0]
-        q = sum(x < s for x in scores) / len(scores)
+        q = sum(x < s for x in scores) / (len(scores) - 1)  # 0 best .. 1 worst
         return SHADES[min(len(SHADES) - 1, int(q * len(SHADES)))]
 
     cells: dict[tuple[int, int], list[TrialRecord]] = {}

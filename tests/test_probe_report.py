@@ -1,0 +1,64 @@
+from __future__ import annotations
+
+import io
+
+from rich.console import Console
+
+from autowarm.probe._recommend import recommend
+from autowarm.probe._report import LiveReport, print_final, stability_map
+from autowarm.probe._search import TrialRecord
+from autowarm.probe._types import TrialSpec
+
+
+def console() -> Console:
+    return Console(file=io.StringIO(), width=80, color_system=None)
+
+
+def text(c: Console) -> str:
+    return c.file.getvalue()  # type: ignore[attr-defined]
+
+
+RECORDS = [
+    TrialRecord(0, 0.001, 0, "stable", score=2.0, steps=100),
+    TrialRecord(1, 0.01, 20, "stable", score=1.5, steps=100),
+    TrialRecord(2, 0.1, 0, "diverged", steps=12, reason="loss rose 10x"),
+    TrialRecord(3, 0.1, 45, "nonfinite", steps=30, reason="loss is nan"),
+    TrialRecord(4, 0.0001, 45, "failed", steps=3, failure="crash", reason="boom"),
+]
+
+
+def test_stability_map_marks_how_each_cell_ended_and_the_choice() -> None:
+    c = console()
+    c.print(stability_map(RECORDS, lr_range=(1e-4, 1.0), warmup_max=50, chosen=(0.003, 10)))
+    out = text(c)
+    grid = out.split("└")[0]
+    assert grid.count("×") == 1 and grid.count("N") == 1 and grid.count("!") == 1
+    assert grid.count("★") == 1
+    assert "█" in grid and "░" in grid  # best and worst finished run
+    assert "peak LR (log)" in out
+
+
+def test_final_report_has_recommendation_and_code() -> None:
+    recipe = recommend(RECORDS, probe_steps=100, total_steps=1000, decay="cosine")
+    c = console()
+    print_final(c, RECORDS, recipe, lr_range=(1e-4, 1.0), warmup_max=50, out="r.json", table=True)
+    out = text(c)
+    assert "Recommended schedule" in out and "recipe written to r.json" in out
+    assert f"{recipe.peak_lr:.3g}" in out and "200 steps" in out  # 20 of 100 -> 200 of 1000
+    assert "plain PyTorch" in out and "LambdaLR" in out
+    assert "HF transformers" in out
+    assert "failed: boom" in out and "diverged: loss rose 10x" in out
+
+
+def test_live_report_prints_one_row_per_trial_with_progress() -> None:
+    c = console()
+    rep = LiveReport(c, probe_steps=100)
+    rep.started(0, 2, (1e-4, 1.0))
+    rep.trial_started(TrialSpec(number=0, peak_lr=0.01, warmup_steps=20, probe_steps=100))
+    rep.trial_finished(RECORDS[1], 1, 2)
+    rep.trial_finished(RECORDS[2], 2, 2)
+    rep.close()
+    lines = text(c).splitlines()
+    assert any(ln.split()[:4] == ["1/2", "1", "20", "0.01"] for ln in lines)
+    assert any("diverged: loss rose 10x" in ln for ln in lines)
+    assert "best 1.5 (#1)" in lines[-1] and lines[-1].startswith("2/2 trials")
