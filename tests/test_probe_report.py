@@ -62,3 +62,15 @@ def test_live_report_prints_one_row_per_trial_with_progress() -> None:
     assert any(ln.split()[:4] == ["1/2", "1", "20", "0.01"] for ln in lines)
     assert any("diverged: loss rose 10x" in ln for ln in lines)
     assert "best 1.5 (#1)" in lines[-1] and lines[-1].startswith("2/2 trials")
+
+
+def test_code_to_paste_is_never_cut_at_the_terminal_width() -> None:
+    from autowarm import Recipe
+
+    recipe = Recipe(peak_lr=3.27e-3, warmup_steps=130, total_steps=1000)
+    c = Console(file=io.StringIO(), width=60, color_system=None)
+    print_final(c, RECORDS, recipe, lr_range=(1e-4, 1e-1), warmup_max=50)
+    out = text(c)
+    for target in ("torch", "transformers"):
+        for line in recipe.render(target).splitlines():
+            assert line.rstrip() in out, line

@@ -362,7 +362,13 @@ def print_final(
             continue
         console.print()
         console.print(Text(f"Paste into your script ({title}):", style="bold"))
-        console.print(Syntax(code, "python", theme="ansi_dark", background_color="default"))
+        # code_width + crop=False: a line of code is never cut at the terminal's width (it is
+        # for pasting); it runs past the edge instead
+        width = max(len(line) for line in code.splitlines())
+        syntax = Syntax(
+            code, "python", theme="ansi_dark", background_color="default", code_width=width
+        )
+        console.print(syntax, crop=False)
 
 
 def write_png(
