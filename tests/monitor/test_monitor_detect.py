@@ -142,6 +142,7 @@ def test_a_lasting_level_change_stops_flagging() -> None:
         (0.05, 3.0, True),  # quiet LM-like loss: 3x is far outside
         (0.05, 1.8, False),  # below the 2x ratio floor however quiet
         (0.8, 6.0, False),  # heavy-tailed near-zero loss: 6x is within its noise
+        (0.8, 10.0, True),  # ... but 10x is a spike however noisy (spike_hard_ratio = 8)
         (0.8, 1000.0, True),
     ],
 )

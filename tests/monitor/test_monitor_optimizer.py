@@ -629,6 +629,10 @@ def _sgd() -> torch.optim.Optimizer:
         ({"spike_zscore": -1.0}, "spike_zscore must be a positive finite number but got -1.0."),
         ({"spike_zscore": "6"}, "spike_zscore must be a positive finite number but got '6'."),
         ({"spike_ratio": 0.5}, "spike_ratio must be > 1 but got 0.5."),
+        (
+            {"spike_hard_ratio": 1.5},
+            "spike_hard_ratio must be >= spike_ratio but got 1.5 < 2.0.",
+        ),
         ({"spread_floor": math.nan}, "spread_floor must be a positive finite number but got nan"),
         ({"divergence_rise": 0}, "divergence_rise must be a positive finite number but got 0."),
         ({"divergence_fraction": 1.5}, "divergence_fraction must be <= 1 but got 1.5."),
