@@ -274,7 +274,10 @@ def bench_recipe(name: str, opts: argparse.Namespace, console: Console) -> dict[
 
     # 1) oracle grid
     grid_runs = [Run(name, lr, w, s, steps) for w in warmups for lr in lrs for s in seeds]
-    grid = run_many(grid_runs, opts.workers, console, "oracle grid")
+    # --reverse-grid: a second bench process filling the same cache from the other end
+    order = grid_runs[::-1] if opts.reverse_grid else grid_runs
+    grid = run_many(order, opts.workers, console, "oracle grid")
+    grid = grid[::-1] if opts.reverse_grid else grid
     mean = np.zeros((len(warmups), len(lrs)))
     by_run = dict(zip(grid_runs, grid))
     for i, w in enumerate(warmups):
@@ -489,7 +492,7 @@ def plot(results: list[dict], path: Path) -> None:
         "optuna TPE (full runs)": ("D", "orange"),
         "autowarm": ("o", "red"),
     }
-    fig, axes = plt.subplots(1, len(results), figsize=(6 * len(results), 4.6), squeeze=False)
+    fig, axes = plt.subplots(1, len(results), figsize=(6 * len(results), 5.6), squeeze=False)
     for ax, res in zip(axes[0], results):
         mean = np.where(np.isfinite(res["mean"]), res["mean"], np.nan)
         # colour range: best .. a bit above the default run, so the interesting part is visible
@@ -515,7 +518,8 @@ def plot(results: list[dict], path: Path) -> None:
                 y = np.interp(w, res["warmups"], range(len(res["warmups"])))
                 ax.scatter([x], [y], marker=mk, s=120, c=colour, edgecolors="black",
                            label=m.name if k == 0 else None, zorder=3)  # fmt: skip
-        ax.legend(fontsize=7, loc="upper left")
+        # below the map, not over it; choices outside the grid sit on its edge
+        ax.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.28), ncol=2)
     fig.tight_layout()
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=110)
@@ -533,6 +537,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     p.add_argument("--probe-args", default="", help="extra `autowarm probe` flags, quoted")
     p.add_argument("--skip-autowarm", action="store_true", help="oracle and baselines only")
+    p.add_argument("--reverse-grid", action="store_true", help="run the grid back to front")
     p.add_argument("--long-run", action="store_true", help="also probe with 20x --total-steps")
     p.add_argument("--md", type=Path, default=ROOT / "scripts" / "bench_quality.md")
     p.add_argument("--png", type=Path, default=ROOT / "scripts" / "bench_quality.png")
