@@ -565,7 +565,11 @@ def main(argv: list[str] | None = None) -> int:
         results.append(res)
     md = render(results, opts, console)
     cmd = "python scripts/bench_quality.py " + " ".join(argv if argv is not None else sys.argv[1:])
-    md = f"Command: `{cmd.strip()}` ({time.perf_counter() - t0:.0f} s)\n\n" + md
+    md = (
+        f"Command: `{cmd.strip()}` ({time.perf_counter() - t0:.0f} s for this invocation; runs "
+        "and probes already in scripts/.cache/quality were reused). Tuning wall times are sums "
+        "of per-run wall seconds on 2 CPU cores shared with other jobs.\n\n" + md
+    )
     atomic_write_text(opts.md, md)
     plot(results, opts.png)
     console.print(f"wrote {opts.md} and {opts.png}")
