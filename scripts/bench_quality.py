@@ -464,6 +464,13 @@ def render(results: list[dict], opts: argparse.Namespace, console: Console) -> s
                 f"{lg['cost']:,} steps = {100 * lg['cost'] / lg['total']:.1f}% of the run "
                 f"(target <= 10%); recommends peak LR {lg['lr']:.3g}, warmup {lg['warmup']}"
             )
+            if "loss" in lg:
+                so_lr, so_w, so_loss = lg["short_oracle"]
+                notes.append(
+                    f"  trained {lg['total']} steps, seed 0: that recipe {lg['loss']:.4f} vs the "
+                    f"{res['steps']}-step oracle's schedule (LR {so_lr:.3g}, warmup {so_w}) "
+                    f"{so_loss:.4f} ({100 * (lg['loss'] - so_loss) / so_loss:+.1f}%)"
+                )
     for res in results:
         bi, bj = np.unravel_index(np.argmin(res["mean"]), res["mean"].shape)
         best = f"full-run best: LR {res['lrs'][bj]:.3g}, warmup {res['warmups'][bi]}"
@@ -562,6 +569,22 @@ def main(argv: list[str] | None = None) -> int:
                 "total": total, "cost": doc["cost"]["optimizer_steps"],
                 "lr": doc["recipe"]["peak_lr"], "warmup": doc["recipe"]["warmup_steps"],
             }  # fmt: skip
+            # does the long-run recipe beat carrying the short run's best schedule over?
+            # one seed each (a 20x run is minutes on one core)
+            bi, bj = np.unravel_index(np.argmin(res["mean"]), res["mean"].shape)
+            pair = [
+                Run(
+                    name,
+                    float(doc["recipe"]["peak_lr"]),
+                    int(doc["recipe"]["warmup_steps"]),
+                    0,
+                    total,
+                ),
+                Run(name, res["lrs"][bj], res["warmups"][bi], 0, total),
+            ]
+            got = run_many(pair, opts.workers, console, "long runs")
+            res["long"]["loss"] = eval_loss(got[0])
+            res["long"]["short_oracle"] = (pair[1].lr, pair[1].warmup, eval_loss(got[1]))
         results.append(res)
     md = render(results, opts, console)
     cmd = "python scripts/bench_quality.py " + " ".join(argv if argv is not None else sys.argv[1:])
