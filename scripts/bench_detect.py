@@ -51,6 +51,7 @@ import numpy as np
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+from bench_overhead import TinyLM  # scripts/ is on sys.path when run as a script
 from rich.console import Console
 from rich.table import Table
 
@@ -103,23 +104,6 @@ def _stdlib_text(n_chars: int = 100_000) -> torch.Tensor:
     index = {c: i for i, c in enumerate(ALPHABET)}
     text = "".join(parts)[:n_chars]
     return torch.tensor([index.get(c, index["?"]) for c in text], dtype=torch.long)
-
-
-class CharLM(nn.Module):
-    def __init__(self, vocab: int, d: int = 64, layers: int = 2, context: int = 32) -> None:
-        super().__init__()
-        self.tok = nn.Embedding(vocab, d)
-        self.pos = nn.Parameter(torch.zeros(context, d))
-        layer = nn.TransformerEncoderLayer(
-            d, 4, 2 * d, dropout=0.0, batch_first=True, norm_first=True
-        )
-        self.blocks = nn.TransformerEncoder(layer, layers, enable_nested_tensor=False)
-        self.head = nn.Linear(d, vocab)
-        self.register_buffer("mask", nn.Transformer.generate_square_subsequent_mask(context))
-
-    def forward(self, idx: torch.Tensor) -> torch.Tensor:
-        x = self.tok(idx) + self.pos[: idx.shape[1]]
-        return self.head(self.blocks(x, mask=self.mask, is_causal=True))
 
 
 @dataclass
@@ -176,7 +160,7 @@ def _tasks() -> dict[str, Task]:
     return {
         "charlm": Task(
             "charlm",
-            lambda: CharLM(len(ALPHABET)),
+            lambda: TinyLM(len(ALPHABET), d=64, layers=2, context=32, ff_mult=2),
             lambda p: torch.optim.AdamW(p, lr=3e-3, weight_decay=0.01),
             lm_batch,
             lm_loss,

@@ -30,12 +30,14 @@ import autowarm
 
 
 class TinyLM(nn.Module):
-    def __init__(self, vocab: int, d: int, layers: int, context: int) -> None:
+    """A small pre-LN causal Transformer LM (also the LM task of scripts/bench_detect.py)."""
+
+    def __init__(self, vocab: int, d: int, layers: int, context: int, ff_mult: int = 4) -> None:
         super().__init__()
         self.tok = nn.Embedding(vocab, d)
         self.pos = nn.Parameter(torch.zeros(context, d))
         layer = nn.TransformerEncoderLayer(
-            d, 4, 4 * d, dropout=0.0, batch_first=True, norm_first=True
+            d, 4, ff_mult * d, dropout=0.0, batch_first=True, norm_first=True
         )
         self.blocks = nn.TransformerEncoder(layer, layers, enable_nested_tensor=False)
         self.head = nn.Linear(d, vocab)

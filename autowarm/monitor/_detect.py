@@ -177,7 +177,9 @@ class _SpikeDetector:
         mad = _median(sorted(abs(v - med) for v in s))
         spread = max(1.4826 * mad, t.spread_floor * abs(med), 1e-12)
         margin = max(t.spike_zscore * spread, (t.spike_ratio - 1.0) * abs(med))
-        return med, med + min(margin, (t.spike_hard_ratio - 1.0) * abs(med) or margin)
+        if med != 0:  # a ratio to a zero median means nothing: keep the z-score test alone
+            margin = min(margin, (t.spike_hard_ratio - 1.0) * abs(med))
+        return med, med + margin
 
     def update(self, x: float) -> Finding | None:
         if len(self.values) >= self.t.min_history:
