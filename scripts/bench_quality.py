@@ -7,7 +7,7 @@
 For every recipe in recipes/*/train.py, on the same data and seeds:
 
 1) oracle     full trainings over warmup (6 values, 0..30% of the run) x peak LR (10 log-spaced
-              values, under-training .. divergence) x 2 seeds; the best mean eval loss;
+              values, under-training .. divergence) x 4 seeds; the best mean eval loss;
 2) default    the optimizer's default LR (the script's own), no warmup;
 3) lr-finder  torch-lr-finder's LR range test (exp ramp 1e-7..10 over 100 steps, steepest-
               gradient suggestion), run in this process on the recipe's own model, optimizer
@@ -18,8 +18,10 @@ For every recipe in recipes/*/train.py, on the same data and seeds:
               cost buys (at least 1), same search box as the oracle grid;
 5) autowarm   `autowarm probe train.py --json --seed K --total-steps FULL` for K = 0, 1, 2.
 
-Every method's choice is then trained in full on the evaluation seeds (0, 1), and scored by
-its mean final eval loss; regret = (loss - oracle) / oracle. A run "diverged" when its eval
+Every method's choice is then trained in full on the evaluation seeds (0..3), and scored by
+its mean final eval loss; regret = (loss - oracle) / oracle, with its standard error from the
+per-seed differences to the oracle's cell (paired by seed: two seeds of one cell differ by
+1-5% near the optimum, so a regret is only known to about that SE). A run "diverged" when its eval
 loss is not finite or above its initial training loss. Each full run is its own process
 (`--workers` at a time) and its metrics are cached under scripts/.cache/quality/, keyed by
 the recipe file's hash and the run's arguments; probe results are cached by the recipe's and
@@ -55,7 +57,7 @@ from autowarm._io import atomic_write_bytes, atomic_write_text
 
 ROOT = Path(__file__).resolve().parents[1]
 CACHE = ROOT / "scripts" / ".cache" / "quality"
-EVAL_SEEDS = (0, 1)
+EVAL_SEEDS = (0, 1, 2, 3)
 WARMUP_FRACTIONS = (0.0, 0.02, 0.05, 0.1, 0.2, 0.3)
 
 #: per recipe: the oracle's LR box (10 log-spaced values), from clear under-training to clear
@@ -255,6 +257,7 @@ class Method:
     tune_wall_s: float = 0.0
     min_lr_ratio: float = 0.0
     losses: list[float] = field(default_factory=list)
+    regret_se: float = math.nan  # % points, from the per-seed differences to the oracle's cell
     diverged: int = 0
     runs: int = 0
     note: str = ""
@@ -328,6 +331,11 @@ def bench_recipe(name: str, opts: argparse.Namespace, console: Console) -> dict[
         runs = [Run(name, lr, w, s, steps, m.min_lr_ratio) for lr, w in m.choices for s in seeds]
         results = run_many(runs, opts.workers, console, m.name)
         m.losses = [eval_loss(r) for r in results]
+        # paired by seed: mean over this method's choices at seed s minus the oracle cell at s
+        per_seed = np.array(m.losses).reshape(len(m.choices), len(seeds)).mean(axis=0)
+        oracle_seed = [eval_loss(by_run[Run(name, lrs[bj], warmups[bi], s, steps)]) for s in seeds]
+        diff = 100 * (per_seed - np.array(oracle_seed)) / oracle_loss
+        m.regret_se = float(diff.std(ddof=1) / math.sqrt(len(diff))) if len(diff) > 1 else math.nan
         m.diverged = sum(bool(r["diverged"]) for r in results)
         m.runs = len(results)
     return {
@@ -417,15 +425,19 @@ def tpe_method(
 # output
 
 
+def fmt_regret(regret: float, se: float) -> str:
+    return f"{regret:+.2f}%" + (f" ± {se:.2f}" if math.isfinite(se) and se > 0 else "")
+
+
 def render(results: list[dict], opts: argparse.Namespace, console: Console) -> str:
     lines = [
-        "| recipe | method | peak LR | warmup | mean eval loss | regret | diverged | "
+        "| recipe | method | peak LR | warmup | mean eval loss | regret ± SE | diverged | "
         "tuning cost (steps) | full-run equiv. | tuning wall (s) |",
         "|---|---|---|---|---|---|---|---|---|---|",
     ]
     table = Table(title="quality benchmark (mean final eval loss over seeds "
-                  f"{','.join(map(str, EVAL_SEEDS[: 1 if opts.quick else 2]))})")  # fmt: skip
-    for col in ("recipe", "method", "peak LR", "warmup", "eval loss", "regret", "div.",
+                  f"{','.join(map(str, EVAL_SEEDS))})")  # fmt: skip
+    for col in ("recipe", "method", "peak LR", "warmup", "eval loss", "regret ± SE", "div.",
                 "cost (steps)", "full runs", "wall s"):  # fmt: skip
         table.add_column(col, justify="left" if col in ("recipe", "method") else "right")
     for res in results:
@@ -437,7 +449,7 @@ def render(results: list[dict], opts: argparse.Namespace, console: Console) -> s
             lr_s = f"{lrs[0]:.3g}" if len(lrs) == 1 else f"{lrs[0]:.3g}..{lrs[-1]:.3g}"
             w_s = f"{ws[0]}" if len(ws) == 1 else f"{ws[0]}..{ws[-1]}"
             row = [
-                res["name"], m.name, lr_s, w_s, f"{loss:.4f}", f"{regret:+.2f}%",
+                res["name"], m.name, lr_s, w_s, f"{loss:.4f}", fmt_regret(regret, m.regret_se),
                 f"{m.diverged}/{m.runs}", f"{m.cost_steps:,.0f}",
                 f"{m.cost_steps / res['steps']:.2f}", f"{m.tune_wall_s:.0f}",
             ]  # fmt: skip

@@ -105,8 +105,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     o.add_argument(
         "--horizon-exponent",
         type=float,
-        default=0.3,
-        help="full-run peak LR = probe's best x (steps / total-steps) ** this (default 0.3; "
+        default=0.1,
+        help="full-run peak LR = probe's best x (steps / total-steps) ** this (default 0.1; "
         "0 keeps the probe's LR)",
     )
     o.add_argument("--out", default="autowarm.json", help="recipe file (default autowarm.json)")
@@ -355,7 +355,7 @@ def show_command(args: argparse.Namespace) -> int:
     import optuna
 
     from autowarm._errors import AutowarmError
-    from autowarm.probe._recommend import recommend
+    from autowarm.probe._recommend import HORIZON_EXPONENT, recommend
     from autowarm.probe._report import print_final
     from autowarm.probe._search import records as load_records
     from autowarm.probe._storage import latest_study_name, open_storage
@@ -388,7 +388,7 @@ def show_command(args: argparse.Namespace) -> int:
             min_lr_ratio=float(a.get("min_lr_ratio", 0.0)),
             margin=float(a.get("margin", 2.0)),
             warmup_transfer=a.get("warmup_transfer", "fraction"),
-            horizon_exponent=float(a.get("horizon_exponent", 0.3)),
+            horizon_exponent=float(a.get("horizon_exponent", HORIZON_EXPONENT)),
             extra_evidence=_json_safe(
                 {"script_lr": a.get("script_lr"), "lr_range": list(lr_range), "study": name}
             ),

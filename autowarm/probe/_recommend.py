@@ -7,24 +7,33 @@
    at warmup w is the lowest unstable LR among trials with a similar or longer warmup;
 2) margin: a candidate's peak LR must stay below boundary / margin (default 2): a probe is short
    and a full run has more chances to hit an instability than one probe did;
-3) noise: a trial whose score is within ``max(2·SE_diff, 0.5%·|best|)`` of the best eligible
-   score ties with it, where SE_diff is the standard error of the score difference from the two
-   runs' per-step losses paired by step (a seeded script shows every trial the same batches, so
-   most mini-batch noise cancels in the difference); one lucky mini-batch does not decide;
-4) conservative choice among ties: the geometric mean of their peak LRs (the centre of the
-   flat region, not its hottest edge) and the longest of their warmups, capped again by the
-   boundary. Stability is monotone (a lower LR or a longer warmup is no less stable), so the
-   point is safe: the hottest tied run was stable with a shorter or equal warmup. Spiky runs
-   (finished, but the monitor saw spikes) at a similar LR are a soft boundary: the warmup is
-   lengthened to at least the longest of theirs;
-5) carry over to the full run (``--total-steps``). The probe is the full schedule compressed
+3) candidates are the finished runs, spiky ones included: a spike the run recovered from is a
+   transient (Kalra & Barkeshli 2024: warmup-phase "catapults" recover and are not failures),
+   and its score already carries whatever the spike cost. On the deep_mlp recipe most probes
+   spike; keeping only the clean ones left 3-6 candidates and a peak LR that moved 3-7x from one
+   search seed to the next;
+4) soft ties: each candidate weighs ``exp(-(score - best) / T)`` with ``T = TEMPERATURE x |best|``
+   (10%): a probe's loss is a noisy, short-horizon stand-in for the full run's, and the best
+   region of the landscape is flat, so the peak LR is the weighted geometric mean of the
+   candidates' LRs -- the centre of the good region, not its hottest edge or one lucky trial.
+   A hard argmin or a hard tie set jumps with one trial; the weighted centre moves smoothly;
+5) the warmup is the longest among the near-best candidates (weight >= 1/e: within one
+   temperature of the best): warmup is cheap insurance -- it is never less stable and lowers LR
+   sensitivity (Wortsman et al. 2023), and on the quality benchmark's full runs a long warmup
+   costs nothing or helps at a good LR -- while a short probe cannot see the benefit a long
+   warmup brings over a long run. Spiky runs at a similar LR are a soft boundary: the warmup is
+   lengthened to at least the longest of theirs. The LR is capped again by the boundary at the
+   chosen warmup (stability is monotone: a lower LR or a longer warmup is no less stable);
+6) carry over to the full run (``--total-steps``). The probe is the full schedule compressed
    (same warmup fraction, same decay shape, annealed at its end), so by default the warmup
    keeps its *fraction* of the run (``--warmup-transfer steps`` keeps its length instead; a
    longer warmup is never less stable, so the fraction is the safe side), and the peak LR is
-   scaled by ``(probe_steps / total_steps) ** horizon_exponent`` (default 0.3): the best LR
-   falls as training gets longer (short-horizon bias, Wu et al. 2018; Bjorck et al. 2024). The
-   exponent is measured: on the quality benchmark's charlm oracle grid the best LR of 100-step
-   probes (~8e-3) is twice the best LR of the 1000-step run (~4e-3), 10x longer: 10^-0.3 = 0.5.
+   scaled by ``(probe_steps / total_steps) ** horizon_exponent`` (default 0.1): the best LR
+   falls as training gets longer (short-horizon bias, Wu et al. 2018; Bjorck et al. 2024).
+   The exponent is measured: on the quality benchmark's three recipes the full (1000-step)
+   run's best LR is 0.7-1.2x the soft centre of 100-step probes; 0.1 (x0.79 for 10x longer)
+   gave the lowest regret across them, 0.3 (x0.5) cost 1-5 points of regret (see
+   scripts/bench_quality.py and the README).
 
 Everything the choice used goes into ``recipe.evidence``.
 """
@@ -39,12 +48,12 @@ from typing import Any
 import numpy as np
 
 from autowarm._errors import AutowarmError
-from autowarm.probe._search import SCORE_WINDOW, UNSTABLE, TrialRecord
+from autowarm.probe._search import UNSTABLE, TrialRecord
 
 #: the full run's best LR ~ the probe's x (probe_steps / total_steps) ** HORIZON_EXPONENT
-HORIZON_EXPONENT = 0.3
-#: scores within this fraction of the best are ties even with no measurable noise
-REL_TOL = 0.005
+HORIZON_EXPONENT = 0.1
+#: soft-tie temperature as a fraction of the best score: a trial 10% worse weighs 1/e
+TEMPERATURE = 0.1
 #: "similar" warmup for the boundary: an unstable trial at warmup w_u bounds candidates with
 #: warmup w <= SIMILAR * w_u + 5% of the probe
 SIMILAR = 1.5
@@ -63,21 +72,6 @@ def boundary(records: Sequence[TrialRecord], warmup: int, probe_steps: int) -> f
     return min(lrs) if lrs else math.inf
 
 
-def paired_se(a: TrialRecord, b: TrialRecord, probe_steps: int) -> float | None:
-    """Standard error of ``score(a) - score(b)`` from their stored per-step losses, paired by
-    step over the score window; None when they have too few common points."""
-    if a is b:
-        return 0.0
-    start = probe_steps - max(1, math.ceil(SCORE_WINDOW * probe_steps))
-    la = {int(s): v for s, v in a.losses if v is not None and s >= start}
-    lb = {int(s): v for s, v in b.losses if v is not None and s >= start}
-    common = sorted(set(la) & set(lb))
-    if len(common) < 4:
-        return None
-    d = np.array([la[s] - lb[s] for s in common])
-    return float(d.std(ddof=1) / math.sqrt(len(d)))
-
-
 @dataclass
 class Choice:
     peak_lr: float
@@ -90,17 +84,21 @@ def choose(
     *,
     probe_steps: int,
     margin: float = 2.0,
-    rel_tol: float = REL_TOL,
-    rule: str = "centre",
+    temperature: float = TEMPERATURE,
 ) -> Choice:
     """Pick (peak LR, warmup) from the trials of one study; see the module docstring."""
+    if temperature <= 0:
+        raise ValueError(f"temperature must be positive but got {temperature}.")
     done = [r for r in records if r.status not in ("running", "waiting", "interrupted")]
     counts: dict[str, int] = {}
     for r in done:
         counts[r.status] = counts.get(r.status, 0) + 1
-    # candidates: finished runs with a score; spiky runs only when no run was clean
-    scored = [r for r in done if r.score is not None and math.isfinite(r.score)]
-    pool = [r for r in scored if r.status == "stable"] or [r for r in scored if r.status == "spike"]
+    # 3) candidates: every finished run with a score, spiky or not
+    pool = [
+        r
+        for r in done
+        if r.status in ("stable", "spike") and r.score is not None and math.isfinite(r.score)
+    ]
     if not pool:
         raise AutowarmError(
             f"no probe trial finished stably ({_fmt_counts(counts)}); lower the LR range "
@@ -123,44 +121,25 @@ def choose(
     if margin_relaxed:  # every finished run was near the edge: take them, then cut the LR
         eligible = pool
 
-    # 3) noise: ties with the best. Trials of a seeded script see the same batches, so their
-    # per-step noise is shared: the noise of a *difference* of scores is the spread of the
-    # paired per-step differences over the window (much smaller than either run's own noise);
-    # without stored curves, fall back to sqrt(2) x the typical per-run standard error.
+    # 4) soft ties: the weighted centre of the good region
     best = min(eligible, key=lambda r: r.score)  # type: ignore[arg-type,return-value]
-    se = float(np.median([r.noise for r in eligible])) if eligible else 0.0
-    floor = rel_tol * abs(best.score)  # type: ignore[arg-type]
-
-    def tol_for(r: TrialRecord) -> float:
-        pse = paired_se(r, best, probe_steps)
-        return max(2.0 * (pse if pse is not None else math.sqrt(2.0) * se), floor)
-
-    ties = [r for r in eligible if r.score <= best.score + tol_for(r)]  # type: ignore[operator]
-    tol = max((tol_for(r) for r in eligible if r is not best), default=floor)
-
-    # 4) the centre of the tied set, capped by the boundary at the chosen warmup
-    lr = float(math.exp(np.mean([math.log(r.peak_lr) for r in ties])))
-    # the longest tied warmup: warmup is cheap insurance (never less stable, and in the full
-    # runs of the quality benchmark's oracle grid it costs < 1.5% loss at a good LR), while a
-    # short probe cannot see the benefit a long warmup brings over a long run
-    warmup = max(r.warmup_steps for r in ties)
-    if rule == "argmin":
-        lr, warmup = best.peak_lr, best.warmup_steps
-    # stability is monotone (a lower LR or a longer warmup is no less stable): the hottest tied
-    # run had at most this warmup and at least this LR and was stable, so this point is too
-    # spikes are a soft boundary: runs at a similar LR (within 2x) that spiked with warmups up to
-    # w_s say the early phase is rough at this LR -- step out of it along the cheap axis, the
-    # warmup (on the deep_mlp recipe this is what moves the choice to the long warmups that the
-    # full runs prefer; a 100-step probe alone scores them slightly worse)
+    temp = temperature * abs(best.score) or temperature  # type: ignore[arg-type]
+    weights = np.array([math.exp(-(r.score - best.score) / temp) for r in eligible])  # type: ignore[operator]
+    log_lrs = np.log([r.peak_lr for r in eligible])
+    lr = float(math.exp(np.sum(weights * log_lrs) / weights.sum()))
+    # 5) the longest near-best warmup, lengthened past spiky runs at a similar LR (within 2x)
+    near = [r for r, wt in zip(eligible, weights) if wt >= math.exp(-1) - 1e-12]
+    warmup = max(r.warmup_steps for r in near)
     spiky = [r for r in done if r.status == "spike" and lr / 2 <= r.peak_lr <= lr * 2]
     spike_warmup = max((r.warmup_steps for r in spiky), default=None)
-    if spike_warmup is not None and rule != "argmin":
+    if spike_warmup is not None:
         warmup = min(max(warmup, spike_warmup), probe_steps // 2)
     edge = boundary(unstable, warmup, probe_steps)
     capped = lr > edge / margin
     lr = min(lr, edge / margin)
 
     lowest = min(unstable, key=lambda r: r.peak_lr) if unstable else None
+    top = sorted(zip(eligible, weights), key=lambda t: -t[1])[:8]
     evidence: dict[str, Any] = {
         "method": "autowarm probe",
         "probe_steps": probe_steps,
@@ -184,13 +163,13 @@ def choose(
         "best_score": best.score,
         "best_peak_lr": best.peak_lr,
         "best_warmup_steps": best.warmup_steps,
-        "noise_se": se,
-        "tie_tolerance": tol,
-        "tied_trials": sorted(r.number for r in ties),
+        "temperature": temp,
+        "weights": {str(r.number): round(float(wt), 4) for r, wt in top},
+        "near_best_trials": sorted(r.number for r in near),
         "rule": (
-            "ties = eligible trials within tie_tolerance of the best score; peak LR = geometric "
-            "mean of the ties' LRs, warmup = the longest of their warmups; peak LR <= "
-            "boundary_lr / margin"
+            "weight = exp(-(score - best) / temperature) over the eligible trials; peak LR = "
+            "weighted geometric mean of their LRs, warmup = the longest warmup among trials "
+            "with weight >= 1/e; peak LR <= boundary_lr / margin"
         ),
         "capped_by_boundary": capped,
         "spiky_trials_near_lr": sorted(r.number for r in spiky),

@@ -303,7 +303,8 @@ def recommendation(recipe: Any) -> Table:
         why = [
             f"{ev.get('trials', '?')} trials of {ev.get('probe_steps', '?')} steps",
             f"best trial #{ev.get('best_trial')} (loss {fmt_loss(ev.get('best_score'))})",
-            f"ties within {ev.get('tie_tolerance', 0):.3g}: {_numbers(ev.get('tied_trials', []))}",
+            f"near-best (within {ev.get('temperature', 0):.3g}): "
+            f"{_numbers(ev.get('near_best_trials', []))}",
             (
                 f"instability from {bound:.3g} at this warmup; margin ×{ev.get('margin'):g}"
                 if bound
