@@ -237,7 +237,12 @@ def sampler_study(args: argparse.Namespace) -> None:
             secs.append(time.perf_counter() - t0)
             opt = land.optimum()
             try:
-                c = choose(res.records, probe_steps=steps, margin=args.margin, rule=args.rule)
+                c = choose(
+                    res.records,
+                    probe_steps=steps,
+                    margin=args.margin,
+                    temperature=args.temperature,
+                )
             except AutowarmError:
                 regrets.append(math.inf)
                 unstable += 1
@@ -262,8 +267,8 @@ def sampler_study(args: argparse.Namespace) -> None:
         )
     print(
         f"\nsampler study: {args.seeds} synthetic landscapes, {args.trials} trials each, "
-        f"margin {args.margin:g}, rule {args.rule}: regret of the recommended schedule vs the "
-        "landscape's optimum\n"
+        f"margin {args.margin:g}, temperature {args.temperature:g}: regret of the recommended "
+        "schedule vs the landscape's optimum\n"
     )
     head = (
         f"{'sampler':>8} {'median regret':>13} {'mean regret':>11} {'worst':>8} "
@@ -285,7 +290,7 @@ def main() -> None:
     p.add_argument("--sampler-names", nargs="+", default=["tpe"])
     p.add_argument("--seeds", type=int, default=20)
     p.add_argument("--margin", type=float, default=2.0, help="recommendation margin (samplers)")
-    p.add_argument("--rule", default="centre", help="centre, nearest or argmin (samplers)")
+    p.add_argument("--temperature", type=float, default=0.1, help="soft-tie temperature (samplers)")
     args = p.parse_args()
     if args.samplers:
         sampler_study(args)
