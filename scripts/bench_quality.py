@@ -3,6 +3,7 @@
     python scripts/bench_quality.py                     # all recipes, full grid (~1 h on 2 cores)
     python scripts/bench_quality.py --quick             # small grid, 1 seed: a smoke check
     python scripts/bench_quality.py --recipes charlm --workers 2 --long-run
+    python scripts/bench_quality.py --long-run --holdout --probe-seeds 0,1,2,3,4,5   # README
 
 For every recipe in recipes/*/train.py, on the same data and seeds:
 
@@ -21,7 +22,10 @@ For every recipe in recipes/*/train.py, on the same data and seeds:
 Every method's choice is then trained in full on the evaluation seeds (0..3), and scored by
 its mean final eval loss; regret = (loss - oracle) / oracle, with its standard error from the
 per-seed differences to the oracle's cell (paired by seed: two seeds of one cell differ by
-1-5% near the optimum, so a regret is only known to about that SE). A run "diverged" when its eval
+1-5% near the optimum, so a regret is only known to about that SE). With --holdout every choice,
+the oracle's cell included, is also retrained on seeds 4..7 that no method chose on, and the
+table adds that regret: the oracle's cell is the best of 60 noisy means, so on the seeds it
+was picked on its loss is biased low (the winner's curse). A run "diverged" when its eval
 loss is not finite or above its initial training loss. Each full run is its own process
 (`--workers` at a time) and its metrics are cached under scripts/.cache/quality/, keyed by
 the recipe file's hash and the run's arguments; probe results are cached by the recipe's and
@@ -58,6 +62,8 @@ from autowarm._io import atomic_write_bytes, atomic_write_text
 ROOT = Path(__file__).resolve().parents[1]
 CACHE = ROOT / "scripts" / ".cache" / "quality"
 EVAL_SEEDS = (0, 1, 2, 3)
+#: --holdout: seeds no method (the oracle included) chose on, for an unbiased regret
+HOLDOUT_SEEDS = (4, 5, 6, 7)
 WARMUP_FRACTIONS = (0.0, 0.02, 0.05, 0.1, 0.2, 0.3)
 
 #: per recipe: the oracle's LR box (10 log-spaced values), from clear under-training to clear
@@ -258,6 +264,7 @@ class Method:
     min_lr_ratio: float = 0.0
     losses: list[float] = field(default_factory=list)
     regret_se: float = math.nan  # % points, from the per-seed differences to the oracle's cell
+    holdout_loss: float = math.nan  # mean eval loss on HOLDOUT_SEEDS (--holdout)
     diverged: int = 0
     runs: int = 0
     note: str = ""
@@ -338,6 +345,19 @@ def bench_recipe(name: str, opts: argparse.Namespace, console: Console) -> dict[
         m.regret_se = float(diff.std(ddof=1) / math.sqrt(len(diff))) if len(diff) > 1 else math.nan
         m.diverged = sum(bool(r["diverged"]) for r in results)
         m.runs = len(results)
+    # 7) --holdout: the oracle's cell is the best of 60 noisy means, so its loss on the seeds it
+    #    was picked on is biased low (winner's curse); retrain every choice, the oracle's
+    #    included, on seeds nobody chose on
+    if opts.holdout and not opts.quick:
+        for m in methods:
+            runs = [
+                Run(name, lr, w, s, steps, m.min_lr_ratio)
+                for lr, w in m.choices
+                for s in HOLDOUT_SEEDS
+            ]
+            m.holdout_loss = float(
+                np.mean([eval_loss(r) for r in run_many(runs, opts.workers, console, m.name)])
+            )
     return {
         "name": name, "steps": steps, "lrs": lrs, "warmups": warmups, "mean": mean,
         "oracle": oracle_loss, "methods": methods, "probes": probes, "horizons": horizons,
@@ -432,13 +452,16 @@ def fmt_regret(regret: float, se: float) -> str:
 def render(results: list[dict], opts: argparse.Namespace, console: Console) -> str:
     lines = [
         "| recipe | method | peak LR | warmup | mean eval loss | regret ± SE | diverged | "
-        "tuning cost (steps) | full-run equiv. | tuning wall (s) |",
-        "|---|---|---|---|---|---|---|---|---|---|",
+        "tuning cost (steps) | full-run equiv. | tuning wall (s) |"
+        + (" held-out regret |" if opts.holdout else ""),
+        "|---|---|---|---|---|---|---|---|---|---|" + ("---|" if opts.holdout else ""),
     ]
     table = Table(title="quality benchmark (mean final eval loss over seeds "
                   f"{','.join(map(str, EVAL_SEEDS))})")  # fmt: skip
-    for col in ("recipe", "method", "peak LR", "warmup", "eval loss", "regret ± SE", "div.",
-                "cost (steps)", "full runs", "wall s"):  # fmt: skip
+    cols = ["recipe", "method", "peak LR", "warmup", "eval loss", "regret ± SE", "div.",
+            "cost (steps)", "full runs", "wall s"]  # fmt: skip
+    cols += ["held-out"] if opts.holdout else []
+    for col in cols:
         table.add_column(col, justify="left" if col in ("recipe", "method") else "right")
     for res in results:
         for m in res["methods"]:
@@ -453,6 +476,9 @@ def render(results: list[dict], opts: argparse.Namespace, console: Console) -> s
                 f"{m.diverged}/{m.runs}", f"{m.cost_steps:,.0f}",
                 f"{m.cost_steps / res['steps']:.2f}", f"{m.tune_wall_s:.0f}",
             ]  # fmt: skip
+            if opts.holdout:
+                oracle_h = res["methods"][0].holdout_loss
+                row.append(f"{100 * (m.holdout_loss - oracle_h) / oracle_h:+.2f}%")
             table.add_row(*row)
             lines.append("| " + " | ".join(row) + " |")
         table.add_section()
@@ -558,6 +584,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--skip-autowarm", action="store_true", help="oracle and baselines only")
     p.add_argument("--reverse-grid", action="store_true", help="run the grid back to front")
     p.add_argument("--long-run", action="store_true", help="also probe with 20x --total-steps")
+    p.add_argument(
+        "--holdout",
+        action="store_true",
+        help=f"also retrain every choice on seeds {HOLDOUT_SEEDS} (the oracle's too)",
+    )
     p.add_argument("--md", type=Path, default=ROOT / "scripts" / "bench_quality.md")
     p.add_argument("--png", type=Path, default=ROOT / "scripts" / "bench_quality.png")
     opts = p.parse_args(argv)

@@ -122,11 +122,11 @@ def test_recommend_builds_a_recipe_with_evidence() -> None:
     r = recommend(trials, probe_steps=200, total_steps=5000, decay="linear", min_lr_ratio=0.1)
     assert isinstance(r, Recipe)
     # the probe is the run compressed 25x: warmup keeps its fraction (40/200 -> 1000/5000), the
-    # peak LR falls with the horizon: 0.03 * (200 / 5000) ** 0.1
+    # peak LR falls with the horizon: 0.03 * (200 / 5000) ** 0.05
     assert (r.warmup_steps, r.total_steps, r.decay) == (1000, 5000, "linear")
-    assert r.peak_lr == pytest.approx(0.03 * 0.04**0.1, rel=1e-2)
+    assert r.peak_lr == pytest.approx(0.03 * 0.04**0.05, rel=1e-2)
     assert r.evidence["probe_peak_lr"] == pytest.approx(0.03)
-    assert r.evidence["horizon_factor"] == pytest.approx(0.04**0.1)
+    assert r.evidence["horizon_factor"] == pytest.approx(0.04**0.05)
     same = recommend(
         trials,
         probe_steps=200,

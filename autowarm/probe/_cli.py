@@ -105,8 +105,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     o.add_argument(
         "--horizon-exponent",
         type=float,
-        default=0.1,
-        help="full-run peak LR = probe's best x (steps / total-steps) ** this (default 0.1; "
+        default=0.05,
+        help="full-run peak LR = probe's best x (steps / total-steps) ** this (default 0.05; "
         "0 keeps the probe's LR)",
     )
     o.add_argument("--out", default="autowarm.json", help="recipe file (default autowarm.json)")
