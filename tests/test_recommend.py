@@ -166,3 +166,12 @@ def test_spikes_at_a_similar_lr_lengthen_the_warmup() -> None:
     assert c.peak_lr == pytest.approx(soft_centre(trials), rel=1e-9)
     assert c.warmup_steps == 30
     assert c.evidence["spiky_trials_near_lr"] == [2]
+
+
+@pytest.mark.parametrize("shift", [0.0, -5.0, -1.0])
+def test_soft_ties_work_for_zero_and_negative_losses(shift: float) -> None:
+    # e.g. a negative ELBO or a loss that reaches 0: the temperature scales with |best|
+    trials = [rec(0, 0.01, 10, score=shift + 0.5), rec(1, 0.02, 20, score=shift)]
+    c = choose(trials, probe_steps=100)
+    assert math.isfinite(c.peak_lr) and 0.01 <= c.peak_lr <= 0.02
+    assert c.evidence["best_trial"] == 1
