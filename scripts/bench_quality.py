@@ -1,6 +1,6 @@
 """Quality benchmark: does autowarm's schedule train as well as brute force, for less?
 
-    python scripts/bench_quality.py                     # all recipes, full grid (~1 h on 2 cores)
+    python scripts/bench_quality.py                     # all recipes, full grid (~2 h on 2 cores)
     python scripts/bench_quality.py --quick             # small grid, 1 seed: a smoke check
     python scripts/bench_quality.py --recipes charlm --workers 2 --long-run
     python scripts/bench_quality.py --long-run --holdout --probe-seeds 0,1,2,3,4,5   # README
@@ -224,27 +224,33 @@ def untuned_warmup(module: Any, steps: int) -> int:
 # autowarm probe (cached by recipe + autowarm source + arguments)
 
 
+def autowarm_cli(command: str, args: list[str], *, cwd: Path) -> dict[str, Any]:
+    """Run ``autowarm COMMAND --json ARGS`` (no AUTOWARM_* variables leaking in) and return
+    its JSON document; a failure raises with the command's last stderr line."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AUTOWARM_")}
+    cmd = [sys.executable, "-m", "autowarm", command, "--json", *args]
+    proc = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, timeout=3600)
+    if proc.returncode != 0:
+        tail = (proc.stderr.strip().splitlines() or ["no output"])[-1]
+        raise RuntimeError(f"autowarm {command} {' '.join(args)}: exit {proc.returncode}: {tail}")
+    return json.loads(proc.stdout)
+
+
 def probe(recipe: str, seed: int, total_steps: int, extra: list[str]) -> dict[str, Any]:
     script = ROOT / "recipes" / recipe / "train.py"
-    args = ["--json", "--seed", str(seed), "--total-steps", str(total_steps), *extra]
-    key = hashlib.sha256(" ".join([file_hash(script), autowarm_hash(), *args]).encode())
+    args = ["--seed", str(seed), "--total-steps", str(total_steps), *extra]
+    key = hashlib.sha256(" ".join([file_hash(script), autowarm_hash(), "--json", *args]).encode())
     path = CACHE / recipe / f"probe-{key.hexdigest()[:20]}.json"
     if path.exists():
         return json.loads(path.read_text())
     with tempfile.TemporaryDirectory() as tmp:
-        env = {k: v for k, v in os.environ.items() if not k.startswith("AUTOWARM_")}
-        cmd = [
-            sys.executable, "-m", "autowarm", "probe", *args,
-            "--storage", f"sqlite:///{tmp}/probe.db", "--out", f"{tmp}/recipe.json", str(script),
-        ]  # fmt: skip
         t0 = time.perf_counter()
-        proc = subprocess.run(cmd, cwd=tmp, env=env, capture_output=True, text=True, timeout=3600)
-        if proc.returncode != 0:
-            tail = (proc.stderr.strip().splitlines() or ["no output"])[-1]
-            raise RuntimeError(
-                f"autowarm probe {recipe} seed {seed}: exit {proc.returncode}: {tail}"
-            )
-        doc = json.loads(proc.stdout)
+        doc = autowarm_cli(
+            "probe",
+            [*args, "--storage", f"sqlite:///{tmp}/probe.db", "--out", f"{tmp}/recipe.json",
+             str(script)],
+            cwd=Path(tmp),
+        )  # fmt: skip
         doc["bench_wall_s"] = time.perf_counter() - t0
     path.parent.mkdir(parents=True, exist_ok=True)
     atomic_write_text(path, json.dumps(doc))
@@ -333,10 +339,14 @@ def bench_recipe(name: str, opts: argparse.Namespace, console: Console) -> dict[
     budget = max(1, round((methods[-1].cost_steps if probes else 2 * steps) / steps))
     methods.insert(3, tpe_method(name, steps, lrs, warmups, budget, opts, console))
 
+    def train(m: Method, on: tuple[int, ...]) -> list[dict]:
+        """Every choice of ``m`` trained in full on the seeds ``on`` (choice-major order)."""
+        runs = [Run(name, lr, w, s, steps, m.min_lr_ratio) for lr, w in m.choices for s in on]
+        return run_many(runs, opts.workers, console, m.name)
+
     # 6) train every choice in full on the evaluation seeds
     for m in methods:
-        runs = [Run(name, lr, w, s, steps, m.min_lr_ratio) for lr, w in m.choices for s in seeds]
-        results = run_many(runs, opts.workers, console, m.name)
+        results = train(m, seeds)
         m.losses = [eval_loss(r) for r in results]
         # paired by seed: mean over this method's choices at seed s minus the oracle cell at s
         per_seed = np.array(m.losses).reshape(len(m.choices), len(seeds)).mean(axis=0)
@@ -348,16 +358,9 @@ def bench_recipe(name: str, opts: argparse.Namespace, console: Console) -> dict[
     # 7) --holdout: the oracle's cell is the best of 60 noisy means, so its loss on the seeds it
     #    was picked on is biased low (winner's curse); retrain every choice, the oracle's
     #    included, on seeds nobody chose on
-    if opts.holdout and not opts.quick:
+    if opts.holdout:
         for m in methods:
-            runs = [
-                Run(name, lr, w, s, steps, m.min_lr_ratio)
-                for lr, w in m.choices
-                for s in HOLDOUT_SEEDS
-            ]
-            m.holdout_loss = float(
-                np.mean([eval_loss(r) for r in run_many(runs, opts.workers, console, m.name)])
-            )
+            m.holdout_loss = float(np.mean([eval_loss(r) for r in train(m, HOLDOUT_SEEDS)]))
     return {
         "name": name, "steps": steps, "lrs": lrs, "warmups": warmups, "mean": mean,
         "oracle": oracle_loss, "methods": methods, "probes": probes, "horizons": horizons,
@@ -614,7 +617,7 @@ def main(argv: list[str] | None = None) -> int:
             }  # fmt: skip
             # does the long-run recipe beat carrying the short run's best schedule over?
             # one seed each (a 20x run is minutes on one core)
-            bi, bj = np.unravel_index(np.argmin(res["mean"]), res["mean"].shape)
+            oracle_lr, oracle_w = res["methods"][0].choices[0]
             pair = [
                 Run(
                     name,
@@ -623,7 +626,7 @@ def main(argv: list[str] | None = None) -> int:
                     0,
                     total,
                 ),
-                Run(name, res["lrs"][bj], res["warmups"][bi], 0, total),
+                Run(name, oracle_lr, oracle_w, 0, total),
             ]
             got = run_many(pair, opts.workers, console, "long runs")
             res["long"]["loss"] = eval_loss(got[0])

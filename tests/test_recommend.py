@@ -43,7 +43,8 @@ def test_margin_excludes_the_argmin_next_to_the_boundary() -> None:
 def soft_centre(trials: list[TrialRecord], temperature: float = 0.1) -> float:
     """The rule written out: exp(sum(w log lr) / sum(w)), w = exp(-(score - best) / T)."""
     best = min(t.score for t in trials)
-    w = [math.exp(-(t.score - best) / (temperature * abs(best))) for t in trials]
+    temp = temperature * abs(best) if best != 0 else temperature  # a loss of 0: absolute
+    w = [math.exp(-(t.score - best) / temp) for t in trials]
     return math.exp(sum(wi * math.log(t.peak_lr) for wi, t in zip(w, trials)) / sum(w))
 
 
@@ -175,3 +176,6 @@ def test_soft_ties_work_for_zero_and_negative_losses(shift: float) -> None:
     c = choose(trials, probe_steps=100)
     assert math.isfinite(c.peak_lr) and 0.01 <= c.peak_lr <= 0.02
     assert c.evidence["best_trial"] == 1
+    # pulled toward the better trial (a negative temperature would pull it the other way)
+    assert c.peak_lr > math.sqrt(0.01 * 0.02)
+    assert c.peak_lr == pytest.approx(soft_centre(trials), rel=1e-9)

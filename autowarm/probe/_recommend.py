@@ -124,7 +124,8 @@ def choose(
 
     # 4) soft ties: the weighted centre of the good region
     best = min(eligible, key=lambda r: r.score)  # type: ignore[arg-type,return-value]
-    temp = temperature * abs(best.score) or temperature  # type: ignore[arg-type]
+    # relative to the loss's size; a best loss of exactly 0 leaves the temperature absolute
+    temp = temperature * abs(best.score) if best.score != 0 else temperature  # type: ignore[arg-type]
     weights = np.array([math.exp(-(r.score - best.score) / temp) for r in eligible])  # type: ignore[operator]
     log_lrs = np.log([r.peak_lr for r in eligible])
     lr = float(math.exp(np.sum(weights * log_lrs) / weights.sum()))

@@ -315,6 +315,15 @@ def recommendation(recipe: Any) -> Table:
     return t
 
 
+def _probe_point(recipe: Any) -> tuple[float, int]:
+    """The recipe's (peak LR, warmup) in the probe's coordinates, where the maps are drawn."""
+    ev = recipe.evidence or {}
+    return (
+        float(ev.get("probe_peak_lr", recipe.peak_lr)),
+        int(ev.get("probe_warmup_steps", recipe.warmup_steps)),
+    )
+
+
 def _numbers(ns: Sequence[int]) -> str:
     return ", ".join(f"#{n}" for n in ns[:8]) + (" …" if len(ns) > 8 else "")
 
@@ -332,13 +341,7 @@ def print_final(
     if table:
         console.print(trial_table(records))
     console.print()
-    chosen = None
-    if recipe is not None:
-        ev = recipe.evidence or {}  # the map is in probe coordinates
-        chosen = (
-            float(ev.get("probe_peak_lr", recipe.peak_lr)),
-            int(ev.get("probe_warmup_steps", recipe.warmup_steps)),
-        )
+    chosen = None if recipe is None else _probe_point(recipe)
     console.print(stability_map(records, lr_range=lr_range, warmup_max=warmup_max, chosen=chosen))
     if recipe is None:
         return
@@ -418,9 +421,7 @@ def write_png(
                 label=LABELS.get(status, status),
             )
     if recipe is not None:
-        ev = recipe.evidence or {}  # the map is in probe coordinates
-        w = ev.get("probe_warmup_steps", recipe.warmup_steps)
-        lr = ev.get("probe_peak_lr", recipe.peak_lr)
+        lr, w = _probe_point(recipe)
         ax.scatter([lr], [w], marker="*", s=300, c="cyan", edgecolors="k")
         ax.scatter([], [], marker="*", c="cyan", label="recommended")
     ax.set_xscale("log")

@@ -99,6 +99,23 @@ def _assert_same(a: list[torch.Tensor], b: list[torch.Tensor]) -> None:
         torch.testing.assert_close(x, y, rtol=0, atol=0)
 
 
+def _backward_at_step_3(opt: torch.optim.Optimizer, model: torch.nn.Module) -> torch.Tensor:
+    """Step 3's loss with its gradients computed (not yet applied): corrupt them, then step."""
+    x, y = _batch(3)
+    opt.zero_grad()
+    loss = torch.nn.functional.mse_loss(model(x), y)
+    loss.backward()
+    return loss
+
+
+def _assert_state_unchanged(opt: torch.optim.Optimizer, state_before: dict) -> None:
+    """The optimizer state (moments, step counters) is bit for bit what it was."""
+    after = opt.state_dict()
+    for k, fields in state_before["state"].items():
+        for field, value in fields.items():
+            torch.testing.assert_close(after["state"][k][field], value, rtol=0, atol=0)
+
+
 # -- transparency ---------------------------------------------------------------------------------
 @pytest.mark.parametrize("name", sorted(OPTIMIZERS))
 def test_wrapped_trains_exactly_like_bare(name: str) -> None:
@@ -422,10 +439,7 @@ def test_skip_really_skips(name: str, fault: str) -> None:
     _train(opt, model, 3)
     before = _params(model)
     state_before = copy.deepcopy(opt.state_dict())
-    x, y = _batch(3)
-    opt.zero_grad()
-    loss = torch.nn.functional.mse_loss(model(x), y)
-    loss.backward()
+    loss = _backward_at_step_3(opt, model)
     if fault == "nan-grad":
         model[2].bias.grad[0] = math.nan
     elif fault == "inf-grad":
@@ -434,11 +448,8 @@ def test_skip_really_skips(name: str, fault: str) -> None:
     opt.step()
     # parameters and the optimizer state (moments, step counters) are untouched
     _assert_same(before, _params(model))
-    after = opt.state_dict()
-    assert after["param_groups"] == state_before["param_groups"]
-    for k, fields in state_before["state"].items():
-        for field, value in fields.items():
-            torch.testing.assert_close(after["state"][k][field], value, rtol=0, atol=0)
+    assert opt.state_dict()["param_groups"] == state_before["param_groups"]
+    _assert_state_unchanged(opt, state_before)
     ev = opt.monitor.events
     assert [(e.step, e.kind, e.action) for e in ev] == [(3, "nonfinite", "skip")]
     assert ev[0].signal == ("loss" if fault == "inf-loss" else "grad_norm")
@@ -467,18 +478,13 @@ def test_fused_optimizers_skip_nonfinite_steps_on_the_device(name: str) -> None:
     _train(opt, model, 3)
     before = _params(model)
     state_before = copy.deepcopy(opt.state_dict())
-    x, y = _batch(3)
-    opt.zero_grad()
-    loss = torch.nn.functional.mse_loss(model(x), y)
-    loss.backward()
+    loss = _backward_at_step_3(opt, model)
     model[0].bias.grad[1] = math.nan
     opt.report(loss)
     opt.step()
     assert len(opt.monitor.history) == 0  # nothing was read back
     _assert_same(before, _params(model))
-    for k, fields in state_before["state"].items():
-        for field, value in fields.items():
-            torch.testing.assert_close(opt.state_dict()["state"][k][field], value, rtol=0, atol=0)
+    _assert_state_unchanged(opt, state_before)
     _train(opt, model, 2)
     opt.monitor.flush()
     assert [(e.step, e.kind, e.action) for e in opt.monitor.events] == [(3, "nonfinite", "skip")]
