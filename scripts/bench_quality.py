@@ -15,8 +15,10 @@ For every recipe in recipes/*/train.py, on the same data and seeds:
               and batches (imported from the script: build_model/build_optimizer/build_data/
               get_batch), with the untuned warmup rule 2/(1-beta2) for Adam-family (capped at 30%
               of the run) or 5% of the run for SGD;
-4) optuna-tpe plain Optuna TPE over *full* runs (seed 0), as many as autowarm's mean tuning
-              cost buys (at least 1), same search box as the oracle grid;
+4) optuna-tpe plain Optuna TPE over *full* runs (training seed 0), as many as autowarm's
+              mean tuning cost buys (at least 1), same search box as the oracle grid; one study
+              per sampler seed (--tpe-seeds, default the probe seeds), since at ~2 trials TPE
+              is still sampling at random and one study is one lucky or unlucky draw;
 5) autowarm   `autowarm probe train.py --json --seed K --total-steps FULL` for K = 0, 1, 2.
 
 Every method's choice is then trained in full on the evaluation seeds (0..3), and scored by
@@ -422,25 +424,46 @@ def tpe_method(
     opts: argparse.Namespace,
     console: Console,
 ) -> Method:
+    """One TPE study per sampler seed in ``opts.tpe_seeds``, ``budget`` full runs each (on
+    training seed 0), its best trial being that seed's choice. With a budget of ~2 full runs
+    TPE is still in its random start-up phase, so one study is one random draw: its regret is
+    only comparable to autowarm's (a mean over probe seeds) as a mean over as many studies."""
     import optuna
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    study = optuna.create_study(sampler=optuna.samplers.TPESampler(seed=0))
-    wall = 0.0
-    for _ in range(budget):
-        trial = study.ask()
-        lr = trial.suggest_float("lr", lrs[0], lrs[-1], log=True)
-        w = trial.suggest_int("warmup", 0, warmups[-1])
-        m = run_full(Run(name, float(f"{lr:.4g}"), w, 0, steps))
-        wall += m["wall_s"]
-        # a diverged run is a bad score, not a FAILed trial (which would teach TPE nothing)
-        study.tell(
-            trial, min(eval_loss(m), m["initial_loss"]) if not m["diverged"] else m["initial_loss"]
-        )
-    best = study.best_params
+
+    def study(k: int) -> tuple[tuple[float, int], float, int]:
+        """(best choice, wall seconds, new runs) of the study with sampler seed ``k``."""
+        st = optuna.create_study(sampler=optuna.samplers.TPESampler(seed=k))
+        wall, todo = 0.0, 0
+        for _ in range(budget):
+            trial = st.ask()
+            lr = trial.suggest_float("lr", lrs[0], lrs[-1], log=True)
+            w = trial.suggest_int("warmup", 0, warmups[-1])
+            run = Run(name, float(f"{lr:.4g}"), w, 0, steps)
+            todo += not run.cache_path().exists()
+            m = run_full(run)
+            wall += m["wall_s"]
+            # a diverged run is a bad score, not a FAILed trial (which would teach TPE nothing)
+            st.tell(
+                trial,
+                min(eval_loss(m), m["initial_loss"]) if not m["diverged"] else m["initial_loss"],
+            )
+        best = st.best_params
+        return (float(f"{best['lr']:.4g}"), int(best["warmup"])), wall, todo
+
+    t0 = time.perf_counter()
+    with ThreadPoolExecutor(opts.workers) as pool:  # the studies are independent
+        done = list(pool.map(study, opts.tpe_seeds))
+    choices = [c for c, _, _ in done]
+    wall = sum(w for _, w, _ in done)
+    todo = sum(t for _, _, t in done)
+    if todo:
+        console.print(f"  optuna TPE: {todo} new runs in {time.perf_counter() - t0:.0f} s")
+    n = len(opts.tpe_seeds)
     return Method(
-        "optuna TPE (full runs)", [(float(f"{best['lr']:.4g}"), int(best["warmup"]))],
-        budget * steps, wall, note=f"{budget} full runs",
+        "optuna TPE (full runs)", choices, budget * steps, wall / n,
+        note=f"{budget} full runs per study, {n} studies",
     )  # fmt: skip
 
 
@@ -511,6 +534,18 @@ def render(results: list[dict], opts: argparse.Namespace, console: Console) -> s
                     f"  trained {lg['total']} steps, seed 0: that recipe {lg['loss']:.4f} vs the "
                     f"{res['steps']}-step oracle's schedule (LR {so_lr:.3g}, warmup {so_w}) "
                     f"{so_loss:.4f} ({100 * (lg['loss'] - so_loss) / so_loss:+.1f}%)"
+                )
+    for res in results:  # a mean over several choices hides how far the worst one was
+        for m in res["methods"]:
+            if len(m.choices) > 1:
+                per = np.array(m.losses).reshape(len(m.choices), -1).mean(axis=1)
+                regrets = 100 * (per - res["oracle"]) / res["oracle"]
+                ranked = sorted(zip(regrets, m.choices))
+                notes.append(
+                    f"- {res['name']} {m.name}: regret per choice (peak LR/warmup; mean over the "
+                    "evaluation seeds) "
+                    + ", ".join(f"{r:+.2f}% ({lr:.3g}/{w})" for r, (lr, w) in ranked)
+                    + f"; median {np.median(regrets):+.2f}%"
                 )
     for res in results:
         bi, bj = np.unravel_index(np.argmin(res["mean"]), res["mean"].shape)
@@ -583,6 +618,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument(
         "--probe-seeds", type=lambda s: [int(v) for v in s.split(",")], default=[0, 1, 2]
     )
+    p.add_argument(
+        "--tpe-seeds",
+        type=lambda s: [int(v) for v in s.split(",")],
+        help="sampler seeds of the TPE baseline's studies (default: the probe seeds)",
+    )
     p.add_argument("--probe-args", default="", help="extra `autowarm probe` flags, quoted")
     p.add_argument("--skip-autowarm", action="store_true", help="oracle and baselines only")
     p.add_argument("--reverse-grid", action="store_true", help="run the grid back to front")
@@ -596,6 +636,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--png", type=Path, default=ROOT / "scripts" / "bench_quality.png")
     opts = p.parse_args(argv)
     opts.probe_args = opts.probe_args.split()
+    opts.tpe_seeds = opts.tpe_seeds or opts.probe_seeds
     global EVAL_SEEDS
     if opts.quick:
         EVAL_SEEDS = (0,)
