@@ -454,15 +454,12 @@ def tpe_method(
 
     t0 = time.perf_counter()
     with ThreadPoolExecutor(opts.workers) as pool:  # the studies are independent
-        done = list(pool.map(study, opts.tpe_seeds))
-    choices = [c for c, _, _ in done]
-    wall = sum(w for _, w, _ in done)
-    todo = sum(t for _, _, t in done)
-    if todo:
-        console.print(f"  optuna TPE: {todo} new runs in {time.perf_counter() - t0:.0f} s")
-    n = len(opts.tpe_seeds)
+        choices, walls, todos = zip(*pool.map(study, opts.tpe_seeds))
+    if sum(todos):
+        console.print(f"  optuna TPE: {sum(todos)} new runs in {time.perf_counter() - t0:.0f} s")
+    n = len(choices)
     return Method(
-        "optuna TPE (full runs)", choices, budget * steps, wall / n,
+        "optuna TPE (full runs)", list(choices), budget * steps, sum(walls) / n,
         note=f"{budget} full runs per study, {n} studies",
     )  # fmt: skip
 
