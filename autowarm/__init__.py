@@ -10,15 +10,14 @@ bad input and ``autowarm schedule`` without paying for ``import torch``.
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from autowarm._lazy import lazy_names
 
 __version__ = "0.1.0"
 
 if TYPE_CHECKING:
     from autowarm._errors import AutowarmError, InstabilityError
-    from autowarm._recipe import Recipe
-    from autowarm._scheduler import RecipeLR
     from autowarm.monitor import (
         Event,
         Monitor,
@@ -27,13 +26,15 @@ if TYPE_CHECKING:
         Thresholds,
         wrap,
     )
+    from autowarm.schedule._recipe import Recipe
+    from autowarm.schedule._scheduler import RecipeLR
 
 # public name -> the module that defines it
 _LAZY = {
     "AutowarmError": "autowarm._errors",
     "InstabilityError": "autowarm._errors",
-    "Recipe": "autowarm._recipe",
-    "RecipeLR": "autowarm._scheduler",
+    "Recipe": "autowarm.schedule._recipe",
+    "RecipeLR": "autowarm.schedule._scheduler",
     "Event": "autowarm.monitor",
     "Monitor": "autowarm.monitor",
     "MonitoredOptimizer": "autowarm.monitor",
@@ -56,15 +57,4 @@ __all__ = [
     "wrap",
 ]
 
-
-def __getattr__(name: str) -> Any:
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module 'autowarm' has no attribute {name!r}")
-    value = getattr(importlib.import_module(module), name)
-    globals()[name] = value  # later look-ups skip this function
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(__all__))
+__getattr__, __dir__ = lazy_names(__name__, _LAZY, globals())

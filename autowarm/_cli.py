@@ -18,7 +18,7 @@ from autowarm._errors import AutowarmError
 # module path of each subcommand's ``register(subparsers)``; imported lazily so that
 # ``autowarm schedule`` does not pay for importing optuna.
 _COMMANDS = {
-    "schedule": "autowarm._schedule_cli",
+    "schedule": "autowarm.schedule._cli",
     "probe": "autowarm.probe._cli",
     "show": "autowarm.probe._cli",
 }

@@ -220,8 +220,10 @@ def sampler_study(args: argparse.Namespace) -> None:
     import optuna
 
     from autowarm._errors import AutowarmError
+    from autowarm.probe._config import ProbeConfig
     from autowarm.probe._recommend import choose
-    from autowarm.probe._search import SAMPLERS, ProbeConfig, ProbeSearch
+    from autowarm.probe._samplers import SAMPLERS
+    from autowarm.probe._search import ProbeSearch
 
     optuna.logging.set_verbosity(optuna.logging.ERROR)
     steps = 200

@@ -7,6 +7,8 @@ import math
 from dataclasses import dataclass
 from typing import Any, Literal
 
+from autowarm._json import finite_or_none
+
 EventKind = Literal["nonfinite", "spike", "divergence", "stall", "amp_skip"]
 Signal = Literal["loss", "grad_norm"]
 Action = Literal["record", "warn", "skip", "raise"]
@@ -41,13 +43,13 @@ class Event:
         return self.kind in INSTABILITY_KINDS
 
     def to_dict(self) -> dict[str, Any]:
-        # JSON has no NaN/Inf: encode them as strings so json.dumps(..., allow_nan=False) works.
+        # strict JSON (autowarm._json): a non-finite value is null; from_dict reads it as NaN
         return {
             "step": self.step,
             "kind": self.kind,
             "signal": self.signal,
-            "value": _json_float(self.value),
-            "reference": None if self.reference is None else _json_float(self.reference),
+            "value": finite_or_none(self.value),
+            "reference": finite_or_none(self.reference),
             "action": self.action,
             "detail": self.detail,
         }
@@ -59,7 +61,7 @@ class Event:
             step=int(d["step"]),
             kind=str(d["kind"]),
             signal=str(d["signal"]),
-            value=float(d["value"]),
+            value=math.nan if d.get("value") is None else float(d["value"]),
             reference=None if ref is None else float(ref),
             action=str(d.get("action", "record")),
             detail=str(d.get("detail", "")),
@@ -97,16 +99,12 @@ class StepRecord:
     def to_dict(self) -> dict[str, Any]:
         return {
             "step": self.step,
-            "loss": None if self.loss is None else _json_float(self.loss),
-            "grad_norm": _json_float(self.grad_norm),
+            "loss": finite_or_none(self.loss),
+            "grad_norm": finite_or_none(self.grad_norm),
             "lr": self.lr,
             "skipped": self.skipped,
             "amp_overflow": self.amp_overflow,
         }
-
-
-def _json_float(x: float) -> float | str:
-    return x if math.isfinite(x) else str(x)
 
 
 def _fmt(x: float) -> str:

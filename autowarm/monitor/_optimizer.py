@@ -87,10 +87,11 @@ class MonitoredOptimizer(torch.optim.Optimizer):
         self.optimizer = optimizer
         self.monitor = monitor if monitor is not None else Monitor()
         self._init_transient()
-        # probe hook: only inside an `autowarm probe` trial process
+        # inside an `autowarm probe` trial process only: the trial's controller rides this
+        # wrapper's step hooks (it sets each step's LR and may end the trial)
         self._controller: Any = None
         if os.environ.get("AUTOWARM_TRIAL"):
-            from autowarm.probe._trial import attach
+            from autowarm.probe._child import attach
 
             self._controller = attach(self)
 
@@ -201,18 +202,11 @@ class MonitoredOptimizer(torch.optim.Optimizer):
     def step(self, closure: Callable[[], Any] | None = None) -> Any:  # type: ignore[override]
         monitor = self.monitor
         step = monitor.step_count
-        # 1) the probe controller sets this step's LR before the update
-        if self._controller is not None:
-            self._controller.before_step(self)
         try:
-            out = self._step(step) if closure is None else self._step_with_closure(closure, step)
+            return self._step(step) if closure is None else self._step_with_closure(closure, step)
         finally:
             # counts every call, skipped and raising ones included
             monitor.step_count = step + 1
-        # 2) the probe controller reads what the monitor recorded (and may end the trial)
-        if self._controller is not None:
-            self._controller.after_step(self)
-        return out
 
     def _step(self, step: int) -> Any:
         monitor = self.monitor

@@ -9,8 +9,7 @@ Names load lazily: ``autowarm --help`` must not pay for importing optuna.
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from autowarm._lazy import lazy_names
 
 _LAZY = {
     "ProbeRunner": "autowarm.probe._runner",
@@ -24,8 +23,4 @@ _LAZY = {
 
 __all__ = sorted(_LAZY)
 
-
-def __getattr__(name: str) -> Any:
-    if name in _LAZY:
-        return getattr(importlib.import_module(_LAZY[name]), name)
-    raise AttributeError(f"module 'autowarm.probe' has no attribute {name!r}")
+__getattr__, __dir__ = lazy_names(__name__, _LAZY, globals())

@@ -7,7 +7,7 @@ imports, freezes those objects out of the GC (fewer copy-on-write pages per chil
 one child per trial. Each child becomes its own session
 (``setsid``: its own process group, so the runner can kill it with its DataLoader workers),
 points stdin at /dev/null and stdout/stderr at the trial's log, sets the trial's environment
-and runs the script like ``python script.py args`` (:func:`autowarm.probe._trial.run_script`).
+and runs the script like ``python script.py args`` (:func:`autowarm.probe._child.run_script`).
 
 Forking after ``import torch`` is safe as long as the server never runs a torch op (no
 intra-op thread pool, no CUDA context): the server checks that CUDA is not initialised and
@@ -41,7 +41,7 @@ import tempfile
 import threading
 from collections.abc import Mapping, Sequence
 
-_BASELINE = ("torch", "autowarm", "autowarm.probe._trial")
+_BASELINE = ("torch", "autowarm", "autowarm.probe._child")
 # imported when present: creating the first optimizer imports torch._dynamo (~1 s)
 _OPTIONAL = ("numpy", "torch.optim", "torch._dynamo")
 _MAX_MSG = 1 << 20
@@ -208,7 +208,7 @@ def _fork_trial(req: dict, fds: list[int], sock: socket.socket, wake: tuple[int,
             torch.set_num_threads(int(threads))
         if "numpy" in sys.modules:
             sys.modules["numpy"].random.seed()  # fresh entropy, as a new interpreter
-        from autowarm.probe._trial import run_script
+        from autowarm.probe._child import run_script
 
         code = run_script(req["script"], req["args"])
     except BaseException:

@@ -49,12 +49,15 @@ from typing import Any
 import numpy as np
 
 from autowarm._errors import AutowarmError
-from autowarm.probe._search import UNSTABLE, TrialRecord
+from autowarm.probe._config import (
+    HORIZON_EXPONENT,
+    MARGIN,
+    TEMPERATURE,
+    WARMUP_TRANSFER,
+)
+from autowarm.probe._record import TrialRecord
+from autowarm.probe._status import UNSTABLE, settled
 
-#: the full run's best LR ~ the probe's x (probe_steps / total_steps) ** HORIZON_EXPONENT
-HORIZON_EXPONENT = 0.05
-#: soft-tie temperature as a fraction of the best score: a trial 10% worse weighs 1/e
-TEMPERATURE = 0.1
 #: "similar" warmup for the boundary: an unstable trial at warmup w_u bounds candidates with
 #: warmup w <= SIMILAR * w_u + 5% of the probe
 SIMILAR = 1.5
@@ -84,13 +87,13 @@ def choose(
     records: Sequence[TrialRecord],
     *,
     probe_steps: int,
-    margin: float = 2.0,
+    margin: float = MARGIN,
     temperature: float = TEMPERATURE,
 ) -> Choice:
     """Pick (peak LR, warmup) from the trials of one study; see the module docstring."""
     if temperature <= 0:
         raise ValueError(f"temperature must be positive but got {temperature}.")
-    done = [r for r in records if r.status not in ("running", "waiting", "interrupted")]
+    done = settled(records, exclude=("interrupted",))
     counts: dict[str, int] = {}
     for r in done:
         counts[r.status] = counts.get(r.status, 0) + 1
@@ -208,8 +211,8 @@ def recommend(
     total_steps: int | None,
     decay: str,
     min_lr_ratio: float = 0.0,
-    margin: float = 2.0,
-    warmup_transfer: str = "fraction",
+    margin: float = MARGIN,
+    warmup_transfer: str = WARMUP_TRANSFER,
     horizon_exponent: float = HORIZON_EXPONENT,
     extra_evidence: dict[str, Any] | None = None,
 ) -> Any:

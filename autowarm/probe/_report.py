@@ -16,41 +16,22 @@ from rich.syntax import Syntax
 from rich.table import Table
 from rich.text import Text
 
-from autowarm.probe._search import FINISHED, Reporter, TrialRecord
+from autowarm.probe._record import TrialRecord
+from autowarm.probe._search import Reporter
+from autowarm.probe._status import FINISHED, STATUSES, look, settled
 from autowarm.probe._types import TrialSpec
 
-#: map glyphs: a finished run is a shade (darker = lower loss), a stopped run says how it ended
+#: map shades for a finished run: darker = lower loss
 SHADES = ("█", "▓", "▒", "░")
-GLYPHS = {
-    "diverged": ("×", "bold red"),
-    "nonfinite": ("N", "bold magenta"),
-    "stalled": ("=", "yellow"),
-    "pruned": ("p", "dim"),
-    "failed": ("!", "bold red"),
-    "timeout": ("T", "red"),
-    "interrupted": ("?", "dim"),
-}
-LABELS = {"nonfinite": "NaN/Inf", "diverged": "diverged", "stalled": "stalled"}
-STATUS_STYLE = {
-    "stable": "green",
-    "spike": "yellow",
-    "diverged": "red",
-    "nonfinite": "magenta",
-    "stalled": "yellow",
-    "pruned": "dim",
-    "failed": "bold red",
-    "timeout": "red",
-    "interrupted": "dim",
-}
 
 
 def status_text(r: TrialRecord) -> Text:
-    label = LABELS.get(r.status, r.status)
+    label = look(r.status).label
     if r.status in ("failed", "timeout", "diverged", "nonfinite", "stalled", "spike") and r.reason:
         label = f"{label}: {r.reason}"
     if r.status not in FINISHED and r.steps:
         label = f"{label} (step {r.steps})"
-    return Text(label, style=STATUS_STYLE.get(r.status, ""))
+    return Text(label, style=look(r.status).style)
 
 
 def fmt_loss(x: float | None) -> str:
@@ -218,7 +199,7 @@ def stability_map(
     def row(w: int) -> int:
         return min(rows - 1, max(0, int(w / max(warmup_max, 1) * rows)))
 
-    done = [r for r in records if r.status not in ("running", "waiting")]
+    done = settled(records)
     scores = sorted(r.score for r in done if r.status in FINISHED and r.score is not None)
 
     def shade(s: float) -> str:
@@ -252,8 +233,8 @@ def stability_map(
                 t = min(ok, key=lambda t: t.score)  # type: ignore[arg-type,return-value]
                 grid.append(shade(t.score), style="yellow" if t.status == "spike" else "green")  # type: ignore[arg-type]
             else:
-                glyph, style = GLYPHS.get(trials[0].status, ("?", ""))
-                grid.append(glyph, style=style)
+                how = look(trials[0].status)
+                grid.append(how.glyph or "?", style=how.glyph_style)
         grid.append("\n")
     grid.append(" " * label_w + " └" + "──" * cols + "\n", style="dim")
     left, right = f"{lr_range[0]:.2g}", f"{lr_range[1]:.2g}"
@@ -261,9 +242,14 @@ def stability_map(
     width = 2 * cols
     axis = left + mid.center(width - len(left) - len(right)) + right
     grid.append(" " * (label_w + 2) + axis + "   peak LR (log)\n", style="dim")
+    glyphs = "  ".join(
+        f"{how.glyph} {how.label}"
+        for status, how in STATUSES.items()
+        if how.glyph and status != "interrupted"
+    )
     legend = Text(
-        "warmup steps ↓  █▓▒░ finished run, by loss quartile (█ best; yellow: spiky)  "
-        "× diverged  N NaN/Inf  = stalled  p pruned  ! failed  T timeout  ★ chosen (probe scale)",
+        f"warmup steps ↓  {''.join(SHADES)} finished run, by loss quartile (█ best; yellow: "
+        f"spiky)  {glyphs}  ★ chosen (probe scale)",
         style="dim",
     )
     return Group(Text("Stability map", style="bold"), grid, legend)
@@ -315,7 +301,7 @@ def recommendation(recipe: Any) -> Table:
     return t
 
 
-def _probe_point(recipe: Any) -> tuple[float, int]:
+def probe_point(recipe: Any) -> tuple[float, int]:
     """The recipe's (peak LR, warmup) in the probe's coordinates, where the maps are drawn."""
     ev = recipe.evidence or {}
     return (
@@ -341,7 +327,7 @@ def print_final(
     if table:
         console.print(trial_table(records))
     console.print()
-    chosen = None if recipe is None else _probe_point(recipe)
+    chosen = None if recipe is None else probe_point(recipe)
     console.print(stability_map(records, lr_range=lr_range, warmup_max=warmup_max, chosen=chosen))
     if recipe is None:
         return
@@ -373,75 +359,3 @@ def print_final(
             code, "python", theme="ansi_dark", background_color="default", code_width=width
         )
         console.print(syntax, crop=False)
-
-
-def write_png(
-    path: str,
-    records: Sequence[TrialRecord],
-    recipe: Any | None,
-    *,
-    lr_range: tuple[float, float],
-    warmup_max: int,
-) -> None:
-    """The stability map (scatter: warmup × peak LR, colour = loss, marker = how it ended) and
-    the recommended schedule, as a PNG (matplotlib is imported only here)."""
-    import io
-
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    from autowarm._io import atomic_write_bytes
-
-    fig, (ax, ax2) = plt.subplots(1, 2, figsize=(11, 4.2))
-    done = [r for r in records if r.status not in ("running", "waiting")]
-    ok = [r for r in done if r.status in FINISHED and r.score is not None]
-    if ok:
-        sc = ax.scatter(
-            [r.peak_lr for r in ok],
-            [r.warmup_steps for r in ok],
-            c=[r.score for r in ok],
-            cmap="viridis_r",
-            s=60,
-            edgecolors="k",
-            label="finished",
-        )
-        fig.colorbar(sc, ax=ax, label="probe loss")
-    markers = {"diverged": "x", "nonfinite": "X", "stalled": "s", "pruned": ".", "failed": "v"}
-    for status, m in markers.items():
-        bad = [r for r in done if r.status == status]
-        if bad:
-            ax.scatter(
-                [r.peak_lr for r in bad],
-                [r.warmup_steps for r in bad],
-                marker=m,
-                c="red" if status != "pruned" else "gray",
-                s=60,
-                label=LABELS.get(status, status),
-            )
-    if recipe is not None:
-        lr, w = _probe_point(recipe)
-        ax.scatter([lr], [w], marker="*", s=300, c="cyan", edgecolors="k")
-        ax.scatter([], [], marker="*", c="cyan", label="recommended")
-    ax.set_xscale("log")
-    ax.set_xlim(*lr_range)
-    ax.set_ylim(-0.05 * warmup_max, 1.05 * warmup_max)
-    ax.set_xlabel("peak LR")
-    ax.set_ylabel("warmup steps (probe)")
-    ax.set_title("Stability map")
-    ax.legend(fontsize=7, loc="best")
-    if recipe is not None:
-        total = recipe.total_steps or max(4 * recipe.warmup_steps, 1000)
-        xs = list(range(0, total + 1, max(1, total // 400)))
-        ax2.plot(xs, [recipe.lr_at(s, total) for s in xs])
-        ax2.set_xlabel("step")
-        ax2.set_ylabel("learning rate")
-        ax2.set_title(f"Recommended: warmup {recipe.warmup_steps}, {recipe.decay}")
-    else:
-        ax2.axis("off")
-    fig.tight_layout()
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=110)
-    plt.close(fig)
-    atomic_write_bytes(path, buf.getvalue())

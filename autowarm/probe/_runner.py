@@ -1,7 +1,7 @@
 """Run the user's script as probe trials: one process (group) per trial, results as they come.
 
 ``ProbeRunner(script, args).run(spec)`` starts the script with ``spec``'s LR schedule forced on
-its wrapped optimizer (see :mod:`autowarm.probe._trial`), streams each step to ``on_step``,
+its wrapped optimizer (see :mod:`autowarm.probe._child`), streams each step to ``on_step``,
 and returns a :class:`~autowarm.probe._types.TrialResult`. A crash, NaN, hang or kill of one
 trial never takes the caller down: every trial is its own process in its own process group
 (killing the group also kills its DataLoader workers and any subprocess it started).
@@ -45,15 +45,15 @@ from typing import IO, Any
 
 from autowarm._errors import AutowarmError
 from autowarm._io import atomic_write_bytes
-from autowarm.probe._forkserver import ForkedProcess, ForkServer, ForkServerError
-from autowarm.probe._trial import (
-    _STOPPING_EVENTS,
+from autowarm.probe._child import (
     FD_ENV,
     PID_ENV,
     TRIAL_ENV,
     schedule,
     spec_to_json,
 )
+from autowarm.probe._forkserver import ForkedProcess, ForkServer, ForkServerError
+from autowarm.probe._status import STOPPING_EVENTS
 from autowarm.probe._types import TrialResult, TrialSpec
 
 OnStep = Callable[[int, float, float], "bool | None"]
@@ -65,7 +65,7 @@ _EXIT_GRACE_S = 2.0
 _POLL_S = 0.05
 _LOG_TAIL_BYTES = 1 << 16
 
-_BOOTSTRAP = "from autowarm.probe._trial import main; main()"
+_BOOTSTRAP = "from autowarm.probe._child import main; main()"
 _NO_FORKSERVER_ENV = "AUTOWARM_NO_FORKSERVER"
 
 
@@ -478,10 +478,9 @@ class _Trial:
 
     def _instability(self) -> tuple[str, str] | None:
         for event in self.events:
-            if event.get("kind") in _STOPPING_EVENTS:
-                return _STOPPING_EVENTS[
-                    event["kind"]
-                ], f"{event['kind']} at step {event.get('step')}"
+            kind = event.get("kind")
+            if kind in STOPPING_EVENTS:
+                return STOPPING_EVENTS[kind], f"{kind} at step {event.get('step')}"
         # a NaN loss is only a real one when the script reports its loss at other steps
         reports_loss = any(math.isfinite(v) for v in self.losses.values())
         for i in sorted(self.losses):

@@ -7,31 +7,9 @@ on every wrapped optimizer and returns a :class:`TrialResult`.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any
 
-#: How a trial ended.
-#: - ``stable``: reached ``probe_steps`` with no instability event;
-#: - ``spike``: reached ``probe_steps`` but the monitor saw loss/grad-norm spikes;
-#: - ``diverged`` / ``stalled`` / ``nonfinite``: stopped early by the monitor;
-#: - ``pruned``: stopped early by the search (``on_step`` returned True);
-#: - ``failed``: the script crashed, never wrapped an optimizer, or ended before
-#:   ``probe_steps`` (``failure`` says which, ``reason`` says why in one line);
-#: - ``timeout``: killed after ``trial_timeout`` seconds;
-#: - ``interrupted``: killed because the search was interrupted (Ctrl-C).
-Status = Literal[
-    "stable",
-    "spike",
-    "diverged",
-    "stalled",
-    "nonfinite",
-    "pruned",
-    "failed",
-    "timeout",
-    "interrupted",
-]
-
-#: Why a ``failed`` trial failed.
-Failure = Literal["crash", "no_wrap", "too_short", "syntax", "not_found"]
+from autowarm.probe._status import Failure, Status
 
 
 @dataclass(frozen=True)
@@ -61,4 +39,4 @@ class TrialResult:
     reason: str | None = None  # one line, for failed / timeout / early stops
     wall_s: float = 0.0  # from asking for the trial to its result
     train_s: float = 0.0  # from the first to the last optimizer step inside the script
-    script_lr: float | None = None  # the script's own LR (largest group) at its first step
+    script_lr: float | None = None  # the script's own LR (reference group) at its first step

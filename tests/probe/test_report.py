@@ -5,8 +5,8 @@ import io
 from rich.console import Console
 
 from autowarm.probe._recommend import recommend
+from autowarm.probe._record import TrialRecord
 from autowarm.probe._report import LiveReport, print_final, stability_map
-from autowarm.probe._search import TrialRecord
 from autowarm.probe._types import TrialSpec
 
 

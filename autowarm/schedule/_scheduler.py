@@ -8,9 +8,10 @@ import torch
 from torch.optim.lr_scheduler import LambdaLR
 
 from autowarm._errors import AutowarmError
+from autowarm.schedule._groups import group_ratios, set_lrs
 
 if TYPE_CHECKING:
-    from autowarm._recipe import Recipe
+    from autowarm.schedule._recipe import Recipe
 
 # key under which the recipe's hyperparameters travel in the scheduler's state_dict
 _STATE_KEY = "autowarm_recipe"
@@ -19,9 +20,10 @@ _STATE_KEY = "autowarm_recipe"
 class RecipeLR(LambdaLR):
     """A ``torch.optim.lr_scheduler.LambdaLR`` whose multiplier is a recipe's schedule.
 
-    - The largest param group's base LR becomes ``recipe.peak_lr``; every other group keeps its
-      ratio to the largest (e.g. a head at 10x the backbone's LR stays at 10x). The ratios come
-      from the groups' ``initial_lr`` (set by an earlier scheduler) or else their ``lr``.
+    - The param group with the most parameters gets ``recipe.peak_lr``; every other group keeps
+      its ratio to it (a head at 10x the backbone's LR stays at 10x), exactly as ``autowarm
+      probe`` applied the trial LRs (:mod:`autowarm.schedule._groups`). The ratios come from
+      the groups' ``initial_lr`` (set by an earlier scheduler) or else their ``lr``.
     - The schedule is a closed-form function of ``last_epoch`` (the number of ``step()`` calls),
       so the usual ``scheduler.load_state_dict(ckpt["scheduler"])`` resumes exactly.
     - ``state_dict()`` also carries the recipe's hyperparameters (peak LR, warmup, total steps,
@@ -49,16 +51,13 @@ class RecipeLR(LambdaLR):
         self.recipe = recipe
         self.schedule = schedule
 
-        # 1) per-group ratios to the largest group, then base LR = peak_lr * ratio. We set
-        #    initial_lr ourselves: LRScheduler only setdefault()s it, which would keep a stale
-        #    value left by an earlier scheduler.
-        current = [float(g.get("initial_lr", g["lr"])) for g in optimizer.param_groups]
-        largest = max(current)
-        for group, lr in zip(optimizer.param_groups, current):
-            ratio = lr / largest if largest > 0 else 1.0
+        # 1) the reference group (most parameters) gets peak_lr, the others keep their ratio
+        #    to it (the same rule the probe applied). We set initial_lr ourselves:
+        #    LRScheduler only setdefault()s it, which would keep a stale value.
+        for group, ratio in zip(optimizer.param_groups, group_ratios(optimizer.param_groups)):
             group["initial_lr"] = recipe.peak_lr * ratio
-            if last_epoch == -1:
-                _set_lr(group, group["initial_lr"])
+        if last_epoch == -1:
+            set_lrs(optimizer.param_groups, [g["initial_lr"] for g in optimizer.param_groups])
         super().__init__(optimizer, schedule.multiplier, last_epoch=last_epoch)
 
     def hyperparameters(self) -> dict[str, Any]:
@@ -105,14 +104,5 @@ class RecipeLR(LambdaLR):
         # 2) the LR is a pure function of the step: set it now, so the resumed step is right
         #    whichever order the optimizer and scheduler states were loaded in
         lrs = [base * self.schedule.multiplier(self.last_epoch) for base in self.base_lrs]
-        for group, lr in zip(self.optimizer.param_groups, lrs):
-            _set_lr(group, lr)
+        set_lrs(self.optimizer.param_groups, lrs)
         self._last_lr = lrs
-
-
-def _set_lr(group: dict[str, Any], lr: float) -> None:
-    """Set a group's LR keeping its type: a tensor LR (capturable/fused optimizers) stays one."""
-    if isinstance(group["lr"], torch.Tensor):
-        group["lr"].fill_(lr)
-    else:
-        group["lr"] = lr

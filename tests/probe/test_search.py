@@ -1,27 +1,17 @@
-"""The search loop in-process, on a synthetic landscape (tests/probe_fakes.py); the real CLI and
-runner are tested end to end in test_probe_cli.py."""
+"""The search loop in-process, on a synthetic landscape (probe_fakes.py beside this file); the
+real CLI and runner are tested end to end in test_probe_cli.py."""
 
 from __future__ import annotations
-
-import math
 
 import optuna
 import pytest
 from optuna.trial import TrialState
 from probe_fakes import FakeRunner
 
-from autowarm import AutowarmError
-from autowarm.probe._search import (
-    CohortPruner,
-    ProbeConfig,
-    ProbeSearch,
-    Reporter,
-    SearchStopped,
-    TrialRecord,
-    penalty,
-    score,
-    validate,
-)
+from autowarm.probe._config import ProbeConfig
+from autowarm.probe._record import TrialRecord
+from autowarm.probe._score import penalty
+from autowarm.probe._search import ProbeSearch, Reporter, SearchStopped
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 
@@ -112,39 +102,3 @@ def test_timeout_stops_asking_for_trials() -> None:
     res = ProbeSearch(Slow(), study(), cfg).run()
     assert res.timed_out
     assert 1 <= len(res.records) < 10
-
-
-def test_score_is_the_mean_of_the_last_15_percent_ignoring_nan() -> None:
-    losses = [5.0] * 85 + [1.0] * 14 + [math.nan]
-    assert score(losses, 100) == pytest.approx(1.0)
-
-
-def test_cohort_pruner_compares_only_similar_warmups_after_their_warmup() -> None:
-    p = CohortPruner(steps=100)  # checkpoint at step 60
-    done = [
-        TrialRecord(i, 0.01, 5, "stable", score=1.0, checkpoint_loss=1.0 + 0.01 * i)
-        for i in range(6)
-    ]
-    behind = [2.0] * 60
-    assert p.should_prune(5, behind, done)  # far behind runs with the same warmup
-    assert not p.should_prune(50, behind, done)  # a long warmup is not compared with short ones
-    assert not p.should_prune(70, behind, done)  # still warming up at the checkpoint
-    assert not p.should_prune(5, [1.0] * 60, done)
-
-
-@pytest.mark.parametrize(
-    ("kwargs", "message"),
-    [
-        ({"lr_range": (1e-2, 1e-3)}, "--lr-range MIN must be < MAX but got 0.01 >= 0.001."),
-        ({"lr_range": (0.0, 1e-3)}, "--lr-range must be positive"),
-        ({"max_warmup": 300}, "--max-warmup must be < --steps but got 300 >= 100"),
-        ({"trials": 0}, "--trials must be >= 1 but got 0."),
-        ({"jobs": 0}, "--jobs must be >= 1 but got 0."),
-        ({"sampler": "cma"}, "--sampler must be one of tpe, gp, qmc but got 'cma'."),
-        ({"margin": 0.5}, "--margin must be >= 1 but got 0.5."),
-    ],
-)
-def test_validate(kwargs: dict, message: str) -> None:
-    with pytest.raises(AutowarmError) as e:
-        validate(ProbeConfig("x.py", **kwargs))
-    assert message in str(e.value)

@@ -15,10 +15,10 @@ import textwrap
 from typing import TYPE_CHECKING, Any
 
 from autowarm._errors import AutowarmError
-from autowarm._schedules import Schedule
+from autowarm.schedule._schedule import Schedule
 
 if TYPE_CHECKING:
-    from autowarm._recipe import Recipe
+    from autowarm.schedule._recipe import Recipe
 
 TARGETS = ("torch", "transformers", "autowarm")
 

@@ -581,24 +581,26 @@ def test_summary_when_healthy() -> None:
 
 # -- the probe hook -------------------------------------------------------------------------------
 class _FakeController:
-    def __init__(self, opt: MonitoredOptimizer) -> None:
+    def __init__(self, opt: MonitoredOptimizer, session: object) -> None:
         self.calls: list[tuple[str, int, int]] = []
 
-    def before_step(self, opt: MonitoredOptimizer) -> None:
+    def before_step(self, opt: MonitoredOptimizer, *hook_args: object) -> None:
         self.calls.append(("before", opt.monitor.step_count, len(opt.monitor.history)))
         for group in opt.param_groups:
             group["lr"] = 0.0  # the controller owns the LR: this update must not move params
 
-    def after_step(self, opt: MonitoredOptimizer) -> None:
+    def after_step(self, opt: MonitoredOptimizer, *hook_args: object) -> None:
         opt.monitor.flush()
         self.calls.append(("after", opt.monitor.step_count, opt.monitor.history[-1].step))
 
 
 def test_probe_hook(monkeypatch: pytest.MonkeyPatch) -> None:
-    import autowarm.probe._trial as trial
+    import autowarm.probe._child as trial
 
     monkeypatch.setenv("AUTOWARM_TRIAL", "1")
-    monkeypatch.setattr(trial, "attach", _FakeController)
+    # the real attach(): the controller rides the wrapper's step hooks
+    monkeypatch.setattr(trial, "Controller", _FakeController)
+    monkeypatch.setattr(trial, "_get_session", lambda: None)
     model = _model()
     opt = wrap(torch.optim.SGD(model.parameters(), lr=0.1), console=_quiet())
     assert isinstance(opt._controller, _FakeController)

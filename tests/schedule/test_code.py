@@ -11,7 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from autowarm import AutowarmError, Recipe
-from autowarm._schedules import COOLDOWN_SHAPES, DECAY_SHAPES, WARMUP_SHAPES
+from autowarm.schedule._schedule import COOLDOWN_SHAPES, DECAY_SHAPES, WARMUP_SHAPES
 
 PEAK = 3e-4
 

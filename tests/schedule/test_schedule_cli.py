@@ -11,10 +11,10 @@ from rich.console import Console
 
 from autowarm import Recipe
 from autowarm._cli import main
-from autowarm._plot import render_chart, render_curve, resample
-from autowarm._schedule_cli import landmarks, show_schedule
+from autowarm.schedule._chart import render_chart, render_curve, resample
+from autowarm.schedule._view import landmarks, show_schedule
 
-EXAMPLE = Path(__file__).resolve().parent.parent / "recipes" / "example.json"
+EXAMPLE = Path(__file__).resolve().parents[2] / "recipes" / "example.json"
 GOOD = {"format": 1, "peak_lr": 1e-3, "warmup_steps": 10, "total_steps": 100}
 
 

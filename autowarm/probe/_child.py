@@ -4,8 +4,8 @@ This module runs in the trial's process (the user's script), never in the search
 points:
 
 - :func:`attach` — called by ``MonitoredOptimizer.__init__`` when ``AUTOWARM_TRIAL`` is set;
-  returns a :class:`Controller` whose ``before_step`` / ``after_step`` wrap every
-  ``optimizer.step()``.
+  registers a :class:`Controller`'s ``before_step`` / ``after_step`` as the wrapper's step
+  pre- and post-hooks.
 - :func:`run_script` — the trial's bootstrap: runs the user's script like
   ``python script.py args`` would and turns however it ends into one final message.
 
@@ -24,8 +24,9 @@ right before the real update, so it wins over the script's own scheduler and ove
 nanoGPT-style ``param_group["lr"] = lr`` in the loop. ``ratio`` keeps the script's ratios
 between param groups: each group's base LR is its ``initial_lr`` (written by any torch LR
 scheduler: the schedule's base even when the scheduler set LR 0 at step 0) or else its LR
-when the optimizer was wrapped, divided by the base LR of the largest group (most parameters;
-of the first wrapped optimizer when a script wraps several).
+when the optimizer was wrapped, divided by the base LR of the reference group (most
+parameters; of the first wrapped optimizer when a script wraps several) -- the rule of
+:mod:`autowarm.schedule._groups`, which ``RecipeLR`` applies to the recommendation too.
 
 The trial ends itself (:class:`TrialEnd`, caught by :func:`run_script`) when
 1) the monitor is sure it is unstable: a ``nonfinite`` event at once, ``divergence`` (the
@@ -53,17 +54,22 @@ from dataclasses import fields
 from typing import Any
 
 from autowarm._errors import InstabilityError
+from autowarm.probe._status import STOPPING_EVENTS
 from autowarm.probe._types import TrialSpec
+from autowarm.schedule._groups import (
+    base_lrs,
+    lr_value,
+    ratios,
+    reference_group,
+    reference_lr,
+    set_lrs,
+)
 
 TRIAL_ENV = "AUTOWARM_TRIAL"
 FD_ENV = "AUTOWARM_TRIAL_FD"
 # the trial's own process: only it reports on the pipe. A subprocess of the script (a spawned
 # DDP rank, say) inherits the variables but not the pipe; its fd number may be another file.
 PID_ENV = "AUTOWARM_TRIAL_PID"
-
-# monitor event kind -> the trial status it ends the trial with. Spikes do not end a trial
-# (warmup transients recover; the search judges them), AMP skips are normal operation.
-_STOPPING_EVENTS = {"nonfinite": "nonfinite", "divergence": "diverged", "stall": "stalled"}
 
 
 # the monitor's numbers are read (a host sync on an accelerator) at most this often
@@ -100,7 +106,7 @@ def spec_from_json(text: str) -> TrialSpec:
 
 def schedule(spec: TrialSpec) -> Callable[[int], float]:
     """The trial's LR at each step: a Recipe with ``total_steps = probe_steps``."""
-    from autowarm._recipe import Recipe
+    from autowarm.schedule._recipe import Recipe
 
     recipe = Recipe(
         peak_lr=spec.peak_lr,
@@ -198,97 +204,69 @@ def _get_session() -> _Session:
     return _session
 
 
-def _lr_value(lr: Any) -> float:
-    return float(lr.item()) if hasattr(lr, "item") else float(lr)
-
-
-def _largest_group(optimizer: Any) -> int:
-    sizes = [sum(p.numel() for p in g["params"]) for g in optimizer.param_groups]
-    return max(range(len(sizes)), key=lambda i: sizes[i])
-
-
 class Controller:
-    """Forces the trial's LR on one wrapped optimizer; the first one also reports steps."""
+    """Forces the trial's LR on one wrapped optimizer; the first one also reports steps.
+
+    It rides the wrapper's own step hooks (``register_step_pre_hook`` / ``_post_hook``):
+    :meth:`before_step` sets this step's LR right before the update, :meth:`after_step` reads
+    what the monitor recorded and may end the trial.
+    """
 
     def __init__(self, optimizer: Any, session: _Session) -> None:
         self.session = session
         self.optimizer = optimizer
         self.primary = not session.controllers
-        self._wrap_lrs = [_lr_value(g["lr"]) for g in optimizer.param_groups]
+        self._wrap_lrs = [lr_value(g["lr"]) for g in optimizer.param_groups]
         self._ratios: list[float] | None = None
         self._step = 0
         self._n_events = 0
         self._sent = 0  # history records reported
         self._last_read = 0.0
         self._spikes = 0
-        self._forced: float | None = None  # the LR we set on the largest group last step
+        self._forced: float | None = None  # the LR we set on the reference group last step
         self._stall_in_warmup: dict[str, Any] | None = None
         if self.primary:
-            session.wrap_lr = self._wrap_lrs[_largest_group(optimizer)]
+            session.wrap_lr = self._wrap_lrs[reference_group(optimizer.param_groups)]
             session.channel.send({"t": "wrap", "lrs": self._wrap_lrs})
         session.controllers.append(self)
 
-    def _base_lrs(self, optimizer: Any) -> list[float]:
-        # 1) a torch LR scheduler stores each group's schedule base as initial_lr: use it even
-        #    if the scheduler already set lr to 0 for step 0; 2) else the LR at wrap time;
-        #    3) groups added after wrapping: their current LR.
-        bases = []
-        for i, g in enumerate(optimizer.param_groups):
-            if "initial_lr" in g:
-                bases.append(_lr_value(g["initial_lr"]))
-            elif i < len(self._wrap_lrs):
-                bases.append(self._wrap_lrs[i])
-            else:
-                bases.append(_lr_value(g["lr"]))
-        return bases
-
-    def _reference_lr(self, optimizer: Any) -> float | None:
-        """The base LR of this optimizer's largest group (its largest base LR if that is 0)."""
-        bases = self._base_lrs(optimizer)
-        largest = _largest_group(optimizer)
-        reference = bases[largest] if bases[largest] > 0 else max(bases)
-        return reference if reference > 0 else None
-
     def _capture_ratios(self, optimizer: Any) -> list[float]:
         session = self.session
-        primary = session.controllers[0]
+        groups = optimizer.param_groups
+        bases = base_lrs(groups, self._wrap_lrs)
         if session.reference_lr is None:
             # the first wrapped optimizer's base LR is the peak LR, whichever steps first
-            session.reference_lr = primary._reference_lr(primary.optimizer)
+            primary = session.controllers[0]
+            session.reference_lr = reference_lr(
+                primary.optimizer.param_groups,
+                base_lrs(primary.optimizer.param_groups, primary._wrap_lrs),
+            )
         if self.primary:
-            group = optimizer.param_groups[_largest_group(optimizer)]
+            group = groups[reference_group(groups)]
             if "initial_lr" in group:
-                session.initial_lr = _lr_value(group["initial_lr"])
-        bases = self._base_lrs(optimizer)
-        reference = session.reference_lr or self._reference_lr(optimizer)
-        if reference is None:  # every base LR is 0: nothing to keep, same LR everywhere
-            return [1.0] * len(bases)
-        return [b / reference for b in bases]
+                session.initial_lr = lr_value(group["initial_lr"])
+        return ratios(bases, session.reference_lr or reference_lr(groups, bases))
 
-    def before_step(self, optimizer: Any) -> None:
+    def before_step(self, optimizer: Any, *_: Any) -> None:
         session = self.session
         if session.ended is not None:  # the script caught the end and kept training
             raise TrialEnd(session.ended.status, session.ended.reason)
         groups = optimizer.param_groups
         if self._ratios is None or len(self._ratios) != len(groups):
             self._ratios = self._capture_ratios(optimizer)
+        reference = reference_group(groups) if self.primary else 0
         if self.primary:
-            largest = _largest_group(optimizer)
-            script_lr = _lr_value(groups[largest]["lr"])
+            script_lr = lr_value(groups[reference]["lr"])
             if script_lr != self._forced:  # the script (or its scheduler) set it since
                 session.max_script_lr = max(session.max_script_lr, script_lr)
             if session.t_first is None:
                 session.t_first = time.perf_counter()
         lr = session.lr_at(self._step)
-        for group, ratio in zip(groups, self._ratios):
-            if hasattr(group["lr"], "fill_"):  # tensor LR (capturable / fused optimizers)
-                group["lr"].fill_(lr * ratio)
-            else:
-                group["lr"] = lr * ratio
+        set_lrs(groups, [lr * ratio for ratio in self._ratios])
         if self.primary:
-            self._forced = _lr_value(groups[largest]["lr"])
+            self._forced = lr_value(groups[reference]["lr"])
 
-    def after_step(self, optimizer: Any) -> None:
+    def after_step(self, optimizer: Any, *_: Any) -> None:
         self._step += 1
         if not self.primary:
             return
@@ -332,8 +310,8 @@ class Controller:
                 # the end of the probe instead (a stall stop would punish long warmups)
                 self._stall_in_warmup = data
                 continue
-            if stop is None and kind in _STOPPING_EVENTS:
-                stop = (_STOPPING_EVENTS[kind], _describe(data))
+            if stop is None and kind in STOPPING_EVENTS:
+                stop = (STOPPING_EVENTS[kind], _describe(data))
         self._n_events = len(events)
         if stop is not None:
             raise session.end(*stop)
@@ -378,8 +356,12 @@ def _describe(event: dict[str, Any]) -> str:
 
 
 def attach(optimizer: Any) -> Controller:
-    """Called by ``MonitoredOptimizer.__init__`` inside a probe trial (``AUTOWARM_TRIAL`` set)."""
-    return Controller(optimizer, _get_session())
+    """Called by ``MonitoredOptimizer.__init__`` inside a probe trial (``AUTOWARM_TRIAL`` set):
+    the trial's controller rides the wrapper's step hooks."""
+    controller = Controller(optimizer, _get_session())
+    optimizer.register_step_pre_hook(controller.before_step)
+    optimizer.register_step_post_hook(controller.after_step)
+    return controller
 
 
 # ---------------------------------------------------------------------------------------------
@@ -445,7 +427,7 @@ def run_script(script: str, args: list[str]) -> int:
         if session.ended is None and event is not None:
             # the script's monitor raises on instabilities (action "raise"): same as a stop
             data = event.to_dict()
-            session.end(_STOPPING_EVENTS.get(data.get("kind"), "diverged"), _describe(data))
+            session.end(STOPPING_EVENTS.get(data.get("kind"), "diverged"), _describe(data))
         elif session.ended is None:
             traceback.print_exc()
             syntax = isinstance(e, SyntaxError) and os.path.realpath(
@@ -463,6 +445,6 @@ def run_script(script: str, args: list[str]) -> int:
 
 
 def main() -> None:
-    """``python -c "from autowarm.probe._trial import main; main()" script.py args...``."""
+    """``python -c "from autowarm.probe._child import main; main()" script.py args...``."""
     code = run_script(sys.argv[1], sys.argv[2:])
     os._exit(code)

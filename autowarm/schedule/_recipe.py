@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import math
 import os
 from dataclasses import KW_ONLY, dataclass, field
 from pathlib import Path
@@ -12,12 +11,13 @@ from typing import TYPE_CHECKING, Any
 
 from autowarm._errors import AutowarmError
 from autowarm._io import atomic_write_text
-from autowarm._schedules import Schedule, check_positive
+from autowarm._json import json_safe
+from autowarm.schedule._schedule import Schedule, check_positive
 
 if TYPE_CHECKING:
     import torch
 
-    from autowarm._scheduler import RecipeLR
+    from autowarm.schedule._scheduler import RecipeLR
 
 FORMAT_VERSION = 1
 
@@ -28,7 +28,8 @@ class Recipe:
 
     Validated on construction (:class:`~autowarm.AutowarmError` naming the field and value).
     Frozen: derive variants with ``dataclasses.replace(recipe, total_steps=...)``, which
-    validates again. The schedule fields are documented on :class:`autowarm._schedules.Schedule`.
+    validates again. The schedule fields are documented on
+    :class:`autowarm.schedule._schedule.Schedule`.
 
     ``total_steps`` may stay ``None`` until the run length is known; the decaying shapes then
     need it when the schedule is used (``multiplier``/``lr_at``/``scheduler`` take a
@@ -86,7 +87,7 @@ class Recipe:
         return self.schedule(total_steps).multiplier(step)
 
     def lr_at(self, step: int, total_steps: int | None = None) -> float:
-        """The learning rate of the largest param group at ``step``."""
+        """The learning rate of the reference param group (most parameters) at ``step``."""
         return self.peak_lr * self.multiplier(step, total_steps)
 
     def scheduler(
@@ -98,10 +99,10 @@ class Recipe:
     ) -> RecipeLR:
         """A :class:`~autowarm.RecipeLR` (a ``LambdaLR``) driving ``optimizer``.
 
-        The largest param group's base LR becomes ``peak_lr``; the others keep their ratio to
-        it. Call ``scheduler.step()`` once after every ``optimizer.step()``.
+        The param group with the most parameters gets ``peak_lr``; the others keep their ratio
+        to it. Call ``scheduler.step()`` once after every ``optimizer.step()``.
         """
-        from autowarm._scheduler import RecipeLR
+        from autowarm.schedule._scheduler import RecipeLR
 
         return RecipeLR(optimizer, self, total_steps=total_steps, last_epoch=last_epoch)
 
@@ -110,7 +111,7 @@ class Recipe:
 
         ``path``: for ``"autowarm"``, the recipe file to load (else the recipe is inlined).
         """
-        from autowarm._render import render
+        from autowarm.schedule._code import render
 
         return render(self, target, path=path)
 
@@ -127,7 +128,7 @@ class Recipe:
         d: dict[str, Any] = {"format": FORMAT_VERSION}
         for f in dataclasses.fields(self):
             d[f.name] = getattr(self, f.name)
-        d["evidence"] = _json_safe(self.evidence)
+        d["evidence"] = json_safe(self.evidence)
         return d
 
     @classmethod
@@ -189,14 +190,3 @@ class Recipe:
     def save(self, path: str | os.PathLike[str]) -> None:
         """Write the recipe as JSON, atomically (a reader never sees a half-written file)."""
         atomic_write_text(path, self.to_json())
-
-
-def _json_safe(value: Any) -> Any:
-    """JSON has no NaN/Infinity: write non-finite numbers (e.g. a diverged probe's loss) as null."""
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    if isinstance(value, dict):
-        return {k: _json_safe(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_json_safe(v) for v in value]
-    return value

@@ -9,7 +9,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from autowarm._errors import AutowarmError
-from autowarm._schedules import COOLDOWN_SHAPES, DECAY_SHAPES, WARMUP_SHAPES, Schedule
+from autowarm.schedule._schedule import COOLDOWN_SHAPES, DECAY_SHAPES, WARMUP_SHAPES, Schedule
 
 PEAK = 1e-3
 

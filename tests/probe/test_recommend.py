@@ -6,7 +6,7 @@ import pytest
 
 from autowarm import AutowarmError, Recipe
 from autowarm.probe._recommend import boundary, carry_warmup, choose, recommend
-from autowarm.probe._search import TrialRecord
+from autowarm.probe._record import TrialRecord
 
 
 def rec(n: int, lr: float, w: int, status: str = "stable", score: float | None = None, **kw):

@@ -1,0 +1,173 @@
+"""What defines a search: :class:`ProbeConfig`, the home of every default of ``autowarm probe``
+(the CLI's flags read theirs from here), its validation, and the settings a study stores.
+
+Nothing heavy is imported here: ``autowarm probe --help`` and bad flags answer at once.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import shlex
+import sys
+from dataclasses import dataclass
+from typing import Any
+
+from autowarm._errors import AutowarmError
+from autowarm.probe._samplers import SAMPLERS
+from autowarm.schedule._schedule import DECAY_SHAPES
+
+# -- how trials become a recipe (defaults of probe/_recommend.py and of the CLI) ----------------
+#: recommended peak LR <= lowest unstable LR / MARGIN
+MARGIN = 2.0
+#: soft-tie temperature as a fraction of the best score: a trial 10% worse weighs 1/e
+TEMPERATURE = 0.1
+#: the full run's best LR ~ the probe's x (probe_steps / total_steps) ** HORIZON_EXPONENT
+HORIZON_EXPONENT = 0.05
+#: how the probe's warmup carries to the full run: the same "fraction" of it, or "steps"
+WARMUP_TRANSFER = "fraction"
+WARMUP_TRANSFERS = ("fraction", "steps")
+
+PRUNERS = ("cohort", "none")
+#: the shortest probe the monitor can judge (its detectors need a few steps of history)
+MIN_STEPS = 10
+
+
+def default_steps(total_steps: int | None) -> int:
+    """Probe length: 10% of the run, between 30 and 100 steps (100 without a run length):
+    20 probes then cost <= 2 full runs of a short run and <= 10% of one of >= 20,000 steps."""
+    return 100 if total_steps is None else min(100, max(30, total_steps // 10))
+
+
+@dataclass(frozen=True)
+class ProbeConfig:
+    """Everything that defines a search and its recommendation (the CLI flags)."""
+
+    script: str
+    args: tuple[str, ...] = ()
+    steps: int = None  # type: ignore[assignment]  # None: default_steps(total_steps)
+    trials: int = 20
+    total_steps: int | None = None
+    decay: str = "cosine"
+    min_lr_ratio: float = 0.0
+    lr_range: tuple[float, float] | None = None
+    max_warmup: int | None = None  # None: half the probe
+    jobs: int = 1
+    timeout: float | None = None
+    trial_timeout: float | None = None
+    seed: int | None = None
+    sampler: str = "tpe"
+    prune: str = "cohort"
+    margin: float = MARGIN
+    warmup_transfer: str = WARMUP_TRANSFER
+    horizon_exponent: float = HORIZON_EXPONENT
+
+    def __post_init__(self) -> None:
+        if self.steps is None:
+            object.__setattr__(self, "steps", default_steps(self.total_steps))
+        object.__setattr__(self, "args", tuple(self.args))
+
+    @property
+    def warmup_max(self) -> int:
+        return self.steps // 2 if self.max_warmup is None else self.max_warmup
+
+    @property
+    def command(self) -> str:
+        """``python train.py …``: how to run the script by hand."""
+        return shlex.join([os.path.basename(sys.executable), self.script, *self.args])
+
+    def design(self) -> dict[str, Any]:
+        """What makes two trials comparable (part of the default study name)."""
+        return {
+            "steps": self.steps,
+            "decay": self.decay,
+            "min_lr_ratio": self.min_lr_ratio,
+            "lr_range": list(self.lr_range) if self.lr_range else None,
+            "max_warmup": self.warmup_max,
+            "seed": self.seed,  # another seed is another search, not a resume
+        }
+
+    # -- the settings a study stores (its user attributes), one schema for both sides --------
+    def to_attrs(self) -> dict[str, Any]:
+        """What ``autowarm show`` needs to recommend again from the stored trials alone."""
+        return {
+            "script": self.script,
+            "args": list(self.args),
+            "command": self.command,
+            "steps": self.steps,
+            "warmup_max": self.warmup_max,
+            "decay": self.decay,
+            "min_lr_ratio": self.min_lr_ratio,
+            "total_steps": self.total_steps,
+            "margin": self.margin,
+            "warmup_transfer": self.warmup_transfer,
+            "horizon_exponent": self.horizon_exponent,
+        }
+
+    @classmethod
+    def from_attrs(cls, attrs: dict[str, Any]) -> ProbeConfig:
+        """The config a study was probed with (fields it does not store keep their default)."""
+        names = {f.name for f in dataclasses.fields(cls)}
+        known = {k: v for k, v in attrs.items() if k in names}
+        if "warmup_max" in attrs:
+            known["max_warmup"] = int(attrs["warmup_max"])
+        known.pop("lr_range", None)  # the search's resolved range, not a flag
+        return cls(**{"script": "", **known})
+
+
+def validate(config: ProbeConfig) -> None:
+    """Bad flags -> one AutowarmError line, before anything runs or is written."""
+    _check_search(config)
+    _check_output(config)
+
+
+def _check_search(config: ProbeConfig) -> None:
+    if config.steps < MIN_STEPS:
+        raise AutowarmError(f"--steps must be >= {MIN_STEPS} but got {config.steps}.")
+    if config.trials < 1:
+        raise AutowarmError(f"--trials must be >= 1 but got {config.trials}.")
+    if config.jobs < 1:
+        raise AutowarmError(f"--jobs must be >= 1 but got {config.jobs}.")
+    if config.lr_range is not None:
+        lo, hi = config.lr_range
+        if not (lo > 0 and hi > 0):
+            raise AutowarmError(f"--lr-range must be positive but got {lo:g} {hi:g}.")
+        if lo >= hi:
+            raise AutowarmError(f"--lr-range MIN must be < MAX but got {lo:g} >= {hi:g}.")
+    if config.max_warmup is not None and config.max_warmup < 0:
+        raise AutowarmError(f"--max-warmup cannot be negative but got {config.max_warmup}.")
+    if config.warmup_max >= config.steps:
+        raise AutowarmError(
+            f"--max-warmup must be < --steps but got {config.warmup_max} >= {config.steps}; "
+            "a probe must run past its longest warmup (raise --steps or lower --max-warmup)."
+        )
+    for flag, seconds in (("--timeout", config.timeout), ("--trial-timeout", config.trial_timeout)):
+        if seconds is not None and not seconds > 0:
+            raise AutowarmError(f"{flag} must be > 0 but got {seconds:g}.")
+    if config.sampler not in SAMPLERS:
+        raise AutowarmError(
+            f"--sampler must be one of {', '.join(SAMPLERS)} but got {config.sampler!r}."
+        )
+    if config.prune not in PRUNERS:
+        raise AutowarmError(f"--prune must be none or cohort but got {config.prune!r}.")
+
+
+def _check_output(config: ProbeConfig) -> None:
+    if config.total_steps is not None and config.total_steps < 1:
+        raise AutowarmError(f"--total-steps must be >= 1 but got {config.total_steps}.")
+    if config.decay not in DECAY_SHAPES:
+        raise AutowarmError(
+            f"--decay must be one of {', '.join(DECAY_SHAPES)} but got {config.decay!r}."
+        )
+    if not 0.0 <= config.min_lr_ratio <= 1.0:
+        raise AutowarmError(f"--min-lr-ratio must be in [0, 1] but got {config.min_lr_ratio:g}.")
+    if not config.margin >= 1.0:
+        raise AutowarmError(f"--margin must be >= 1 but got {config.margin:g}.")
+    if not 0.0 <= config.horizon_exponent <= 1.0:
+        raise AutowarmError(
+            f"--horizon-exponent must be in [0, 1] but got {config.horizon_exponent:g}."
+        )
+    if config.warmup_transfer not in WARMUP_TRANSFERS:
+        raise AutowarmError(
+            f"--warmup-transfer must be fraction or steps but got {config.warmup_transfer!r}."
+        )

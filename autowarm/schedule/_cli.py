@@ -1,0 +1,77 @@
+"""``autowarm schedule RECIPE.json``: show a recipe's LR schedule (numbers, table, plot, code)."""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+
+from rich.console import Console
+from rich.text import Text
+
+from autowarm._args import positive_int
+from autowarm._errors import AutowarmError
+from autowarm._io import atomic_write_bytes, check_writable
+from autowarm.schedule._code import TARGETS
+from autowarm.schedule._png import require_matplotlib, schedule_png
+from autowarm.schedule._recipe import Recipe
+from autowarm.schedule._schedule import NEEDS_TOTAL
+from autowarm.schedule._view import show_schedule
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    parser = sub.add_parser(
+        "schedule",
+        help="show a recipe's learning-rate schedule",
+        description=(
+            "Print a recipe's LR schedule: key numbers, the LR at landmark steps and a "
+            "terminal plot; optionally save a PNG plot or print code to paste."
+        ),
+    )
+    parser.add_argument("recipe", metavar="RECIPE.json", help="recipe file (autowarm probe output)")
+    parser.add_argument(
+        "--total-steps",
+        type=positive_int,
+        metavar="N",
+        help="length of your run in optimizer steps (overrides the recipe's total_steps)",
+    )
+    parser.add_argument("--png", metavar="FILE", help="also save a matplotlib plot to FILE")
+    parser.add_argument(
+        "--code",
+        choices=TARGETS,
+        help="also print code to paste: plain torch, HF transformers or autowarm",
+    )
+    parser.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace, *, console: Console | None = None) -> int:
+    # 1) everything that can fail on user input fails before anything is printed or written
+    if args.png is not None:
+        check_writable(args.png)
+        require_matplotlib()
+    recipe = Recipe.load(args.recipe)
+    if args.total_steps is not None:
+        if args.total_steps < recipe.warmup_steps:
+            raise AutowarmError(
+                f"--total-steps must be >= the recipe's warmup_steps but got "
+                f"{args.total_steps} < {recipe.warmup_steps}."
+            )
+        recipe = dataclasses.replace(recipe, total_steps=args.total_steps)
+    if recipe.total_steps is None and recipe.decay in NEEDS_TOTAL:
+        raise AutowarmError(
+            f"total_steps is required for decay {recipe.decay!r} but {args.recipe!r} has none; "
+            f"pass --total-steps N (the number of optimizer steps of your run)."
+        )
+    png = schedule_png(recipe) if args.png is not None else None
+
+    # 2) print; 3) write the plot last, atomically
+    console = console or Console()
+    show_schedule(recipe, console=console)
+    if args.code is not None:
+        code = recipe.render(args.code, path=args.recipe if args.code == "autowarm" else None)
+        console.print()
+        # soft_wrap: never break a line of code at the terminal's width (it is for pasting)
+        console.print(Text(code), soft_wrap=True)
+    if png is not None:
+        atomic_write_bytes(args.png, png)
+        console.print(Text(f"saved plot to {args.png}"), soft_wrap=True)
+    return 0
