@@ -3,13 +3,15 @@ from __future__ import annotations
 import subprocess
 import sys
 
-import autowarm
-
 
 def test_version_and_exports() -> None:
+    import autowarm.probe
+    import autowarm.schedule
+
     assert autowarm.__version__
-    for name in autowarm.__all__:
-        assert hasattr(autowarm, name), name
+    for package in (autowarm, autowarm.probe, autowarm.schedule):
+        for name in package.__all__:
+            assert hasattr(package, name), f"{package.__name__}.{name}"
 
 
 def test_python_dash_m_help() -> None:

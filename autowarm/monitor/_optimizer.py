@@ -48,6 +48,7 @@ GradScaler does for them.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import os
 from collections import OrderedDict
@@ -405,23 +406,11 @@ def wrap(
         warn_interval: at most one warning line per event kind per this many steps.
         window, min_history, ...: detection thresholds, see :mod:`autowarm.monitor._detect`.
     """
+    keywords = dict(locals())  # the threshold keywords by name, before any other local
     # 1) what is being wrapped
     _check_optimizer(optimizer)
-    # 2) options
-    thresholds = Thresholds(
-        window=window,
-        min_history=min_history,
-        spike_zscore=spike_zscore,
-        spike_ratio=spike_ratio,
-        spike_hard_ratio=spike_hard_ratio,
-        spread_floor=spread_floor,
-        divergence_window=divergence_window,
-        divergence_fraction=divergence_fraction,
-        divergence_rise=divergence_rise,
-        stall_steps=stall_steps,
-        stall_tolerance=stall_tolerance,
-        amp_skip_patience=amp_skip_patience,
-    )
+    # 2) options: the keywords are Thresholds' fields, one for one (tests/monitor checks it)
+    thresholds = Thresholds(**{f.name: keywords[f.name] for f in dataclasses.fields(Thresholds)})
     if callback is not None and not callable(callback):
         raise AutowarmError(f"callback must be callable but got {type(callback).__name__}.")
     if console is not None and not isinstance(console, Console):

@@ -15,9 +15,9 @@ _LAZY = {
     "ProbeRunner": "autowarm.probe._runner",
     "TrialSpec": "autowarm.probe._types",
     "TrialResult": "autowarm.probe._types",
-    "ProbeConfig": "autowarm.probe._search",
+    "ProbeConfig": "autowarm.probe._config",
     "ProbeSearch": "autowarm.probe._search",
-    "TrialRecord": "autowarm.probe._search",
+    "TrialRecord": "autowarm.probe._record",
     "recommend": "autowarm.probe._recommend",
 }
 

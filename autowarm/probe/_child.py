@@ -108,16 +108,8 @@ def schedule(spec: TrialSpec) -> Callable[[int], float]:
     """The trial's LR at each step: a Recipe with ``total_steps = probe_steps``."""
     from autowarm.schedule._recipe import Recipe
 
-    recipe = Recipe(
-        peak_lr=spec.peak_lr,
-        warmup_steps=spec.warmup_steps,
-        total_steps=spec.probe_steps,
-        warmup=spec.warmup,
-        decay=spec.decay,
-        min_lr_ratio=spec.min_lr_ratio,
-        **spec.options,
-    )
-    return recipe.lr_at
+    shape = {"warmup": spec.warmup, "decay": spec.decay, "min_lr_ratio": spec.min_lr_ratio}
+    return Recipe(spec.peak_lr, spec.warmup_steps, spec.probe_steps, **shape, **spec.options).lr_at
 
 
 class _Channel:

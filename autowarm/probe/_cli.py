@@ -15,7 +15,12 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from autowarm._args import nonnegative_int, positive_int
-from autowarm.probe._config import WARMUP_TRANSFERS, ProbeConfig
+from autowarm.probe._config import (
+    LR_RANGE_ATTR,
+    SCRIPT_LR_ATTR,
+    WARMUP_TRANSFERS,
+    ProbeConfig,
+)
 
 PROBE_HELP = """\
 Run SCRIPT many times as short probe runs (each its own process) and search its peak LR and
@@ -263,8 +268,8 @@ def show_command(args: argparse.Namespace) -> int:
         config = dataclasses.replace(config, total_steps=args.total_steps)
     recs = _settled(records(study))
     lrs = [r.peak_lr for r in recs] or [1e-3]
-    lr_range = tuple(attrs.get("lr_range") or (min(lrs), max(lrs)))
-    outcome = _Outcome(name, url, recs, lr_range, attrs.get("script_lr"))  # type: ignore[arg-type]
+    lr_range = tuple(attrs.get(LR_RANGE_ATTR) or (min(lrs), max(lrs)))
+    outcome = _Outcome(name, url, recs, lr_range, attrs.get(SCRIPT_LR_ATTR))  # type: ignore[arg-type]
     outcome.cost = _cost(recs, wall_s=None)
     final.print(f"study {name!r} in {url}: {attrs.get('command', '')}", highlight=False)
     return _conclude(args, config, outcome, final, save=False)

@@ -29,6 +29,13 @@ WARMUP_TRANSFER = "fraction"
 WARMUP_TRANSFERS = ("fraction", "steps")
 
 PRUNERS = ("cohort", "none")
+
+#: What a search learns and stores in its study beside the settings (:meth:`ProbeConfig.to_attrs`)
+#: -- the rest of the study's schema: the script's own LR (the calibration run), the resolved
+#: peak-LR range, and the first initial loss (the reference of the unstable trials' penalty).
+SCRIPT_LR_ATTR = "script_lr"
+LR_RANGE_ATTR = "lr_range"
+INITIAL_LOSS_ATTR = "initial_loss"
 #: the shortest probe the monitor can judge (its detectors need a few steps of history)
 MIN_STEPS = 10
 
@@ -111,7 +118,7 @@ class ProbeConfig:
         known = {k: v for k, v in attrs.items() if k in names}
         if "warmup_max" in attrs:
             known["max_warmup"] = int(attrs["warmup_max"])
-        known.pop("lr_range", None)  # the search's resolved range, not a flag
+        known.pop("lr_range", None)  # the stored one is the search's resolved range
         return cls(**{"script": "", **known})
 
 

@@ -39,7 +39,7 @@ import subprocess
 import sys
 import tempfile
 import threading
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 
 _BASELINE = ("torch", "autowarm", "autowarm.probe._child")
 # imported when present: creating the first optimizer imports torch._dynamo (~1 s)
@@ -95,6 +95,25 @@ def serve(sock_fd: int, preload: Sequence[str]) -> None:
             sock.send(json.dumps(msg).encode())
 
     # 1) the imports every trial would pay for
+    loaded = _preload(preload, send)
+    if loaded is None:
+        return
+    # 2) SIGCHLD wakes the select loop through a pipe: reap children as they exit
+    wake_r, wake_w = os.pipe()
+    os.set_blocking(wake_w, False)
+    signal.set_wakeup_fd(wake_w)
+    signal.signal(signal.SIGCHLD, lambda *_: None)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    # everything imported so far lives on: keep the children's GC from touching (and so
+    # copying) those pages
+    gc.collect()
+    gc.freeze()
+    send({"ready": True, "pid": os.getpid(), "preloaded": loaded})
+    _serve_forks(sock, send, (wake_r, wake_w))
+
+
+def _preload(preload: Sequence[str], send: Callable[[dict], None]) -> list[str] | None:
+    """Import what every trial needs; None (after saying why) when forking would be unsafe."""
     for name in _BASELINE:
         importlib.import_module(name)
     for name in _OPTIONAL:
@@ -114,32 +133,24 @@ def serve(sock_fd: int, preload: Sequence[str]) -> None:
         extra = _thread_count() - baseline_threads
         if extra > 0 and extra > _blas_workers() - baseline_blas:
             send({"unsafe": f"importing {item!r} started a thread"})
-            return
+            return None
         loaded.append(item)
     import torch
 
     if torch.cuda.is_initialized():
         send({"unsafe": "CUDA was initialised by an import"})
-        return
+        return None
+    return loaded
 
-    # 2) SIGCHLD wakes the select loop through a pipe: reap children as they exit
-    wake_r, wake_w = os.pipe()
-    os.set_blocking(wake_w, False)
-    signal.set_wakeup_fd(wake_w)
-    signal.signal(signal.SIGCHLD, lambda *_: None)
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    # everything imported so far lives on: keep the children's GC from touching (and so
-    # copying) those pages
-    gc.collect()
-    gc.freeze()
-    send({"ready": True, "pid": os.getpid(), "preloaded": loaded})
 
+def _serve_forks(sock: socket.socket, send: Callable[[dict], None], wake: tuple[int, int]) -> None:
+    """Fork a trial per request; report each one's pid and exit code; die with the parent."""
     ids: dict[int, int] = {}  # pid -> request id
     while True:
-        readable, _, _ = select.select([sock, wake_r], [], [], 1.0)
-        if wake_r in readable:
+        readable, _, _ = select.select([sock, wake[0]], [], [], 1.0)
+        if wake[0] in readable:
             with contextlib.suppress(BlockingIOError):
-                os.read(wake_r, 4096)
+                os.read(wake[0], 4096)
         if sock in readable:
             try:
                 data, fds, _, _ = socket.recv_fds(sock, _MAX_MSG, 4)
@@ -151,7 +162,7 @@ def serve(sock_fd: int, preload: Sequence[str]) -> None:
                         os.killpg(pid, signal.SIGKILL)
                 os._exit(0)  # no interpreter teardown: nothing to save, torch is slow to unload
             req = json.loads(data)
-            pid = _fork_trial(req, fds, sock, (wake_r, wake_w))
+            pid = _fork_trial(req, fds, sock, wake)
             ids[pid] = req["id"]
             send({"id": req["id"], "pid": pid})
         while ids:

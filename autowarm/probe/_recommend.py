@@ -56,7 +56,7 @@ from autowarm.probe._config import (
     WARMUP_TRANSFER,
 )
 from autowarm.probe._record import TrialRecord
-from autowarm.probe._status import UNSTABLE, settled
+from autowarm.probe._status import FINISHED, UNSTABLE, settled
 
 #: "similar" warmup for the boundary: an unstable trial at warmup w_u bounds candidates with
 #: warmup w <= SIMILAR * w_u + 5% of the probe
@@ -94,93 +94,129 @@ def choose(
     if temperature <= 0:
         raise ValueError(f"temperature must be positive but got {temperature}.")
     done = settled(records, exclude=("interrupted",))
-    counts: dict[str, int] = {}
-    for r in done:
-        counts[r.status] = counts.get(r.status, 0) + 1
-    # 3) candidates: every finished run with a score, spiky or not
-    pool = [
-        r
-        for r in done
-        if r.status in ("stable", "spike") and r.score is not None and math.isfinite(r.score)
-    ]
-    if not pool:
-        raise AutowarmError(
-            f"no probe trial finished stably ({_fmt_counts(counts)}); lower the LR range "
-            "(--lr-range MIN MAX), lengthen --max-warmup, or check the script by hand."
-        )
+    pool = _candidates(done)
     # a stall is an instability only on the hot side (Adam too hot stalls near the initial
     # loss); below the best finished run's LR it is a run too cold to make progress
-    hot_from = min(pool, key=lambda r: r.score).peak_lr  # type: ignore[arg-type,return-value]
+    hot_from = min(pool, key=_score).peak_lr
     unstable = [
         r for r in done if _is_unstable(r) and (r.status != "stalled" or r.peak_lr > hot_from)
     ]
-    cold = sum(r.status == "stalled" and r.peak_lr <= hot_from for r in done)
-
     # 1) + 2) keep a margin from the stability boundary
-    def cap(r: TrialRecord) -> float:
-        return boundary(unstable, r.warmup_steps, probe_steps) / margin
-
-    eligible = [r for r in pool if r.peak_lr <= cap(r) * (1 + 1e-9)]
+    eligible = [
+        r
+        for r in pool
+        if r.peak_lr <= boundary(unstable, r.warmup_steps, probe_steps) / margin * (1 + 1e-9)
+    ]
     margin_relaxed = not eligible
     if margin_relaxed:  # every finished run was near the edge: take them, then cut the LR
         eligible = pool
-
     # 4) soft ties: the weighted centre of the good region
-    best = min(eligible, key=lambda r: r.score)  # type: ignore[arg-type,return-value]
-    # relative to the loss's size; a best loss of exactly 0 leaves the temperature absolute
-    temp = temperature * abs(best.score) if best.score != 0 else temperature  # type: ignore[arg-type]
-    weights = np.array([math.exp(-(r.score - best.score) / temp) for r in eligible])  # type: ignore[operator]
-    log_lrs = np.log([r.peak_lr for r in eligible])
-    lr = float(math.exp(np.sum(weights * log_lrs) / weights.sum()))
+    soft = _soft_tie(eligible, temperature)
     # 5) the longest near-best warmup, lengthened past spiky runs at a similar LR (within 2x)
-    near = [r for r, wt in zip(eligible, weights) if wt >= math.exp(-1) - 1e-12]
-    warmup = max(r.warmup_steps for r in near)
-    spiky = [r for r in done if r.status == "spike" and lr / 2 <= r.peak_lr <= lr * 2]
+    warmup = max(r.warmup_steps for r in soft.near)
+    spiky = [r for r in done if r.status == "spike" and soft.lr / 2 <= r.peak_lr <= soft.lr * 2]
     spike_warmup = max((r.warmup_steps for r in spiky), default=None)
     if spike_warmup is not None:
         warmup = min(max(warmup, spike_warmup), probe_steps // 2)
     edge = boundary(unstable, warmup, probe_steps)
-    capped = lr > edge / margin
-    lr = min(lr, edge / margin)
-
-    lowest = min(unstable, key=lambda r: r.peak_lr) if unstable else None
-    top = sorted(zip(eligible, weights), key=lambda t: -t[1])[:8]
-    evidence: dict[str, Any] = {
+    lr = min(soft.lr, edge / margin)
+    evidence = {
         "method": "autowarm probe",
         "probe_steps": probe_steps,
         "trials": len(done),
-        "statuses": counts,
-        "cold_stalls": cold,
+        "statuses": _counts(done),
+        "cold_stalls": sum(r.status == "stalled" and r.peak_lr <= hot_from for r in done),
         "candidates": len(pool),
         "eligible": len(eligible),
         "margin": margin,
         "margin_relaxed": margin_relaxed,
         "boundary_lr": None if math.isinf(edge) else edge,
-        "lowest_unstable": None
-        if lowest is None
-        else {
-            "trial": lowest.number,
-            "peak_lr": lowest.peak_lr,
-            "warmup_steps": lowest.warmup_steps,
-            "status": lowest.status,
-        },
-        "best_trial": best.number,
-        "best_score": best.score,
-        "best_peak_lr": best.peak_lr,
-        "best_warmup_steps": best.warmup_steps,
-        "temperature": temp,
-        "weights": {str(r.number): round(float(wt), 4) for r, wt in top},
-        "near_best_trials": sorted(r.number for r in near),
-        "rule": (
-            "weight = exp(-(score - best) / temperature) over the eligible trials; peak LR = "
-            "weighted geometric mean of their LRs, warmup = the longest warmup among trials "
-            "with weight >= 1/e; peak LR <= boundary_lr / margin"
-        ),
-        "capped_by_boundary": capped,
+        "lowest_unstable": _lowest(unstable),
+        **soft.evidence(),
+        "capped_by_boundary": soft.lr > edge / margin,
         "spiky_trials_near_lr": sorted(r.number for r in spiky),
         "spike_warmup": spike_warmup,
     }
     return Choice(peak_lr=lr, warmup_steps=int(warmup), evidence=evidence)
+
+
+def _score(r: TrialRecord) -> float:
+    return r.score  # type: ignore[return-value]  # candidates all have one
+
+
+def _counts(done: Sequence[TrialRecord]) -> dict[str, int]:
+    counts: dict[str, int] = {}
+    for r in done:
+        counts[r.status] = counts.get(r.status, 0) + 1
+    return counts
+
+
+def _candidates(done: Sequence[TrialRecord]) -> list[TrialRecord]:
+    """3) every finished run with a score, spiky or not; none is one clear error line."""
+    pool = [
+        r for r in done if r.status in FINISHED and r.score is not None and math.isfinite(r.score)
+    ]
+    if not pool:
+        raise AutowarmError(
+            f"no probe trial finished stably ({_fmt_counts(_counts(done))}); lower the LR range "
+            "(--lr-range MIN MAX), lengthen --max-warmup, or check the script by hand."
+        )
+    return pool
+
+
+def _lowest(unstable: Sequence[TrialRecord]) -> dict[str, Any] | None:
+    if not unstable:
+        return None
+    lowest = min(unstable, key=lambda r: r.peak_lr)
+    return {
+        "trial": lowest.number,
+        "peak_lr": lowest.peak_lr,
+        "warmup_steps": lowest.warmup_steps,
+        "status": lowest.status,
+    }
+
+
+@dataclass
+class _SoftTie:
+    """Step 4: each eligible trial weighs ``exp(-(score - best) / temperature)``."""
+
+    eligible: list[TrialRecord]
+    best: TrialRecord
+    temperature: float  # absolute: the relative one times |best score|
+    weights: np.ndarray
+    lr: float  # the weighted geometric mean of the eligible trials' LRs
+
+    @property
+    def near(self) -> list[TrialRecord]:
+        """The near-best trials: within one temperature of the best (weight >= 1/e)."""
+        return [r for r, wt in zip(self.eligible, self.weights) if wt >= math.exp(-1) - 1e-12]
+
+    def evidence(self) -> dict[str, Any]:
+        top = sorted(zip(self.eligible, self.weights), key=lambda t: -t[1])[:8]
+        return {
+            "best_trial": self.best.number,
+            "best_score": self.best.score,
+            "best_peak_lr": self.best.peak_lr,
+            "best_warmup_steps": self.best.warmup_steps,
+            "temperature": self.temperature,
+            "weights": {str(r.number): round(float(wt), 4) for r, wt in top},
+            "near_best_trials": sorted(r.number for r in self.near),
+            "rule": (
+                "weight = exp(-(score - best) / temperature) over the eligible trials; peak LR "
+                "= weighted geometric mean of their LRs, warmup = the longest warmup among "
+                "trials with weight >= 1/e; peak LR <= boundary_lr / margin"
+            ),
+        }
+
+
+def _soft_tie(eligible: list[TrialRecord], temperature: float) -> _SoftTie:
+    best = min(eligible, key=_score)
+    # relative to the loss's size; a best loss of exactly 0 leaves the temperature absolute
+    temp = temperature * abs(_score(best)) if best.score != 0 else temperature
+    weights = np.array([math.exp(-(_score(r) - _score(best)) / temp) for r in eligible])
+    log_lrs = np.log([r.peak_lr for r in eligible])
+    lr = float(math.exp(np.sum(weights * log_lrs) / weights.sum()))
+    return _SoftTie(eligible, best, temp, weights, lr)
 
 
 def _fmt_counts(counts: dict[str, int]) -> str:

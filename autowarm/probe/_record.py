@@ -17,6 +17,7 @@ import optuna
 from optuna.trial import FrozenTrial, TrialState
 
 from autowarm._json import finite_or_none
+from autowarm.probe._config import INITIAL_LOSS_ATTR
 from autowarm.probe._score import initial_loss, noise, penalty, score
 from autowarm.probe._status import FINISHED
 from autowarm.probe._types import TrialResult, TrialSpec
@@ -107,10 +108,10 @@ def tell(
     teaches nothing). Interrupted runs and script failures say nothing about their LR: FAIL.
     """
     attrs = _attrs(res, spec, checkpoint_loss)
-    ref = study.user_attrs.get("initial_loss")
+    ref = study.user_attrs.get(INITIAL_LOSS_ATTR)
     if ref is None and attrs["initial_loss"] is not None:
         ref = attrs["initial_loss"]
-        study.set_user_attr("initial_loss", ref)
+        study.set_user_attr(INITIAL_LOSS_ATTR, ref)
     for k, v in attrs.items():
         trial.set_user_attr(k, v)
     # intermediate values: the loss curve for the dashboard (written once, not per step)

@@ -7,7 +7,7 @@ from __future__ import annotations
 import math
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from rich.console import Console, Group
@@ -200,14 +200,7 @@ def stability_map(
         return min(rows - 1, max(0, int(w / max(warmup_max, 1) * rows)))
 
     done = settled(records)
-    scores = sorted(r.score for r in done if r.status in FINISHED and r.score is not None)
-
-    def shade(s: float) -> str:
-        if len(scores) < 2:
-            return SHADES[0]
-        q = sum(x < s for x in scores) / (len(scores) - 1)  # 0 best .. 1 worst
-        return SHADES[min(len(SHADES) - 1, int(q * len(SHADES)))]
-
+    shade = _shader(done)
     cells: dict[tuple[int, int], list[TrialRecord]] = {}
     for r in done:
         cells.setdefault((row(r.warmup_steps), col(r.peak_lr)), []).append(r)
@@ -223,36 +216,58 @@ def stability_map(
             grid.append(" ")
             if star == (i, j):
                 grid.append("★", style="bold cyan")
-                continue
-            trials = cells.get((i, j))
-            if not trials:
-                grid.append("·", style="dim")
-                continue
-            ok = [t for t in trials if t.status in FINISHED and t.score is not None]
-            if ok:
-                t = min(ok, key=lambda t: t.score)  # type: ignore[arg-type,return-value]
-                grid.append(shade(t.score), style="yellow" if t.status == "spike" else "green")  # type: ignore[arg-type]
             else:
-                how = look(trials[0].status)
-                grid.append(how.glyph or "?", style=how.glyph_style)
+                grid.append(*_cell(cells.get((i, j), []), shade))
         grid.append("\n")
     grid.append(" " * label_w + " └" + "──" * cols + "\n", style="dim")
+    grid.append(
+        " " * (label_w + 2) + _lr_axis(lr_range, 2 * cols) + "   peak LR (log)\n", style="dim"
+    )
+    return Group(Text("Stability map", style="bold"), grid, _legend())
+
+
+def _shader(done: Sequence[TrialRecord]) -> Callable[[float], str]:
+    """A finished run's shade: its loss quartile among the finished runs (█ best)."""
+    scores = sorted(r.score for r in done if r.status in FINISHED and r.score is not None)
+
+    def shade(s: float) -> str:
+        if len(scores) < 2:
+            return SHADES[0]
+        q = sum(x < s for x in scores) / (len(scores) - 1)  # 0 best .. 1 worst
+        return SHADES[min(len(SHADES) - 1, int(q * len(SHADES)))]
+
+    return shade
+
+
+def _cell(trials: Sequence[TrialRecord], shade: Callable[[float], str]) -> tuple[str, str]:
+    """(glyph, style) of one map cell: its best finished run's shade, else how a run ended."""
+    if not trials:
+        return "·", "dim"
+    ok = [t for t in trials if t.status in FINISHED and t.score is not None]
+    if ok:
+        t = min(ok, key=lambda t: t.score)  # type: ignore[arg-type,return-value]
+        return shade(t.score), "yellow" if t.status == "spike" else "green"  # type: ignore[arg-type]
+    how = look(trials[0].status)
+    return how.glyph or "?", how.glyph_style
+
+
+def _lr_axis(lr_range: tuple[float, float], width: int) -> str:
     left, right = f"{lr_range[0]:.2g}", f"{lr_range[1]:.2g}"
-    mid = f"{math.exp((lo + hi) / 2):.2g}"
-    width = 2 * cols
-    axis = left + mid.center(width - len(left) - len(right)) + right
-    grid.append(" " * (label_w + 2) + axis + "   peak LR (log)\n", style="dim")
+    mid = f"{math.exp((math.log(lr_range[0]) + math.log(lr_range[1])) / 2):.2g}"
+    return left + mid.center(width - len(left) - len(right)) + right
+
+
+def _legend() -> Text:
     glyphs = "  ".join(
         f"{how.glyph} {how.label}"
         for status, how in STATUSES.items()
         if how.glyph and status != "interrupted"
     )
-    legend = Text(
+    return Text(
         f"warmup steps ↓  {''.join(SHADES)} finished run, by loss quartile (█ best; yellow: "
         f"spiky)  {glyphs}  ★ chosen (probe scale)",
         style="dim",
     )
-    return Group(Text("Stability map", style="bold"), grid, legend)
 
 
 # ---------------------------------------------------------------------------------------------

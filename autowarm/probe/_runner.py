@@ -132,7 +132,7 @@ class ProbeRunner:
 
         self._lock = threading.Lock()  # the set of live trials
         self._server_lock = threading.Lock()  # starting the server (slow: not under _lock)
-        self._live: set[_Trial] = set()
+        self._live: set[_TrialProcess] = set()
         self._interrupted = False
         self._closed = False
 
@@ -220,24 +220,24 @@ class ProbeRunner:
             raise
         finally:
             os.close(write_fd)  # the child holds the only write end: EOF when it is gone
-        trial = _Trial(spec, proc, read_fd, self.trial_timeout)
+        child = _TrialProcess(spec, proc, read_fd, self.trial_timeout)
         with self._lock:
-            self._live.add(trial)
+            self._live.add(child)
             if self._interrupted:
-                trial.stop("interrupted", "the search was interrupted")
+                child.stop("interrupted", "the search was interrupted")
         try:
-            trial.follow(on_step)
+            child.follow(on_step)
         finally:
             with self._lock:
-                self._live.discard(trial)
-            trial.kill_group(signal.SIGKILL)  # leftovers: workers, subprocesses of the script
+                self._live.discard(child)
+            child.kill_group(signal.SIGKILL)  # leftovers: workers, subprocesses of the script
             os.close(read_fd)
         log_bytes = _read_log(log, whole=self.log_dir is not None)
         log.close()
         if self.log_dir is not None:
             path = os.path.join(self.log_dir, f"trial-{spec.number}.log")
             atomic_write_bytes(path, log_bytes)
-        result = trial.result(log_bytes)
+        result = child.result(log_bytes)
         result.wall_s = time.perf_counter() - t0
         return result
 
@@ -271,9 +271,9 @@ class ProbeRunner:
         """Kill every running trial now (status ``"interrupted"``); later runs do not start."""
         with self._lock:
             self._interrupted = True
-            trials = list(self._live)
-        for trial in trials:
-            trial.stop("interrupted", "the search was interrupted")
+            children = list(self._live)
+        for child in children:
+            child.stop("interrupted", "the search was interrupted")
 
     def close(self) -> None:
         if self._closed:
@@ -295,7 +295,7 @@ class ProbeRunner:
         self.close()
 
 
-class _Trial:
+class _TrialProcess:
     """The parent's side of one running trial: its messages and how it was stopped."""
 
     def __init__(

@@ -30,7 +30,7 @@ from optuna.distributions import FloatDistribution, IntDistribution
 from optuna.trial import TrialState
 
 from autowarm._errors import AutowarmError
-from autowarm.probe._config import ProbeConfig
+from autowarm.probe._config import LR_RANGE_ATTR, SCRIPT_LR_ATTR, ProbeConfig
 from autowarm.probe._pruner import CohortPruner
 from autowarm.probe._record import TrialRecord, records, tell
 from autowarm.probe._status import SCRIPT_FAILURES, settled
@@ -105,7 +105,7 @@ class ProbeSearch:
     # 1) calibrate ----------------------------------------------------------------------------
     def _lr_range(self) -> tuple[tuple[float, float], float | None]:
         attrs = self.study.user_attrs
-        script_lr = attrs.get("script_lr")
+        script_lr = attrs.get(SCRIPT_LR_ATTR)
         if self.config.lr_range is not None:
             return self.config.lr_range, script_lr
         if script_lr is None:
@@ -123,7 +123,7 @@ class ProbeSearch:
                     f"could not read the script's learning rate (got {script_lr!r}); "
                     "pass --lr-range MIN MAX."
                 )
-            self.study.set_user_attr("script_lr", float(script_lr))
+            self.study.set_user_attr(SCRIPT_LR_ATTR, float(script_lr))
         return (script_lr / LR_BELOW, script_lr * LR_ABOVE), script_lr
 
     def _stop_for(self, res: TrialResult) -> None:
@@ -242,7 +242,7 @@ class ProbeSearch:
             self.runner.interrupt()  # the calibration run must not outlive us
             result.interrupted = True
         else:
-            self.study.set_user_attr("lr_range", list(result.lr_range))
+            self.study.set_user_attr(LR_RANGE_ATTR, list(result.lr_range))
             self._enqueue_anchor(result.lr_range, result.script_lr)
             running: Running = {}
             pool = ThreadPoolExecutor(

@@ -15,7 +15,7 @@ import hashlib
 import json
 import os
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -59,52 +59,12 @@ def open_storage(url: str | None, *, create: bool = True) -> tuple[Any, str]:
     Any failure is one :class:`AutowarmError` line naming the masked URL and the fix; nothing
     is created when the URL is wrong (a bad scheme, a missing folder, an unreachable server).
     """
-    import optuna
-
     given = url
-    if url is None:
-        folder = Path(DEFAULT_DIR)
-        if not create and not (folder / DEFAULT_DB).exists():
-            raise AutowarmError(
-                f"no probe results in {folder / DEFAULT_DB}; run `autowarm probe train.py` "
-                "first, or pass --storage URL."
-            )
-        if create:
-            try:
-                folder.mkdir(exist_ok=True)
-            except OSError as e:
-                raise AutowarmError(
-                    f"cannot create {str(folder)!r}: {e.strerror}; pass --storage URL."
-                ) from None
-        url = f"sqlite:///{folder / DEFAULT_DB}"
-    shown = mask_url(url)
-    secret = _password(url)
-
-    def fail(why: object) -> AutowarmError:
-        text = str(why).strip().splitlines()[0] if str(why).strip() else type(why).__name__
-        if secret:
-            text = text.replace(secret, "***")
-        return AutowarmError(
-            f"storage {shown!r} cannot be opened: {text}; pass a reachable Optuna storage URL "
-            "with --storage (e.g. sqlite:///autowarm.db)."
-        )
-
+    url = url if url is not None else _default_store(create)
+    fail = _failure(url)
     journal = _journal_path(url)
     if journal is not None:
-        path = Path(journal)
-        if not path.parent.is_dir():
-            raise fail(f"folder {str(path.parent)!r} does not exist")
-        if not create and not path.exists():
-            raise fail("no such journal file")
-        if not os.access(path.parent, os.W_OK):
-            raise fail(f"folder {str(path.parent)!r} is not writable")
-        from optuna.storages.journal import JournalFileBackend
-
-        try:
-            return optuna.storages.JournalStorage(JournalFileBackend(str(path))), shown
-        except Exception as e:
-            raise fail(e) from None
-
+        return _open_journal(Path(journal), create=create, fail=fail), mask_url(url)
     if "://" not in url:
         raise fail(
             "not a storage URL (expected sqlite:///file.db, postgresql://…, or journal:///file.log)"
@@ -118,6 +78,62 @@ def open_storage(url: str | None, *, create: bool = True) -> tuple[Any, str]:
                 raise fail(f"folder {str(path.parent)!r} does not exist")
             if not create and not path.exists():
                 raise fail("no such database file")
+    return _open_rdb(url, fail=fail), mask_url(url)
+
+
+def _default_store(create: bool) -> str:
+    """``sqlite:///.autowarm/autowarm.db``, its folder made (probe) or required (show)."""
+    folder = Path(DEFAULT_DIR)
+    if not create and not (folder / DEFAULT_DB).exists():
+        raise AutowarmError(
+            f"no probe results in {folder / DEFAULT_DB}; run `autowarm probe train.py` "
+            "first, or pass --storage URL."
+        )
+    if create:
+        try:
+            folder.mkdir(exist_ok=True)
+        except OSError as e:
+            raise AutowarmError(
+                f"cannot create {str(folder)!r}: {e.strerror}; pass --storage URL."
+            ) from None
+    return f"sqlite:///{folder / DEFAULT_DB}"
+
+
+def _failure(url: str) -> Callable[[object], AutowarmError]:
+    """The one-line error for ``url``, its password masked in the URL and in the cause."""
+    shown, secret = mask_url(url), _password(url)
+
+    def fail(why: object) -> AutowarmError:
+        text = str(why).strip().splitlines()[0] if str(why).strip() else type(why).__name__
+        if secret:
+            text = text.replace(secret, "***")
+        return AutowarmError(
+            f"storage {shown!r} cannot be opened: {text}; pass a reachable Optuna storage URL "
+            "with --storage (e.g. sqlite:///autowarm.db)."
+        )
+
+    return fail
+
+
+def _open_journal(path: Path, *, create: bool, fail: Callable[[object], AutowarmError]) -> Any:
+    import optuna
+    from optuna.storages.journal import JournalFileBackend
+
+    if not path.parent.is_dir():
+        raise fail(f"folder {str(path.parent)!r} does not exist")
+    if not create and not path.exists():
+        raise fail("no such journal file")
+    if not os.access(path.parent, os.W_OK):
+        raise fail(f"folder {str(path.parent)!r} is not writable")
+    try:
+        return optuna.storages.JournalStorage(JournalFileBackend(str(path)))
+    except Exception as e:
+        raise fail(e) from None
+
+
+def _open_rdb(url: str, *, fail: Callable[[object], AutowarmError]) -> Any:
+    import optuna
+
     engine_kwargs: dict[str, Any] = {}
     if url.startswith(("postgresql", "mysql")):
         engine_kwargs = {"connect_args": {"connect_timeout": 10}}
@@ -129,7 +145,7 @@ def open_storage(url: str | None, *, create: bool = True) -> tuple[Any, str]:
         raise fail(e) from None
     if url.startswith("sqlite:"):
         _fast_sqlite(storage)
-    return storage, shown
+    return storage
 
 
 def _fast_sqlite(storage: Any) -> None:

@@ -1,4 +1,4 @@
-"""Small Unicode charts for the terminal (LR schedules here; loss curves in the probe's output).
+"""Small Unicode charts for the terminal: ``autowarm schedule`` draws a recipe's LR with them.
 
 Plain strings, no colours: callers wrap them in ``rich.text.Text`` so that no character is
 taken for markup.

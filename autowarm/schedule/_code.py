@@ -126,28 +126,34 @@ def _torch_native(schedule: Schedule) -> str | None:
     return f"from torch.optim.lr_scheduler import {names}\n\nscheduler = {sched}\n"
 
 
+def _warmup_lines(schedule: Schedule) -> list[str]:
+    """The ``if step < W: return ...`` branch of :func:`lambda_source` (none without warmup)."""
+    w, r0 = schedule.warmup_steps, schedule.start_ratio
+    if w == 0:
+        return []
+    ramp = {
+        "linear": f"step / {w}",
+        "cosine": f"0.5 * (1.0 - math.cos(math.pi * step / {w}))",
+        "1-sqrt": f"1.0 - math.sqrt(1.0 - step / {w})",
+    }
+    lines = [
+        f"    # 1) {schedule.warmup} warmup from {r0:.4g} of the peak to it at step {w}",
+        f"    if step < {w}:",
+    ]
+    if schedule.warmup == "exponential":  # the same factor every step
+        lines.append(f"        return {r0!r} ** (1.0 - step / {w})")
+    elif r0 == 0.0:
+        lines.append(f"        return {ramp[schedule.warmup]}")
+    else:
+        lines.append(f"        start = {r0!r}")
+        lines.append(f"        return start + (1.0 - start) * ({ramp[schedule.warmup]})")
+    return lines
+
+
 def lambda_source(schedule: Schedule) -> str:
     """A self-contained ``def lr_lambda(step)`` (needs ``import math``) equal to the schedule."""
     w, total, f = schedule.warmup_steps, schedule.total_steps, schedule.min_lr_ratio
-    r0 = schedule.start_ratio
-    lines = ["def lr_lambda(step: int) -> float:"]
-    if w > 0:
-        ramp = {
-            "linear": f"step / {w}",
-            "cosine": f"0.5 * (1.0 - math.cos(math.pi * step / {w}))",
-            "1-sqrt": f"1.0 - math.sqrt(1.0 - step / {w})",
-        }
-        lines.append(
-            f"    # 1) {schedule.warmup} warmup from {r0:.4g} of the peak to it at step {w}"
-        )
-        lines.append(f"    if step < {w}:")
-        if schedule.warmup == "exponential":  # the same factor every step
-            lines.append(f"        return {r0!r} ** (1.0 - step / {w})")
-        elif r0 == 0.0:
-            lines.append(f"        return {ramp[schedule.warmup]}")
-        else:
-            lines.append(f"        start = {r0!r}")
-            lines.append(f"        return start + (1.0 - start) * ({ramp[schedule.warmup]})")
+    lines = ["def lr_lambda(step: int) -> float:", *_warmup_lines(schedule)]
     if schedule.decay == "constant":
         lines.append("    # 2) constant at the peak")
         lines.append("    return 1.0")

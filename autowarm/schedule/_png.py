@@ -17,7 +17,7 @@ if TYPE_CHECKING:
 def require_matplotlib() -> None:
     """Fail before any work (not after a whole search) when matplotlib is missing."""
     try:
-        import matplotlib.backends.backend_agg  # noqa: F401
+        import matplotlib.backends.backend_agg
         import matplotlib.figure  # noqa: F401
     except ImportError:
         raise AutowarmError(

@@ -47,15 +47,16 @@ class Recipe:
     warmup_steps: int
     total_steps: int | None = None
     _: KW_ONLY
-    warmup: str = "linear"
-    decay: str = "cosine"
-    min_lr_ratio: float = 0.0
-    warmup_start_ratio: float | None = None
-    power: float = 1.0
-    num_cycles: int = 1
-    timescale: int | None = None
-    cooldown_steps: int | float = 0.2
-    cooldown_shape: str = "1-sqrt"
+    # the schedule's fields, with Schedule's defaults (their one home)
+    warmup: str = Schedule.warmup
+    decay: str = Schedule.decay
+    min_lr_ratio: float = Schedule.min_lr_ratio
+    warmup_start_ratio: float | None = Schedule.warmup_start_ratio
+    power: float = Schedule.power
+    num_cycles: int = Schedule.num_cycles
+    timescale: int | None = Schedule.timescale
+    cooldown_steps: int | float = Schedule.cooldown_steps
+    cooldown_shape: str = Schedule.cooldown_shape
     evidence: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:

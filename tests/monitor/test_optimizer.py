@@ -716,3 +716,20 @@ def test_no_host_sync_between_reads_on_cuda(fused: bool) -> None:
     assert len(opt.monitor.history) == 0
     opt.monitor.flush()
     assert [r.step for r in opt.monitor.history] == list(range(10))
+
+
+def test_wrap_threshold_keywords_are_thresholds_fields_with_their_defaults() -> None:
+    import dataclasses
+    import inspect
+
+    from autowarm.monitor import Thresholds
+
+    params = inspect.signature(wrap).parameters
+    for f in dataclasses.fields(Thresholds):
+        assert f.name in params, f"wrap() lacks the threshold keyword {f.name!r}"
+        assert params[f.name].kind is inspect.Parameter.KEYWORD_ONLY
+        assert params[f.name].default == f.default, f.name
+    opt = wrap(_sgd(), window=32, stall_steps=7, spike_zscore=5.0)
+    got = opt.monitor.thresholds
+    assert (got.window, got.stall_steps, got.spike_zscore) == (32, 7, 5.0)
+    assert got.min_history == Thresholds().min_history
