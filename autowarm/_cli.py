@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import json
 import sys
 from collections.abc import Sequence
 
@@ -24,8 +25,22 @@ _COMMANDS = {
 }
 
 
+class UsageError(Exception):
+    """A bad command line (argparse's own errors): usage and one line on stderr, exit 2."""
+
+    def __init__(self, parser: argparse.ArgumentParser, message: str) -> None:
+        super().__init__(message)
+        self.parser = parser
+
+
+class _Parser(argparse.ArgumentParser):
+    # argparse exits from inside parse_args(); raising lets main() answer --json users too
+    def error(self, message: str) -> None:  # type: ignore[override]
+        raise UsageError(self, message)
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="autowarm",
         description="Pick LR warmup and peak LR for PyTorch training from short probe runs.",
     )
@@ -41,15 +56,27 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
     parser = build_parser()
-    args = parser.parse_args(argv)
+    try:
+        args = parser.parse_args(argv)
+    except UsageError as e:
+        e.parser.print_usage(sys.stderr)
+        return _fail(f"{e.parser.prog}: error:", str(e), as_json="--json" in argv)
     if getattr(args, "func", None) is None:
         parser.print_help(sys.stderr)
         return 2
     try:
         return int(args.func(args) or 0)
     except AutowarmError as e:
-        sys.stderr.write(f"autowarm: error: {e}\n")
-        return 2
+        return _fail("autowarm: error:", str(e), as_json=getattr(args, "json", False))
     except KeyboardInterrupt:
         return 130
+
+
+def _fail(prefix: str, message: str, *, as_json: bool) -> int:
+    """One line on stderr and exit 2; with ``--json`` also one JSON document on stdout."""
+    sys.stderr.write(f"{prefix} {message}\n")
+    if as_json:
+        sys.stdout.write(json.dumps({"error": message, "exit_code": 2}) + "\n")
+    return 2

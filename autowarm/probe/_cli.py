@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import re
 import sys
 from dataclasses import dataclass, field
 from typing import Any
@@ -17,6 +18,7 @@ from typing import Any
 from autowarm._args import nonnegative_int, positive_int
 from autowarm.probe._config import (
     LR_RANGE_ATTR,
+    SCRIPT_DIGEST_ATTR,
     SCRIPT_LR_ATTR,
     WARMUP_TRANSFERS,
     ProbeConfig,
@@ -34,6 +36,9 @@ Results are stored (default .autowarm/autowarm.db; see it with
 exit codes: 0 done, 1 no stable trial, 2 bad input, 130 interrupted (resume by re-running)."""
 
 _D = ProbeConfig(script="")  # the defaults, for the help texts
+# argparse takes "-1e-3" for an option (its negative-number pattern has no exponent): a
+# negative LR bound must reach the validation and its one-line message instead
+_NUMBER = re.compile(r"^-(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?$")
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -43,6 +48,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         description=PROBE_HELP,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
+    p._negative_number_matcher = _NUMBER  # type: ignore[attr-defined]
     p.add_argument("script", help="the training script (python file)")
     p.add_argument("script_args", nargs=argparse.REMAINDER, help="arguments for the script")
     g = p.add_argument_group("search")
@@ -111,15 +117,15 @@ def register(sub: argparse._SubParsersAction) -> None:
     o.add_argument("--out", default="autowarm.json", help="recipe file (default autowarm.json)")
     o.add_argument("--json", action="store_true", help="one JSON document on stdout, nothing else")
     o.add_argument("--png", metavar="PATH", help="also write the stability map + schedule PNG")
-    _storage_args(o)
-    p.set_defaults(func=probe_command)
+    _storage_args(o, study_help="study name (default: from the script, its args and the design)")
+    p.set_defaults(func=probe_command, own_flags=_flags(p))
 
     s = sub.add_parser(
         "show",
         help="print a stored probe study's trials and recommendation again",
         description="Print the trials, stability map and recommendation of a stored study.",
     )
-    _storage_args(s)
+    _storage_args(s, study_help="study name (default: the study with the most recent trial)")
     s.add_argument(
         "--total-steps",
         type=positive_int,
@@ -129,19 +135,24 @@ def register(sub: argparse._SubParsersAction) -> None:
     s.set_defaults(func=show_command)
 
 
-def _storage_args(p: Any) -> None:
+def _storage_args(p: Any, *, study_help: str) -> None:
     p.add_argument(
         "--storage",
         help="Optuna storage URL: sqlite:///f.db, postgresql://…, journal:///f.log "
         "(default sqlite:///.autowarm/autowarm.db)",
     )
-    p.add_argument("--study", help="study name (default: from the script path and args)")
+    p.add_argument("--study", help=study_help)
+
+
+def _flags(parser: argparse.ArgumentParser) -> tuple[str, ...]:
+    """Every option string of ``parser`` (to spot them among the script's arguments)."""
+    return tuple(s for action in parser._actions for s in action.option_strings)
 
 
 def _config(args: argparse.Namespace) -> ProbeConfig:
     """The flags as a :class:`ProbeConfig`: a flag not given keeps the config's default."""
     script_args = list(args.script_args)
-    if script_args[:1] == ["--"]:
+    if script_args[:1] == ["--"]:  # `train.py -- ARGS`: all of ARGS are the script's own
         script_args = script_args[1:]
     given = {
         f.name: getattr(args, f.name)
@@ -181,6 +192,7 @@ def probe_command(args: argparse.Namespace) -> int:
     config = _config(args)
     # 1) every check that needs no work first: flags, output paths (the runner checks the script)
     validate(config)
+    misplaced = _misplaced_flags(args)
     check_writable(args.out)
     if args.png:
         check_writable(args.png)
@@ -188,7 +200,7 @@ def probe_command(args: argparse.Namespace) -> int:
 
     from autowarm.probe._report import LiveReport
     from autowarm.probe._runner import ProbeRunner
-    from autowarm.probe._search import ProbeSearch
+    from autowarm.probe._search import ProbeSearch, SearchStopped
 
     progress, final = _consoles(args.json)
     # 2) the runner validates the script (compiles) before the storage is touched; parallel
@@ -198,12 +210,17 @@ def probe_command(args: argparse.Namespace) -> int:
         config.script, config.args, trial_timeout=config.trial_timeout, threads=threads
     )
     report = LiveReport(progress, probe_steps=config.steps)
+    if misplaced:
+        report.warn(_misplaced_note(args, misplaced))
     try:
-        study, url = _open_study(args, config)
-        progress.print(f"study {study.study_name!r} in {url}", style="dim", highlight=False)
+        study, url = _open_study(args, config, report)
         search = ProbeSearch(runner, study, config, reporter=report, command=config.command)
         try:
             result = search.run()
+        except SearchStopped as e:
+            if not misplaced:
+                raise
+            raise SearchStopped(f"{e} ({_misplaced_note(args, misplaced)})") from None
         finally:
             report.close()
     finally:
@@ -223,7 +240,32 @@ def probe_command(args: argparse.Namespace) -> int:
     return _conclude(args, config, outcome, final, save=True)
 
 
-def _open_study(args: argparse.Namespace, config: ProbeConfig) -> tuple[Any, str]:
+def _misplaced_flags(args: argparse.Namespace) -> list[str]:
+    """autowarm's own flags among the script's arguments: ``autowarm probe train.py --trials
+    5`` hands ``--trials 5`` to the script. A ``--`` after the script says they are its own."""
+    script_args = list(args.script_args)
+    if script_args[:1] == ["--"]:
+        return []
+    from autowarm._errors import AutowarmError
+
+    if "-h" in script_args or "--help" in script_args:
+        raise AutowarmError(
+            f"{args.script} {'-h' if '-h' in script_args else '--help'} would print the "
+            "script's help in every trial; for autowarm's options run `autowarm probe --help`."
+        )
+    ours = set(args.own_flags)
+    return [a for a in script_args if a.split("=", 1)[0] in ours]
+
+
+def _misplaced_note(args: argparse.Namespace, flags: list[str]) -> str:
+    return (
+        f"{' '.join(flags)} after {args.script} went to the script: autowarm's options go "
+        f"before it (autowarm probe {flags[0].split('=', 1)[0]} … {args.script}); "
+        f"write `{args.script} -- ARGS` if they are the script's own"
+    )
+
+
+def _open_study(args: argparse.Namespace, config: ProbeConfig, report: Any) -> tuple[Any, str]:
     import optuna
 
     from autowarm.probe._samplers import SAMPLERS
@@ -239,20 +281,30 @@ def _open_study(args: argparse.Namespace, config: ProbeConfig) -> tuple[Any, str
         direction="minimize",
         load_if_exists=True,
     )
-    for k, v in config.to_attrs().items():
+    report.note(f"study {name!r} in {url}")
+    stored = study.user_attrs.get(SCRIPT_DIGEST_ATTR)
+    attrs = config.to_attrs()
+    if stored is not None and stored != attrs[SCRIPT_DIGEST_ATTR] and study.trials:
+        # only with --study NAME: the default name already starts a new study for it
+        report.warn(
+            f"{config.script} changed since the {len(study.trials)} trials of study {name!r}; "
+            "they are kept and still count. To start fresh, pass another --study NAME."
+        )
+    for k, v in attrs.items():
         study.set_user_attr(k, v)
     return study, url
 
 
 def show_command(args: argparse.Namespace) -> int:
     import optuna
+    from rich.console import Console
 
     from autowarm._errors import AutowarmError
     from autowarm.probe._record import records
     from autowarm.probe._storage import latest_study_name, open_storage
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    _, final = _consoles(args.json)
+    final = Console(quiet=True) if args.json else Console()  # --json: the document alone
     storage, url = open_storage(args.storage, create=False)
     name = args.study or latest_study_name(storage)
     try:
@@ -284,6 +336,11 @@ def _conclude(
     from autowarm._errors import AutowarmError
     from autowarm.probe._report import print_final
 
+    if out.interrupted and not out.records and not out.lr_range[0] > 0:
+        # stopped while reading the script's own LR: no trial, no range, nothing to show
+        final.print("interrupted before the first trial; run the same command to start again.")
+        _write_json(args, None, out, error="interrupted")
+        return 130
     recipe, error = None, None
     try:
         recipe = _recommend(config, out, cost=save)
@@ -297,7 +354,11 @@ def _conclude(
     elif save and recipe is not None:
         _save(args, config, out, recipe)
     if out.timed_out and not out.interrupted:
-        final.print(f"--timeout reached after {out.wall_s:.0f} s; resume with the same command.")
+        final.print(
+            f"--timeout reached after {out.wall_s:.0f} s with {len(out.records)} of "
+            f"{config.trials} trials: a thin base for the recommendation; run the same command "
+            "to resume and add the rest."
+        )
     written = args.out if save and recipe is not None and not out.interrupted else None
     print_final(
         final,
@@ -308,8 +369,7 @@ def _conclude(
         out=written,
         table=not save,
     )
-    if args.json:
-        sys.stdout.write(_document(recipe, out) + "\n")
+    _write_json(args, recipe, out, error=error)
     if out.interrupted:
         return 130
     if error is not None:
@@ -374,7 +434,10 @@ def _consoles(as_json: bool) -> tuple[Any, Any]:
     return progress, final
 
 
-def _document(recipe: Any, out: _Outcome) -> str:
+def _write_json(args: argparse.Namespace, recipe: Any, out: _Outcome, *, error: str | None) -> None:
+    """``--json``: the one document on stdout (``error`` says why there is no recipe)."""
+    if not args.json:
+        return
     from autowarm._json import json_safe
 
     doc = {
@@ -383,5 +446,6 @@ def _document(recipe: Any, out: _Outcome) -> str:
         "cost": out.cost,
         "study": out.study,
         "storage": out.url,
+        "error": error,
     }
-    return json.dumps(json_safe(doc), allow_nan=False)
+    sys.stdout.write(json.dumps(json_safe(doc), allow_nan=False) + "\n")

@@ -7,6 +7,8 @@ Nothing heavy is imported here: ``autowarm probe --help`` and bad flags answer a
 from __future__ import annotations
 
 import dataclasses
+import hashlib
+import math
 import os
 import shlex
 import sys
@@ -36,8 +38,22 @@ PRUNERS = ("cohort", "none")
 SCRIPT_LR_ATTR = "script_lr"
 LR_RANGE_ATTR = "lr_range"
 INITIAL_LOSS_ATTR = "initial_loss"
+#: the script's content when the study was last probed (an edited script is another design)
+SCRIPT_DIGEST_ATTR = "script_sha256"
 #: the shortest probe the monitor can judge (its detectors need a few steps of history)
 MIN_STEPS = 10
+#: the largest --margin: beyond it the recommendation is a fraction of a percent of the LR
+#: that went unstable, i.e. no longer a statement about that LR
+MAX_MARGIN = 100.0
+
+
+def script_digest(script: str) -> str | None:
+    """The first 16 hex digits of the script file's SHA-256 (None if it cannot be read)."""
+    try:
+        with open(script, "rb") as f:
+            return hashlib.sha256(f.read()).hexdigest()[:16]
+    except OSError:
+        return None
 
 
 def default_steps(total_steps: int | None) -> int:
@@ -84,14 +100,16 @@ class ProbeConfig:
         return shlex.join([os.path.basename(sys.executable), self.script, *self.args])
 
     def design(self) -> dict[str, Any]:
-        """What makes two trials comparable (part of the default study name)."""
+        """What makes two trials comparable (part of the default study name): an edited
+        script, another probe length or another seed is another search, not a resume."""
         return {
+            "script": script_digest(self.script),
             "steps": self.steps,
             "decay": self.decay,
             "min_lr_ratio": self.min_lr_ratio,
             "lr_range": list(self.lr_range) if self.lr_range else None,
             "max_warmup": self.warmup_max,
-            "seed": self.seed,  # another seed is another search, not a resume
+            "seed": self.seed,
         }
 
     # -- the settings a study stores (its user attributes), one schema for both sides --------
@@ -109,6 +127,7 @@ class ProbeConfig:
             "margin": self.margin,
             "warmup_transfer": self.warmup_transfer,
             "horizon_exponent": self.horizon_exponent,
+            SCRIPT_DIGEST_ATTR: script_digest(self.script),
         }
 
     @classmethod
@@ -137,8 +156,10 @@ def _check_search(config: ProbeConfig) -> None:
         raise AutowarmError(f"--jobs must be >= 1 but got {config.jobs}.")
     if config.lr_range is not None:
         lo, hi = config.lr_range
-        if not (lo > 0 and hi > 0):
-            raise AutowarmError(f"--lr-range must be positive but got {lo:g} {hi:g}.")
+        if not (0 < lo < math.inf and 0 < hi < math.inf):
+            raise AutowarmError(
+                f"--lr-range must be positive finite numbers but got {lo:g} {hi:g}."
+            )
         if lo >= hi:
             raise AutowarmError(f"--lr-range MIN must be < MAX but got {lo:g} >= {hi:g}.")
     if config.max_warmup is not None and config.max_warmup < 0:
@@ -162,14 +183,19 @@ def _check_search(config: ProbeConfig) -> None:
 def _check_output(config: ProbeConfig) -> None:
     if config.total_steps is not None and config.total_steps < 1:
         raise AutowarmError(f"--total-steps must be >= 1 but got {config.total_steps}.")
+    if config.total_steps is not None and config.steps > config.total_steps:
+        raise AutowarmError(
+            f"--steps must be <= --total-steps but got {config.steps} > {config.total_steps}; "
+            "a probe is a short piece of the run (lower --steps, or leave it to its default)."
+        )
     if config.decay not in DECAY_SHAPES:
         raise AutowarmError(
             f"--decay must be one of {', '.join(DECAY_SHAPES)} but got {config.decay!r}."
         )
     if not 0.0 <= config.min_lr_ratio <= 1.0:
         raise AutowarmError(f"--min-lr-ratio must be in [0, 1] but got {config.min_lr_ratio:g}.")
-    if not config.margin >= 1.0:
-        raise AutowarmError(f"--margin must be >= 1 but got {config.margin:g}.")
+    if not 1.0 <= config.margin <= MAX_MARGIN:
+        raise AutowarmError(f"--margin must be in [1, {MAX_MARGIN:g}] but got {config.margin:g}.")
     if not 0.0 <= config.horizon_exponent <= 1.0:
         raise AutowarmError(
             f"--horizon-exponent must be in [0, 1] but got {config.horizon_exponent:g}."

@@ -29,8 +29,8 @@ def status_text(r: TrialRecord) -> Text:
     label = look(r.status).label
     if r.status in ("failed", "timeout", "diverged", "nonfinite", "stalled", "spike") and r.reason:
         label = f"{label}: {r.reason}"
-    if r.status not in FINISHED and r.steps:
-        label = f"{label} (step {r.steps})"
+    if r.status not in FINISHED and r.steps and "step" not in (r.reason or ""):
+        label = f"{label} (step {r.steps})"  # where it stopped, unless the reason says so
     return Text(label, style=look(r.status).style)
 
 
@@ -125,10 +125,12 @@ class LiveReport(Reporter):
         ):
             self._best = rec
         if not self._header:
-            head = f"{'done':>7} {'#':>4} {'warmup':>7} {'peak LR':>9} {'loss':>9}  status"
+            # "done" counts finished trials; "trial" is Optuna's trial number (0-based, as in
+            # optuna-dashboard and `autowarm show`), the two differ after pruned or failed runs
+            head = f"{'done':>7} {'trial':>5} {'warmup':>7} {'peak LR':>9} {'loss':>9}  status"
             self.console.print(Text(head, style="bold"), no_wrap=True)
             self._header = True
-        row = Text(f"{done:>3}/{total:<3} {rec.number:>4} {rec.warmup_steps:>7} ")
+        row = Text(f"{done:>3}/{total:<3} {rec.number:>5} {rec.warmup_steps:>7} ")
         row.append(f"{rec.peak_lr:>9.3g} {fmt_loss(rec.score):>9}  ")
         row.append_text(status_text(rec))
         # one line per trial: a long failure reason is cut (the full one is in `autowarm show`)
@@ -141,6 +143,10 @@ class LiveReport(Reporter):
 
     def note(self, text: str) -> None:
         self.console.print(text, style="dim", highlight=False)
+
+    def warn(self, text: str) -> None:
+        """One line the user should act on (not a progress note)."""
+        self.console.print(Text(f"warning: {text}", style="yellow"), highlight=False)
 
     def close(self) -> None:
         if self._live is not None:
@@ -156,7 +162,9 @@ class LiveReport(Reporter):
         left = self._total - self._done
         eta = f"ETA {fmt_time(elapsed / new * left)}" if new > 0 and left > 0 else ""
         best = (
-            f"best {fmt_loss(self._best.score)} (#{self._best.number})" if self._best else "no best"
+            f"best {fmt_loss(self._best.score)} (trial {self._best.number})"
+            if self._best
+            else "no best"
         )
         return " · ".join(x for x in (f"{fmt_time(elapsed)} elapsed", eta, best) if x)
 
@@ -166,7 +174,7 @@ class LiveReport(Reporter):
         t = Text(f"{self._done}/{self._total} trials · {self._progress()}", style="bold")
         for n, (spec, step) in running:
             t.append(
-                f"\n  #{n}: warmup {spec.warmup_steps}, peak LR {spec.peak_lr:.3g} — "
+                f"\n  trial {n}: warmup {spec.warmup_steps}, peak LR {spec.peak_lr:.3g} — "
                 f"step {step}/{spec.probe_steps}",
                 style="dim",
             )
@@ -209,9 +217,7 @@ def stability_map(
     grid = Text()
     label_w = len(str(warmup_max)) * 2 + 2
     for i in range(rows):
-        a = round(i * warmup_max / rows) if rows < warmup_max + 1 else i
-        b = round((i + 1) * warmup_max / rows) - 1 if rows < warmup_max + 1 else i
-        grid.append(f"{a}-{b}".rjust(label_w) + " │", style="dim")
+        grid.append(_row_label(i, rows, warmup_max).rjust(label_w) + " │", style="dim")
         for j in range(cols):
             grid.append(" ")
             if star == (i, j):
@@ -224,6 +230,15 @@ def stability_map(
         " " * (label_w + 2) + _lr_axis(lr_range, 2 * cols) + "   peak LR (log)\n", style="dim"
     )
     return Group(Text("Stability map", style="bold"), grid, _legend())
+
+
+def _row_label(i: int, rows: int, warmup_max: int) -> str:
+    """The warmups row ``i`` holds, ``"a-b"`` (or ``"a"``): exactly those ``row()`` puts there
+    (``int(w / warmup_max * rows) == i``; the last row also holds ``warmup_max``)."""
+    top = max(warmup_max, 1)
+    first = math.ceil(i * top / rows)
+    last = warmup_max if i == rows - 1 else math.ceil((i + 1) * top / rows) - 1
+    return str(first) if last <= first else f"{first}-{last}"
 
 
 def _shader(done: Sequence[TrialRecord]) -> Callable[[float], str]:
@@ -258,11 +273,7 @@ def _lr_axis(lr_range: tuple[float, float], width: int) -> str:
 
 
 def _legend() -> Text:
-    glyphs = "  ".join(
-        f"{how.glyph} {how.label}"
-        for status, how in STATUSES.items()
-        if how.glyph and status != "interrupted"
-    )
+    glyphs = "  ".join(f"{how.glyph} {how.label}" for how in STATUSES.values() if how.glyph)
     return Text(
         f"warmup steps ↓  {''.join(SHADES)} finished run, by loss quartile (█ best; yellow: "
         f"spiky)  {glyphs}  ★ chosen (probe scale)",

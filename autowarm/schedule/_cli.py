@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import json
+import sys
+from typing import Any
 
 from rich.console import Console
 from rich.text import Text
@@ -15,7 +18,7 @@ from autowarm.schedule._code import TARGETS
 from autowarm.schedule._png import require_matplotlib, schedule_png
 from autowarm.schedule._recipe import Recipe
 from autowarm.schedule._schedule import NEEDS_TOTAL
-from autowarm.schedule._view import show_schedule
+from autowarm.schedule._view import horizon, landmarks, show_schedule
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -40,6 +43,12 @@ def register(sub: argparse._SubParsersAction) -> None:
         choices=TARGETS,
         help="also print code to paste: plain torch, HF transformers or autowarm",
     )
+    parser.add_argument(
+        "--json",
+        action="store_true",
+        help="one JSON document on stdout (the recipe for this run length, its landmark "
+        "steps, the code if --code), nothing else",
+    )
     parser.set_defaults(func=run)
 
 
@@ -63,15 +72,32 @@ def run(args: argparse.Namespace, *, console: Console | None = None) -> int:
         )
     png = schedule_png(recipe) if args.png is not None else None
 
-    # 2) print; 3) write the plot last, atomically
-    console = console or Console()
-    show_schedule(recipe, console=console)
+    code = None
     if args.code is not None:
         code = recipe.render(args.code, path=args.recipe if args.code == "autowarm" else None)
+
+    # 2) print; 3) write the plot last, atomically
+    if args.json:
+        console = Console(quiet=True)
+    console = console or Console()
+    show_schedule(recipe, console=console)
+    if code is not None:
         console.print()
         # soft_wrap: never break a line of code at the terminal's width (it is for pasting)
         console.print(Text(code), soft_wrap=True)
     if png is not None:
         atomic_write_bytes(args.png, png)
         console.print(Text(f"saved plot to {args.png}"), soft_wrap=True)
+    if args.json:
+        sys.stdout.write(json.dumps(_document(recipe, code, args.png), allow_nan=False) + "\n")
     return 0
+
+
+def _document(recipe: Recipe, code: str | None, png: str | None) -> dict[str, Any]:
+    last = horizon(recipe)
+    total = None if recipe.total_steps is not None or recipe.decay not in NEEDS_TOTAL else last
+    marks = [
+        {"step": step, "lr": recipe.lr_at(step, total), "what": what}
+        for step, what in landmarks(recipe.schedule(total), last)
+    ]
+    return {"recipe": recipe.to_dict(), "landmarks": marks, "code": code, "png": png}

@@ -15,7 +15,16 @@ from autowarm.probe._config import ProbeConfig, validate
         ({"trials": 0}, "--trials must be >= 1 but got 0."),
         ({"jobs": 0}, "--jobs must be >= 1 but got 0."),
         ({"sampler": "cma"}, "--sampler must be one of tpe, gp, qmc but got 'cma'."),
-        ({"margin": 0.5}, "--margin must be >= 1 but got 0.5."),
+        ({"margin": 0.5}, "--margin must be in [1, 100] but got 0.5."),
+        # case 17: an unbounded margin fails before the search, not after it (or silently)
+        ({"margin": float("inf")}, "--margin must be in [1, 100] but got inf."),
+        ({"margin": 1e308}, "--margin must be in [1, 100] but got 1e+308."),
+        ({"margin": float("nan")}, "--margin must be in [1, 100] but got nan."),
+        # case 16: an infinite LR bound is refused before anything starts
+        ({"lr_range": (1e-4, float("inf"))}, "--lr-range must be positive finite numbers"),
+        ({"lr_range": (-1e-3, 1e-1)}, "--lr-range must be positive finite numbers"),
+        # case 19: a probe longer than the run it stands for
+        ({"total_steps": 20, "steps": 30}, "--steps must be <= --total-steps but got 30 > 20"),
     ],
 )
 def test_validate(kwargs: dict, message: str) -> None:

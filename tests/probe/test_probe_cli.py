@@ -45,7 +45,8 @@ def test_stable_script_with_two_jobs_json_and_show(tmp_path: Path) -> None:
     )  # fmt: skip
     assert proc.returncode == 0, proc.stderr
     doc = json.loads(proc.stdout)  # exactly one JSON document, nothing else on stdout
-    assert set(doc) == {"recipe", "trials", "cost", "study", "storage"}
+    assert set(doc) == {"recipe", "trials", "cost", "study", "storage", "error"}
+    assert doc["error"] is None
     assert len(doc["trials"]) == 4
     ok = {"stable", "spike", "diverged", "stalled", "pruned"}
     assert {t["status"] for t in doc["trials"]} <= ok
@@ -62,6 +63,7 @@ def test_stable_script_with_two_jobs_json_and_show(tmp_path: Path) -> None:
 
     shown = autowarm("show", "--json", cwd=tmp_path)
     assert shown.returncode == 0, shown.stderr
+    assert shown.stderr == ""  # case 15: --json is the document alone, no report on stderr
     again = json.loads(shown.stdout)
     assert again["study"] == doc["study"]
     assert again["recipe"]["peak_lr"] == recipe["peak_lr"]
@@ -207,3 +209,135 @@ def test_bad_input_is_one_line_exit_2_and_nothing_written(
 
 def test_show_without_results_is_a_clear_error(tmp_path: Path) -> None:
     assert "no probe results" in one_error_line(autowarm("show", cwd=tmp_path))
+
+
+# -- issue 14: bad input and misleading messages (in-process where nothing runs) ------------------
+def _main(argv: list[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> int:
+    from autowarm._cli import main
+
+    monkeypatch.chdir(tmp_path)
+    return main(argv)
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        # case 16: an infinite or negative LR bound (argparse took "-1e-3" for an option)
+        (["--lr-range", "1e-4", "inf"], "--lr-range must be positive finite numbers"),
+        (["--lr-range", "-1e-3", "1e-1"], "--lr-range must be positive finite numbers"),
+        # case 17: margins that only fail after the search, or recommend LR 1e-309
+        (["--margin", "inf"], "--margin must be in [1, 100] but got inf."),
+        (["--margin", "1e308"], "--margin must be in [1, 100] but got 1e+308."),
+        # case 19: a probe longer than the run
+        (["--total-steps", "20", "--steps", "30"], "--steps must be <= --total-steps"),
+    ],
+)
+def test_case16_17_19_bad_numbers_are_one_line_before_anything_is_stored(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys, argv: list[str], message: str
+) -> None:
+    assert _main(["probe", *argv, SCRIPT], tmp_path, monkeypatch) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and message in err
+    assert list(tmp_path.iterdir()) == []  # no .autowarm, no recipe
+
+
+def test_case19_show_total_steps_zero_is_a_usage_error(tmp_path, monkeypatch, capsys) -> None:
+    assert _main(["show", "--total-steps", "0"], tmp_path, monkeypatch) == 2
+    assert "--total-steps: must be a positive integer but got 0" in capsys.readouterr().err
+
+
+def test_case13_a_directory_as_the_script_is_not_a_file(tmp_path, monkeypatch, capsys) -> None:
+    (tmp_path / "train").mkdir()
+    assert _main(["probe", "train"], tmp_path, monkeypatch) == 2
+    assert "script 'train' is not a file" in capsys.readouterr().err
+
+
+def test_case14_png_without_matplotlib_fails_before_the_search(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys
+) -> None:
+    monkeypatch.setitem(sys.modules, "matplotlib.figure", None)
+    assert _main(["probe", "--png", "map.png", SCRIPT], tmp_path, monkeypatch) == 2
+    err = capsys.readouterr().err
+    assert "--png needs matplotlib" in err and "pip install 'autowarm[plot]'" in err
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [["probe", "--json", "missing.py"], ["probe", "--json", "--trials", "x", SCRIPT]],
+)
+def test_case15_probe_json_failure_is_one_json_document(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys, argv: list[str]
+) -> None:
+    assert _main(argv, tmp_path, monkeypatch) == 2
+    doc = json.loads(capsys.readouterr().out)  # exactly one document
+    assert doc["exit_code"] == 2 and ("missing.py" in doc["error"] or "--trials" in doc["error"])
+
+
+def test_case12_the_scripts_help_is_not_a_probe(tmp_path, monkeypatch, capsys) -> None:
+    assert _main(["probe", SCRIPT, "--help"], tmp_path, monkeypatch) == 2
+    assert "for autowarm's options run `autowarm probe --help`" in capsys.readouterr().err
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_case21_show_study_help_does_not_mention_a_script(capsys) -> None:
+    from autowarm._cli import main
+
+    with pytest.raises(SystemExit):
+        main(["show", "--help"])
+    assert "the study with the most recent trial" in " ".join(capsys.readouterr().out.split())
+
+
+# -- issue 14: cases that need real trials ---------------------------------------------------------
+def test_case12_autowarm_options_after_the_script_are_named(tmp_path: Path) -> None:
+    # train_tiny.py has no --trials: its argparse fails the first trial
+    proc = autowarm("probe", "--steps", "30", SCRIPT, "--trials", "2", cwd=tmp_path)
+    line = one_error_line(proc)
+    assert "(--trials after" in line and "autowarm's options go before it" in line
+    assert line.count("autowarm probe --trials") == 1
+
+
+def test_case6_ctrl_c_while_reading_the_scripts_lr_exits_130(tmp_path: Path) -> None:
+    p = subprocess.Popen(
+        [sys.executable, "-m", "autowarm", "probe", "--steps", "30", SCRIPT, "--step-sleep", "5"],
+        cwd=tmp_path,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "OMP_NUM_THREADS": "1"},
+    )
+    assert p.stderr is not None
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and "learning rate" not in p.stderr.readline():
+        pass
+    time.sleep(1.0)  # inside the 2-step calibration run (each step sleeps 5 s)
+    p.send_signal(signal.SIGINT)
+    out, err = p.communicate(timeout=60)
+    assert p.returncode == 130, err
+    assert "Traceback" not in err and "math domain error" not in err
+    assert "interrupted before the first trial" in out + err
+    assert not (tmp_path / "autowarm.json").exists()
+
+
+def test_case8_an_edited_script_is_another_study_or_said_so(tmp_path: Path) -> None:
+    script = tmp_path / "train.py"
+    script.write_text(Path(SCRIPT).read_text())
+    probe = ["probe", "--json", "--steps", "30", "--trials", "2", "--seed", "0", "train.py"]
+    first = json.loads(autowarm(*probe, cwd=tmp_path).stdout)
+    script.write_text(script.read_text() + "\n# edited after the search\n")
+    second = autowarm(*probe, cwd=tmp_path)
+    assert json.loads(second.stdout)["study"] != first["study"]  # default name: a new study
+    third = autowarm(*probe[:-1], "--study", first["study"], "train.py", cwd=tmp_path)
+    assert third.returncode == 0, third.stderr
+    note = " ".join(third.stderr.split())
+    assert f"train.py changed since the 2 trials of study '{first['study']}'" in note
+    assert "pass another --study NAME" in note
+
+
+def test_case19_a_timeout_says_the_evidence_is_thin(tmp_path: Path) -> None:
+    proc = autowarm(
+        "probe", "--steps", "30", "--trials", "20", "--timeout", "5", "--seed", "0",
+        SCRIPT, "--step-sleep", "0.03", cwd=tmp_path,
+    )  # fmt: skip
+    said = " ".join((proc.stdout + proc.stderr).split())
+    assert "--timeout reached" in said and "of 20 trials: a thin base" in said

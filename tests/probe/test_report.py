@@ -61,7 +61,7 @@ def test_live_report_prints_one_row_per_trial_with_progress() -> None:
     lines = text(c).splitlines()
     assert any(ln.split()[:4] == ["1/2", "1", "20", "0.01"] for ln in lines)
     assert any("diverged: loss rose 10x" in ln for ln in lines)
-    assert "best 1.5 (#1)" in lines[-1] and lines[-1].startswith("2/2 trials")
+    assert "best 1.5 (trial 1)" in lines[-1] and lines[-1].startswith("2/2 trials")
 
 
 def test_code_to_paste_is_never_cut_at_the_terminal_width() -> None:
@@ -74,3 +74,39 @@ def test_code_to_paste_is_never_cut_at_the_terminal_width() -> None:
     for target in ("torch", "transformers"):
         for line in recipe.render(target).splitlines():
             assert line.rstrip() in out, line
+
+
+def test_case21_legend_names_every_glyph_the_map_draws() -> None:
+    c = console()
+    c.print(stability_map(RECORDS, lr_range=(1e-4, 1.0), warmup_max=50))
+    legend = " ".join(text(c).split("peak LR (log)")[1].split())  # unwrapped
+    for glyph in ("× diverged", "N NaN/Inf", "= stalled", "p pruned", "! failed", "T timeout"):
+        assert glyph in legend
+    assert "? interrupted" in legend
+
+
+def test_case21_row_labels_say_exactly_which_warmups_a_row_holds() -> None:
+    c = console()
+    c.print(stability_map(RECORDS, lr_range=(1e-4, 1.0), warmup_max=8))
+    labels = [ln.split("│")[0].strip() for ln in text(c).splitlines() if "│" in ln]
+    # 8 rows for warmups 0..8: the last row holds 7 and 8 (no "8-8", no 8 left out)
+    assert labels == ["0", "1", "2", "3", "4", "5", "6", "7-8"]
+
+
+def test_case21_live_rows_name_the_trial_number_as_such() -> None:
+    c = console()
+    rep = LiveReport(c, probe_steps=100)
+    rep.started(0, 2, (1e-4, 1.0))
+    rep.trial_finished(RECORDS[1], 1, 2)
+    header = next(ln for ln in text(c).splitlines() if "warmup" in ln and "status" in ln)
+    assert header.split()[:2] == ["done", "trial"]
+
+
+def test_case13_status_says_the_step_once() -> None:
+    from autowarm.probe._report import status_text
+
+    reason = "killed after 5 s at step 12"
+    timeout = TrialRecord(7, 0.01, 5, "timeout", steps=12, reason=reason)
+    assert status_text(timeout).plain == f"timeout: {reason}"
+    stalled = TrialRecord(8, 0.01, 5, "stalled", steps=40, reason="no progress")
+    assert status_text(stalled).plain == "stalled: no progress (step 40)"

@@ -167,9 +167,8 @@ def test_missing_total_steps_suggests_the_flag(tmp_path, capsys) -> None:
 
 @pytest.mark.parametrize("value", ["0", "-3", "1.5", "many"])
 def test_bad_total_steps_flag(capsys, value: str) -> None:
-    with pytest.raises(SystemExit) as info:
-        main(["schedule", str(EXAMPLE), "--total-steps", value])
-    assert info.value.code == 2
+    # a usage error: main() returns argparse's exit code 2 (it raises nothing)
+    assert main(["schedule", str(EXAMPLE), "--total-steps", value]) == 2
     assert "--total-steps: must be a positive integer" in capsys.readouterr().err
 
 
@@ -231,3 +230,17 @@ def test_render_chart_labels() -> None:
     assert lines[0].startswith("1.00e-03 ┤")
     assert lines[1].startswith("0.00e+00 ┤")
     assert lines[-1].split() == ["0", "2"]
+
+
+def test_case21_schedule_json_is_one_document_for_the_run_length(capsys) -> None:
+    assert (
+        main(["schedule", str(EXAMPLE), "--json", "--total-steps", "8000", "--code", "torch"]) == 0
+    )
+    out = capsys.readouterr().out
+    doc = json.loads(out)  # nothing else on stdout
+    assert doc["recipe"]["total_steps"] == 8000 and doc["png"] is None
+    assert "LambdaLR" in doc["code"]
+    marks = {m["what"]: m for m in doc["landmarks"]}
+    peak = marks["peak (end of warmup)"]
+    assert peak["step"] == doc["recipe"]["warmup_steps"]
+    assert peak["lr"] == pytest.approx(doc["recipe"]["peak_lr"])
