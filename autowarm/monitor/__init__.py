@@ -11,7 +11,8 @@ spikes, divergence and stalls, cheaply (no host sync per step on CUDA).
     optimizer.monitor.summary()         # a rich table of what happened
 
 Modules: ``_event`` (Event, StepRecord), ``_detect`` (the rules and their defaults),
-``_monitor`` (history, events, actions, summary), ``_optimizer`` (the wrapper and its costs).
+``_monitor`` (history, events, actions, summary), ``_optimizer`` (the wrapper and its costs),
+``_clip`` (the norm before the user's own gradient clipping).
 """
 
 from __future__ import annotations

@@ -34,9 +34,10 @@ The CUDA claims above follow from the code (no ``.item()``, ``float()`` or block
 reads; ``tests/monitor`` checks them with ``torch.cuda.set_sync_debug_mode("error")`` where a
 GPU is present) and have not been measured on a GPU.
 
-Clipping: ``torch.nn.utils.clip_grad_norm_`` before ``step()`` leaves the monitor only the
-clipped norm, which hides grad-norm spikes. ``optimizer.clip_grad_norm_(max_norm)`` clips the
-same way, records the norm before clipping, and saves the monitor's own norm pass.
+Clipping: after ``torch.nn.utils.clip_grad_norm_`` the gradients hide any spike, so the
+monitor records the norm the clip measured *before* clipping (:mod:`._clip` taps the call:
+nanoGPT's loop, the HF Trainer and Lightning's ``gradient_clip_val`` all go through it) and
+skips its own norm pass. ``optimizer.clip_grad_norm_(max_norm)`` does the same explicitly.
 
 GradScaler: the wrapper declares ``_step_supports_amp_scaling`` (the protocol of torch's fused
 optimizers), so ``scaler.step(optimizer)`` always calls ``step()``, handing it ``found_inf``
@@ -59,6 +60,7 @@ import torch
 from rich.console import Console
 
 from autowarm._errors import AutowarmError
+from autowarm.monitor import _clip
 from autowarm.monitor._detect import Thresholds
 from autowarm.monitor._event import Event
 from autowarm.monitor._monitor import Monitor
@@ -87,6 +89,7 @@ class MonitoredOptimizer(torch.optim.Optimizer):
         _check_optimizer(optimizer)
         self.optimizer = optimizer
         self.monitor = monitor if monitor is not None else Monitor()
+        _clip.install()  # the user's own clip_grad_norm_ hands over the pre-clip norm
         self._init_transient()
         # inside an `autowarm probe` trial process only: the trial's controller rides this
         # wrapper's step hooks (it sets each step's LR and may end the trial)
@@ -221,8 +224,7 @@ class MonitoredOptimizer(torch.optim.Optimizer):
             for dev, group in _by_device(grads).items():
                 torch._foreach_mul_(group, inv_scale.to(dev))
         # 2) the per-step numbers, on the device
-        norm = self._pre_clip_norm if self._pre_clip_norm is not None else None
-        self._pre_clip_norm = None
+        norm = self._clipped_norm()
         if norm is None:
             norm = _total_norm(grads, device)
         loss = self._take_loss()
@@ -278,7 +280,9 @@ class MonitoredOptimizer(torch.optim.Optimizer):
             self._loss_sum, self._n_reports = None, 0
             self.report(out)
         grads = self._grads()
-        norm = _total_norm(grads, grads[0].device if grads else self._first_device())
+        norm = self._clipped_norm()  # Lightning clips inside the closure: its norm is kept
+        if norm is None:
+            norm = _total_norm(grads, grads[0].device if grads else self._first_device())
         loss = self._take_loss()
         zero = self._zero(norm.device)
         stats = torch.stack(
@@ -293,6 +297,18 @@ class MonitoredOptimizer(torch.optim.Optimizer):
         return out
 
     # -- helpers -------------------------------------------------------------------------------
+    def _clipped_norm(self) -> torch.Tensor | None:
+        """The norm before clipping, when a clip since the last step measured it: ours
+        (:meth:`clip_grad_norm_`) or the user's ``torch.nn.utils.clip_grad_norm_``."""
+        norm, self._pre_clip_norm = self._pre_clip_norm, None
+        tapped = _clip.take(self._grad_param_ids)
+        return norm if norm is not None else tapped
+
+    def _grad_param_ids(self) -> set[int]:
+        return {
+            id(p) for g in self.optimizer.param_groups for p in g["params"] if p.grad is not None
+        }
+
     def _grads(self) -> list[torch.Tensor]:
         grads = []
         for group in self.optimizer.param_groups:

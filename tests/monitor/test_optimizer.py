@@ -318,23 +318,30 @@ def test_report_does_not_keep_the_graph() -> None:
     assert opt._loss_sum is not None and not opt._loss_sum.requires_grad
 
 
-def test_torch_clip_grad_norm_before_step() -> None:
+def test_torch_clip_grad_norm_before_step_records_the_pre_clip_norm() -> None:
     bare_model, wrapped_model = _model(), _model()
     bare = torch.optim.SGD(bare_model.parameters(), lr=0.5)
     wrapped = wrap(torch.optim.SGD(wrapped_model.parameters(), lr=0.5), console=_quiet())
+    bare_norms = []
     for opt, model in ((bare, bare_model), (wrapped, wrapped_model)):
         for step in range(5):
             x, y = _batch(step)
             opt.zero_grad()
             loss = torch.nn.functional.mse_loss(model(x), y)
             loss.backward()
-            torch.nn.utils.clip_grad_norm_(model.parameters(), 0.1)
+            norm = torch.nn.utils.clip_grad_norm_(model.parameters(), 0.1)  # a generator
+            if opt is bare:
+                bare_norms.append(norm.item())
             if opt is wrapped:
                 wrapped.report(loss)
             opt.step()
     _assert_same(_params(bare_model), _params(wrapped_model))
-    # torch's clipping runs before the monitor looks: it sees the clipped norm
-    assert all(r.grad_norm <= 0.1 + 1e-5 for r in wrapped.monitor.history)
+    # the user's own clip (left as it is) hands the monitor the norm it measured before
+    # clipping: the same numbers the bare run's clip returned
+    assert all(r.grad_norm > 0.1 for r in wrapped.monitor.history)
+    assert [round(r.grad_norm, 5) for r in wrapped.monitor.history] == [
+        round(n, 5) for n in bare_norms
+    ]
 
 
 def test_wrapper_clip_grad_norm_matches_torch_and_records_pre_clip_norm() -> None:
@@ -733,3 +740,33 @@ def test_wrap_threshold_keywords_are_thresholds_fields_with_their_defaults() -> 
     got = opt.monitor.thresholds
     assert (got.window, got.stall_steps, got.spike_zscore) == (32, 7, 5.0)
     assert got.min_history == Thresholds().min_history
+
+
+def test_a_x100_grad_spike_behind_the_users_clip_is_caught_at_that_step() -> None:
+    model = _model()
+    opt = wrap(torch.optim.AdamW(model.parameters(), lr=1e-3), console=_quiet())
+    for step in range(60):
+        x, y = _batch(step)
+        opt.zero_grad()
+        loss = torch.nn.functional.mse_loss(model(x), y)
+        loss.backward()
+        if step == 50:
+            for p in model.parameters():
+                p.grad.mul_(100.0)
+        torch.nn.utils.clip_grad.clip_grad_norm_(model.parameters(), max_norm=1.0)
+        opt.report(loss)
+        opt.step()
+    spikes = [e for e in opt.monitor.events if e.kind == "spike" and e.signal == "grad_norm"]
+    assert [e.step for e in spikes] == [50]
+
+
+def test_a_clip_of_other_parameters_is_not_taken_for_this_optimizers() -> None:
+    a, b = _model(), _model()
+    opt = wrap(torch.optim.SGD(a.parameters(), lr=0.1), console=_quiet())
+    x, y = _batch(0)
+    torch.nn.functional.mse_loss(a(x), y).backward()
+    torch.nn.functional.mse_loss(b(x), y).backward()
+    own = torch.sqrt(sum((p.grad**2).sum() for p in a.parameters())).item()
+    torch.nn.utils.clip_grad_norm_(b.parameters(), 1e-3)  # another model's gradients
+    opt.step()
+    assert opt.monitor.history[-1].grad_norm == pytest.approx(own, rel=1e-5)
