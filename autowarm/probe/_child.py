@@ -45,6 +45,7 @@ import importlib.machinery
 import json
 import math
 import os
+import signal
 import sys
 import time
 import traceback
@@ -392,6 +393,82 @@ def _exec_main(script: str, args: list[str]) -> None:
     exec(compile(source, path, "exec", dont_inherit=True), main.__dict__)
 
 
+# ---------------------------------------------------------------------------------------------
+# the trial's process tree: a subprocess started with `start_new_session=True` (or a daemon
+# that double-forks) leaves the trial's process group, so killing the group misses it
+
+_PR_SET_CHILD_SUBREAPER = 36  # <linux/prctl.h>
+
+
+def become_subreaper() -> None:
+    """Linux: descendants orphaned inside this process's tree are reparented to it instead of
+    init, so they stay in its tree (:func:`descendants`) until it ends them."""
+    if not sys.platform.startswith("linux"):
+        return
+    try:
+        import ctypes
+
+        ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)
+    except (OSError, AttributeError):  # no libc prctl: the process group still is killed
+        pass
+
+
+def _stat(pid: int) -> tuple[int, int] | None:
+    """``(parent pid, start time)`` of a live process, from ``/proc/PID/stat``."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            data = f.read()
+    except OSError:
+        return None
+    fields = data.rsplit(b")", 1)[-1].split()  # after "pid (comm)": state, ppid, ...
+    try:
+        return int(fields[1]), int(fields[19])
+    except (IndexError, ValueError):
+        return None
+
+
+def process_start(pid: int) -> int | None:
+    """When ``pid`` started (clock ticks since boot); None when it is gone or unknown."""
+    stat = _stat(pid)
+    return None if stat is None else stat[1]
+
+
+def descendants(pid: int, start: int | None = None) -> dict[int, tuple[int, int]]:
+    """Every process below ``pid``: ``{pid: (parent pid, start time)}`` (empty without
+    ``/proc``, or when ``pid`` is no longer the process that began at ``start``). The start
+    time tells a process from a later one that reuses its pid."""
+    if start is not None and process_start(pid) != start:
+        return {}
+    try:
+        names = [int(n) for n in os.listdir("/proc") if n.isdigit()]
+    except OSError:
+        return {}
+    children: dict[int, list[int]] = {}
+    info: dict[int, tuple[int, int]] = {}
+    for p in names:
+        stat = _stat(p)
+        if stat is not None:
+            info[p] = stat
+            children.setdefault(stat[0], []).append(p)
+    found: dict[int, tuple[int, int]] = {}
+    todo = [pid]
+    while todo:
+        for child in children.get(todo.pop(), []):
+            if child not in found:
+                found[child] = info[child]
+                todo.append(child)
+    return found
+
+
+def kill_processes(procs: dict[int, tuple[int, int]], sig: int) -> None:
+    """Signal each of ``procs`` that is still the same process (same start time)."""
+    for pid, (_, start) in procs.items():
+        stat = _stat(pid)
+        if stat is not None and stat[1] == start:
+            with contextlib.suppress(OSError):
+                os.kill(pid, sig)
+
+
 def run_script(script: str, args: list[str]) -> int:
     """Run ``script`` as ``__main__`` like ``python script args``; report how it ended.
 
@@ -400,6 +477,7 @@ def run_script(script: str, args: list[str]) -> int:
     trial's process group anyway.
     """
     os.environ[PID_ENV] = str(os.getpid())
+    become_subreaper()
     session = _get_session()
     code = 0
     try:
@@ -433,6 +511,8 @@ def run_script(script: str, args: list[str]) -> int:
         for stream in (sys.stdout, sys.stderr):
             with contextlib.suppress(Exception):
                 stream.flush()
+        # the trial's whole tree ends with it, also what left its process group
+        kill_processes(descendants(os.getpid()), signal.SIGKILL)
     return code
 
 

@@ -41,6 +41,8 @@ import tempfile
 import threading
 from collections.abc import Callable, Mapping, Sequence
 
+from autowarm.probe._child import become_subreaper, descendants, kill_processes
+
 _BASELINE = ("torch", "autowarm", "autowarm.probe._child")
 # imported when present: creating the first optimizer imports torch._dynamo (~1 s)
 _OPTIONAL = ("numpy", "torch.optim", "torch._dynamo")
@@ -104,6 +106,8 @@ def serve(sock_fd: int, preload: Sequence[str]) -> None:
     signal.set_wakeup_fd(wake_w)
     signal.signal(signal.SIGCHLD, lambda *_: None)
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    # what a dead trial leaves behind outside its process group comes to us, to be ended
+    become_subreaper()
     # everything imported so far lives on: keep the children's GC from touching (and so
     # copying) those pages
     gc.collect()
@@ -165,15 +169,26 @@ def _serve_forks(sock: socket.socket, send: Callable[[dict], None], wake: tuple[
             pid = _fork_trial(req, fds, sock, wake)
             ids[pid] = req["id"]
             send({"id": req["id"], "pid": pid})
-        while ids:
-            try:
-                pid, status = os.waitpid(-1, os.WNOHANG)
-            except ChildProcessError:
-                break
-            if pid == 0:
-                break
-            if pid in ids:
-                send({"id": ids.pop(pid), "exit": os.waitstatus_to_exitcode(status)})
+        _reap(ids, send)
+
+
+def _reap(ids: dict[int, int], send: Callable[[dict], None]) -> None:
+    """Report each trial that exited; end the orphans its death handed to us (a subreaper)."""
+    reaped = False
+    while True:
+        try:
+            pid, status = os.waitpid(-1, os.WNOHANG)
+        except ChildProcessError:
+            break
+        if pid == 0:
+            break
+        reaped = True
+        if pid in ids:
+            send({"id": ids.pop(pid), "exit": os.waitstatus_to_exitcode(status)})
+    if reaped:  # each killed orphan is reaped here in turn, and hands us its own children
+        me = os.getpid()
+        orphans = {p: s for p, s in descendants(me).items() if s[0] == me and p not in ids}
+        kill_processes(orphans, signal.SIGKILL)
 
 
 def _fork_trial(req: dict, fds: list[int], sock: socket.socket, wake: tuple[int, int]) -> int:
@@ -293,6 +308,11 @@ class ForkServer:
         self.unsafe = False  # a preloaded import made forking unsafe
         self.dead = False
         self.preloaded: list[str] = []  # the script's packages the server imported
+        self._closing = False
+        # the reader owns the socket's lifetime: close() shuts it down (the reader sees EOF),
+        # joins the reader and only then closes the fd, so no recv ever runs on a closed or
+        # reused descriptor
+        self._sock.settimeout(0.5)
         self._reader = threading.Thread(target=self._read, name="autowarm-forkserver", daemon=True)
         self._reader.start()
 
@@ -304,12 +324,11 @@ class ForkServer:
         return self.error is None
 
     def _read(self) -> None:
-        self._sock.settimeout(0.5)
         while True:
             try:
                 data = self._sock.recv(_MAX_MSG)
             except TimeoutError:
-                if self._proc.poll() is None:
+                if self._proc.poll() is None and not self._closing:
                     continue
                 data = b""
             except OSError:
@@ -394,15 +413,21 @@ class ForkServer:
         return child
 
     def close(self) -> None:
+        with self._lock:
+            if self._closing:
+                return
+            self._closing = True
+        # EOF to the server (it kills its trials and exits) and to our reader
         with contextlib.suppress(OSError):
             self._sock.shutdown(socket.SHUT_RDWR)
-        self._sock.close()
         try:
             self._proc.wait(5)
         except subprocess.TimeoutExpired:
             with contextlib.suppress(OSError):
                 os.killpg(self._proc.pid, 9)
             self._proc.wait()
-        self._reader.join(timeout=10)
+        if self._reader is not threading.current_thread():
+            self._reader.join(timeout=10)
+        self._sock.close()
         self._log.close()
         self.dead = True

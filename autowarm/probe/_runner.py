@@ -49,6 +49,9 @@ from autowarm.probe._child import (
     FD_ENV,
     PID_ENV,
     TRIAL_ENV,
+    descendants,
+    kill_processes,
+    process_start,
     schedule,
     spec_to_json,
 )
@@ -321,13 +324,21 @@ class _TrialProcess:
         self.stop_status: str | None = None  # pruned / timeout / interrupted
         self.stop_reason: str | None = None
         self.kill_at: float | None = None
+        self._tree: dict[int, tuple[int, int]] = {}  # every descendant seen: pid -> stat
+        self._start = None if self.pid is None else process_start(self.pid)
         self._buf = b""
 
     # -- stopping ----------------------------------------------------------------------------
 
     def kill_group(self, sig: int) -> None:
+        """Signal the trial's process group and every descendant that left it (its own
+        session). The trial is a subreaper (see ``_child.become_subreaper``): while it lives,
+        all of them are below it; remembered, they are reached after it died too."""
         if self.pid is None:
             return
+        if self._start is not None:  # else it is gone already (and its pid maybe reused)
+            self._tree.update(descendants(self.pid, self._start))
+        kill_processes(self._tree, sig)
         try:
             os.killpg(self.pid, sig)
         except ProcessLookupError:

@@ -20,6 +20,7 @@ import pytest
 
 from autowarm import Recipe
 from autowarm._errors import AutowarmError
+from autowarm.probe._forkserver import ForkServer
 from autowarm.probe._runner import ProbeRunner, _third_party_imports
 from autowarm.probe._types import TrialResult, TrialSpec
 
@@ -487,3 +488,73 @@ def test_the_fork_server_can_be_turned_off_by_environment(
     path.write_text("pass\n")
     with ProbeRunner(str(path)) as runner:
         assert runner.mode == "spawn" and runner.fallback_reason is None
+
+
+@pytest.mark.parametrize("end", ["finished", "pruned", "killed by a signal"])
+def test_case10_subprocesses_in_their_own_session_end_with_the_trial(
+    script: Script, tmp_path: Path, end: str
+) -> None:
+    # one `start_new_session=True` sleep, one orphaned by its shell: neither is in the trial's
+    # process group, and the orphan is not even the trial's child
+    pids_file = tmp_path / "pids.json"
+    alive: list[bool] = []
+
+    def on_step(step: int, loss: float, grad_norm: float) -> bool:
+        if step == 0:
+            alive.extend(not _gone(pid, 0.0) for pid in json.loads(pids_file.read_text()))
+        return end == "pruned" and step == 3
+
+    config: dict[str, Any] = {"detach": str(pids_file), "sleep": 0.01}
+    if end == "killed by a signal":
+        config["abort_at"] = 5
+    result = script.run(spec(probe_steps=20), on_step, **config)
+    assert result.status == {"finished": "stable", "pruned": "pruned"}.get(end, "failed")
+    assert alive == [True, True]
+    for pid in json.loads(pids_file.read_text()):
+        assert _gone(pid), f"a subprocess of the trial ({end}) outlived it"
+
+
+def test_case10_a_runner_stop_ends_the_subprocesses_outside_the_group(tmp_path: Path) -> None:
+    # spawn mode: no fork server to hand orphans to; the runner itself ends the whole tree
+    s = Script(tmp_path, forkserver=False)
+    pids_file = tmp_path / "pids.json"
+    try:
+        result = s.run(
+            spec(probe_steps=400), lambda step, *_: step == 3, detach=str(pids_file), sleep=0.01
+        )
+    finally:
+        s.runner.close()
+    assert result.status == "pruned"
+    for pid in json.loads(pids_file.read_text()):
+        assert _gone(pid), "a subprocess of the trial outlived it"
+
+
+def test_case9_closing_the_fork_server_at_once_raises_nothing_in_its_reader(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # an early exit (a bad --storage) closes the server before its reader thread has run;
+    # a reader slow to be scheduled makes that race certain
+    errors: list[BaseException | None] = []
+    monkeypatch.setattr(threading, "excepthook", lambda args: errors.append(args.exc_value))
+    read = ForkServer._read
+
+    def late_read(self: ForkServer) -> None:
+        time.sleep(0.3)
+        read(self)
+
+    monkeypatch.setattr(ForkServer, "_read", late_read)
+    server = ForkServer("/bin/true", os.getcwd(), dict(os.environ))
+    server.close()
+    server._reader.join(5)
+    assert not server._reader.is_alive()
+    assert errors == []
+    server.close()  # twice is harmless
+
+
+def test_case11_a_nan_loss_from_the_start_ends_the_trial_at_its_first_step(
+    script: Script,
+) -> None:
+    # what the search's "NaN at any LR" rule relies on: the first loss, taken before any
+    # update, is NaN -> the trial is nonfinite after 1 step whatever its LR
+    result = script.run(spec(peak_lr=1e-6, probe_steps=30), nan_loss=True)
+    assert (result.status, result.steps) == ("nonfinite", 1)

@@ -30,6 +30,8 @@ parser.add_argument("--abort-at", type=int, default=-1)
 parser.add_argument("--sleep", type=float, default=0.0, help="seconds per step")
 parser.add_argument("--spawn-child", help="start a sleeping subprocess, write its pid here")
 parser.add_argument("--workers", type=int, default=0, help="DataLoader worker processes")
+parser.add_argument("--detach", help="start sleeps outside the process group, pids here")
+parser.add_argument("--nan-loss", action="store_true", help="the loss is NaN from the start")
 parser.add_argument("--sub-train", help="first run a 3-step subprocess; it writes its steps here")
 parser.add_argument("--lazy-monitor", action="store_true", help="batched reads, as on a GPU")
 parser.add_argument("--worker-pids", help="each DataLoader worker appends its pid here")
@@ -72,6 +74,13 @@ if args.spawn_child:
     with open(args.spawn_child + ".tmp", "w") as f:
         f.write(str(child.pid))
     os.replace(args.spawn_child + ".tmp", args.spawn_child)
+if args.detach:  # its own session, and an orphan (its shell exits at once) in another one
+    sleeper = subprocess.Popen(["sleep", "60"], start_new_session=True)
+    shell = ["sh", "-c", "sleep 60 >/dev/null 2>&1 & echo $!"]
+    orphan = subprocess.run(shell, start_new_session=True, capture_output=True, check=True)
+    with open(args.detach + ".tmp", "w") as f:
+        json.dump([sleeper.pid, int(orphan.stdout)], f)
+    os.replace(args.detach + ".tmp", args.detach)
 log = open(args.log, "a") if args.log else None  # noqa: SIM115
 SUB_TRAIN = """
 import sys, torch, autowarm
@@ -122,6 +131,8 @@ def train() -> None:
         if it == args.abort_at:
             os.abort()
         loss = ((head(torch.tanh(body(bx))) - by) ** 2).mean()
+        if args.nan_loss:
+            loss = loss * float("nan")
         for o in optimizers:
             o.zero_grad()
         loss.backward()
