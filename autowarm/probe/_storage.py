@@ -18,8 +18,10 @@ import re
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+from urllib.parse import unquote_plus
 
 from autowarm._errors import AutowarmError
+from autowarm._io import write_problem
 
 if TYPE_CHECKING:
     import optuna
@@ -28,17 +30,42 @@ if TYPE_CHECKING:
 DEFAULT_DIR = ".autowarm"
 DEFAULT_DB = "autowarm.db"
 _JOURNAL_SUFFIXES = (".log", ".journal", ".jsonl")
-_PASSWORD = re.compile(r"(?P<head>[a-zA-Z][a-zA-Z0-9+.\-]*://[^:/@\s]*:)(?P<pw>[^@\s]*)(?P<at>@)")
+#: The password after ``user:`` in the netloc ...
+_NETLOC_PASSWORD = re.compile(
+    r"(?P<head>[a-zA-Z][a-zA-Z0-9+.\-]*://[^:/@\s]*:)(?P<pw>[^@\s]*)(?P<at>@)"
+)
+#: ... and in the query string (libpq's ``password``/``sslpassword``, MySQL drivers' ``passwd``);
+#: its empty ``at`` lets one substitution serve both.
+_QUERY_PASSWORD = re.compile(
+    r"(?P<head>[?&](?:ssl)?(?:password|passwd|pwd)=)(?P<pw>[^&#\s'\"]*)(?P<at>)", re.IGNORECASE
+)
+_PASSWORDS = (_NETLOC_PASSWORD, _QUERY_PASSWORD)
+#: ``fail(why, fix)``: the one-line error for a storage URL (see :func:`_failure`).
+_Fail = Callable[..., AutowarmError]
+_REACHABLE = "pass a reachable Optuna storage URL with --storage (e.g. sqlite:///autowarm.db)"
+_SQLITE_FILE = "pass --storage sqlite:///path/to/file.db"
+#: ``pip install`` names of the database drivers SQLAlchemy imports, by module.
+_DRIVERS = {
+    "psycopg2": "psycopg2-binary",
+    "psycopg": "'psycopg[binary]'",
+    "MySQLdb": "mysqlclient",
+    "pymysql": "PyMySQL",
+    "mysql": "mysql-connector-python",
+}
 
 
 def mask_url(url: str) -> str:
-    """``postgresql://bob:secret@db/x`` -> ``postgresql://bob:***@db/x``."""
-    return _PASSWORD.sub(lambda m: f"{m['head']}***{m['at']}", url)
+    """``postgresql://bob:secret@db/x`` -> ``postgresql://bob:***@db/x``; the same for
+    ``…/x?password=secret``."""
+    for pattern in _PASSWORDS:
+        url = pattern.sub(lambda m: f"{m['head']}***{m['at']}", url)
+    return url
 
 
-def _password(url: str) -> str | None:
-    m = _PASSWORD.search(url)
-    return m["pw"] if m and m["pw"] else None
+def _secrets(url: str) -> list[str]:
+    """Every password in ``url``, as written and percent-decoded (a driver may echo either)."""
+    found = [m["pw"] for pattern in _PASSWORDS for m in pattern.finditer(url) if m["pw"]]
+    return sorted({*found, *map(unquote_plus, found)}, key=len, reverse=True)
 
 
 def default_url(cwd: str | os.PathLike[str] | None = None) -> str:
@@ -56,10 +83,10 @@ def _journal_path(url: str) -> str | None:
 def open_storage(url: str | None, *, create: bool = True) -> tuple[Any, str]:
     """Open (and with ``create`` make) the storage; return ``(storage, masked_url)``.
 
-    Any failure is one :class:`AutowarmError` line naming the masked URL and the fix; nothing
-    is created when the URL is wrong (a bad scheme, a missing folder, an unreachable server).
+    Any failure is one :class:`AutowarmError` line naming the masked URL, the problem and its
+    fix; nothing is created when the URL is wrong (a bad scheme, a missing folder, an empty
+    SQLite path, an unreachable server).
     """
-    given = url
     url = url if url is not None else _default_store(create)
     fail = _failure(url)
     journal = _journal_path(url)
@@ -67,18 +94,40 @@ def open_storage(url: str | None, *, create: bool = True) -> tuple[Any, str]:
         return _open_journal(Path(journal), create=create, fail=fail), mask_url(url)
     if "://" not in url:
         raise fail(
-            "not a storage URL (expected sqlite:///file.db, postgresql://…, or journal:///file.log)"
+            "not a storage URL",
+            "pass sqlite:///file.db, postgresql://…, or journal:///file.log with --storage",
         )
-    if url.startswith("sqlite:///") and given is not None:
-        # SQLite would create a database file; refuse a missing folder or (for show) a missing
-        # file so a typo writes nothing.
-        path = Path(url[len("sqlite:///") :])
-        if str(path) not in ("", ":memory:"):
-            if not path.parent.is_dir():
-                raise fail(f"folder {str(path.parent)!r} does not exist")
-            if not create and not path.exists():
-                raise fail("no such database file")
+    if url.startswith("sqlite"):
+        _check_sqlite_path(url, create=create, fail=fail)
     return _open_rdb(url, fail=fail), mask_url(url)
+
+
+def _check_sqlite_path(url: str, *, create: bool, fail: _Fail) -> None:
+    """SQLite would create a database file, or silently use memory for an empty path; refuse
+    an empty path, memory, a missing folder or (for show) a missing file so a typo writes
+    nothing and no probe runs into a database that forgets its trials."""
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError
+
+    try:
+        parsed = make_url(url)
+    except ArgumentError as e:
+        raise fail(e) from None
+    if parsed.get_backend_name() != "sqlite":
+        return
+    database = parsed.database
+    if not database:
+        raise fail("the database path is empty", _SQLITE_FILE)
+    if database == ":memory:":
+        raise fail("an in-memory database keeps no trials", _SQLITE_FILE)
+    path = Path(database)
+    if not path.parent.is_dir():
+        raise fail(f"folder {str(path.parent)!r} does not exist")
+    if not create and not path.exists():
+        raise fail("no such database file")
+    problem = write_problem(path) if create else None
+    if problem is not None:
+        raise fail(problem, None)
 
 
 def _default_store(create: bool) -> str:
@@ -94,28 +143,30 @@ def _default_store(create: bool) -> str:
             folder.mkdir(exist_ok=True)
         except OSError as e:
             raise AutowarmError(
-                f"cannot create {str(folder)!r}: {e.strerror}; pass --storage URL."
+                f"cannot create {str(folder)!r}: {(e.strerror or 'failed').lower()}; "
+                "pass --storage URL."
             ) from None
     return f"sqlite:///{folder / DEFAULT_DB}"
 
 
-def _failure(url: str) -> Callable[[object], AutowarmError]:
-    """The one-line error for ``url``, its password masked in the URL and in the cause."""
-    shown, secret = mask_url(url), _password(url)
+def _failure(url: str) -> _Fail:
+    """The one-line error for ``url``: its passwords masked in the URL and in the cause, the
+    problem, then one fix (by default: pass a reachable URL; ``None`` when ``why`` names it)."""
+    shown, hidden = mask_url(url), _secrets(url)
 
-    def fail(why: object) -> AutowarmError:
+    def fail(why: object, fix: str | None = _REACHABLE) -> AutowarmError:
         text = str(why).strip().splitlines()[0] if str(why).strip() else type(why).__name__
-        if secret:
-            text = text.replace(secret, "***")
-        return AutowarmError(
-            f"storage {shown!r} cannot be opened: {text}; pass a reachable Optuna storage URL "
-            "with --storage (e.g. sqlite:///autowarm.db)."
-        )
+        text = text.replace(url, shown)
+        for secret in hidden:
+            # whole words only: a short password ("p") must not mangle "import"
+            text = re.sub(rf"(?<![\w%]){re.escape(secret)}(?![\w%])", "***", text)
+        text = text.rstrip(".") + (f"; {fix}" if fix else "")
+        return AutowarmError(f"storage {shown!r} cannot be opened: {text}.")
 
     return fail
 
 
-def _open_journal(path: Path, *, create: bool, fail: Callable[[object], AutowarmError]) -> Any:
+def _open_journal(path: Path, *, create: bool, fail: _Fail) -> Any:
     import optuna
     from optuna.storages.journal import JournalFileBackend
 
@@ -123,15 +174,16 @@ def _open_journal(path: Path, *, create: bool, fail: Callable[[object], Autowarm
         raise fail(f"folder {str(path.parent)!r} does not exist")
     if not create and not path.exists():
         raise fail("no such journal file")
-    if not os.access(path.parent, os.W_OK):
-        raise fail(f"folder {str(path.parent)!r} is not writable")
+    problem = write_problem(path)  # even to read, Optuna writes a lock file next to it
+    if problem is not None:
+        raise fail(problem, None)
     try:
         return optuna.storages.JournalStorage(JournalFileBackend(str(path)))
     except Exception as e:
         raise fail(e) from None
 
 
-def _open_rdb(url: str, *, fail: Callable[[object], AutowarmError]) -> Any:
+def _open_rdb(url: str, *, fail: _Fail) -> Any:
     import optuna
 
     engine_kwargs: dict[str, Any] = {}
@@ -142,10 +194,29 @@ def _open_rdb(url: str, *, fail: Callable[[object], AutowarmError]) -> Any:
             url, engine_kwargs=engine_kwargs, skip_compatibility_check=False
         )
     except Exception as e:
+        missing = _missing_module(e)
+        if missing is not None:
+            package = _DRIVERS.get(missing, missing)
+            raise fail(
+                f"its database driver {missing!r} is not installed", f"pip install {package}"
+            ) from None
         raise fail(e) from None
     if url.startswith("sqlite:"):
         _fast_sqlite(storage)
     return storage
+
+
+def _missing_module(e: BaseException) -> str | None:
+    """The top-level module whose import failed somewhere in ``e``'s chain (Optuna wraps
+    SQLAlchemy's ``ModuleNotFoundError: No module named 'psycopg2'`` in a vaguer ImportError)."""
+    seen: set[int] = set()
+    cause: BaseException | None = e
+    while cause is not None and id(cause) not in seen:
+        seen.add(id(cause))
+        if isinstance(cause, ModuleNotFoundError) and cause.name:
+            return cause.name.split(".")[0]
+        cause = cause.__cause__ or cause.__context__
+    return None
 
 
 def _fast_sqlite(storage: Any) -> None:

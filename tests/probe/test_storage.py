@@ -1,6 +1,10 @@
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from pathlib import Path
+from typing import Any
 
 import optuna
 import pytest
@@ -16,6 +20,16 @@ from autowarm.probe._storage import default_study_name, latest_study_name, mask_
         ("mysql+pymysql://u:p%40ss@h/d", "mysql+pymysql://u:***@h/d"),
         ("postgresql://bob@db/x", "postgresql://bob@db/x"),
         ("sqlite:///a.db", "sqlite:///a.db"),
+        # case 20: a password in the query string, as libpq and the MySQL drivers accept it
+        ("postgresql://u@host/db?password=secret", "postgresql://u@host/db?password=***"),
+        (
+            "postgresql://u@host/db?sslmode=require&PASSWORD=s%26t&sslpassword=k",
+            "postgresql://u@host/db?sslmode=require&PASSWORD=***&sslpassword=***",
+        ),
+        (
+            "mysql+pymysql://u@h/d?passwd=secret&charset=utf8",
+            "mysql+pymysql://u@h/d?passwd=***&charset=utf8",
+        ),
     ],
 )
 def test_mask_url(url: str, shown: str) -> None:
@@ -59,3 +73,123 @@ def test_study_name_follows_script_args_and_probe_design() -> None:
     )
     assert a != default_study_name("train.py", ["--lr", "2"], {"steps": 100})
     assert a != default_study_name("train.py", ["--lr", "1"], {"steps": 200})
+
+
+# ----------------------------------------------------------------------------- issue 14
+SCRIPT = str(Path(__file__).parent / "scripts_probe" / "train_tiny.py")
+
+
+@pytest.fixture
+def no_pg_driver(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Neither PostgreSQL driver importable, whatever this machine has installed."""
+    for module in ("psycopg2", "psycopg"):
+        monkeypatch.setitem(sys.modules, module, None)
+
+
+def _error(url: str, **kwargs: Any) -> str:
+    with pytest.raises(AutowarmError) as e:
+        open_storage(url, **kwargs)
+    message = str(e.value)
+    assert "\n" not in message
+    return message
+
+
+@pytest.mark.parametrize("url", ["sqlite:///", "sqlite://", "sqlite:///:memory:"])
+def test_sqlite_empty_path_is_one_line(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, url: str
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    message = _error(url)
+    assert message.startswith(f"storage {url!r} cannot be opened: ")
+    assert message.endswith("; pass --storage sqlite:///path/to/file.db.")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_sqlite_empty_path_is_one_line_exit_2_from_the_cli(tmp_path: Path) -> None:
+    proc = subprocess.run(
+        [sys.executable, "-m", "autowarm", "probe", "--storage", "sqlite:///", SCRIPT],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**os.environ, "OMP_NUM_THREADS": "1"},
+        check=False,
+    )
+    assert proc.returncode == 2, proc.stderr
+    errors = [ln for ln in proc.stderr.splitlines() if ln.startswith("autowarm: error:")]
+    assert errors == [
+        "autowarm: error: storage 'sqlite:///' cannot be opened: the database path is empty; "
+        "pass --storage sqlite:///path/to/file.db."
+    ]
+    assert "StorageInternalError" not in proc.stderr
+    assert list(tmp_path.iterdir()) == []
+
+
+_PSYCOPG2 = "'psycopg2' is not installed; pip install psycopg2-binary."
+_PSYCOPG3 = "'psycopg' is not installed; pip install 'psycopg[binary]'."
+
+
+@pytest.mark.parametrize(
+    ("url", "endings"),
+    [
+        ("postgresql+psycopg2://u@127.0.0.1:9/db", (_PSYCOPG2,)),
+        ("postgresql+psycopg://u@127.0.0.1:9/db", (_PSYCOPG3,)),
+        # SQLAlchemy's default driver (psycopg2 in 2.0, psycopg in 2.1): whichever it imports
+        ("postgresql://u@127.0.0.1:9/db", (_PSYCOPG2, _PSYCOPG3)),
+    ],
+)
+def test_missing_postgres_driver_names_the_package(
+    no_pg_driver: None, url: str, endings: tuple[str, ...]
+) -> None:
+    message = _error(url)
+    assert message.startswith(f"storage {url!r} cannot be opened: its database driver ")
+    assert message.endswith(endings), message
+    assert "reachable" not in message and message.count("; ") == 1
+
+
+def test_query_string_password_is_masked_in_errors(no_pg_driver: None) -> None:
+    message = _error("postgresql://u@127.0.0.1:9/db?password=secret")
+    assert "secret" not in message
+    assert message.startswith("storage 'postgresql://u@127.0.0.1:9/db?password=***' ")
+
+
+def test_query_string_password_is_masked_in_the_cause(monkeypatch: pytest.MonkeyPatch) -> None:
+    def echo(url: str, **kwargs: Any) -> None:  # a driver that repeats the URL in its error
+        raise RuntimeError(f"could not connect to {url} (password s&t rejected)")
+
+    monkeypatch.setattr(optuna.storages, "RDBStorage", echo)
+    message = _error("postgresql://u@h/db?password=s%26t")
+    assert "s%26t" not in message and "s&t" not in message
+    assert "to postgresql://u@h/db?password=*** (password *** rejected)" in message
+
+
+def test_short_password_is_masked_without_mangling_the_error() -> None:
+    message = _error("mysql://u:p@127.0.0.1/db")
+    assert "mysql://u:***@127.0.0.1/db" in message and "***ort" not in message
+
+
+@pytest.mark.parametrize("url", ["nonsense", "mongodb://x", "mysql://u:p@127.0.0.1/db"])
+def test_storage_errors_state_the_fix_once(url: str) -> None:
+    message = _error(url)
+    assert message.count("; ") == 1 and "expected" not in message and "Please" not in message
+
+
+@pytest.mark.parametrize("url", ["sqlite:///ro/a.db", "journal:///ro/a.log"])
+def test_read_only_mount_says_read_only_file_system(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, url: str
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "ro").mkdir()
+    real = os.statvfs
+
+    class ReadOnly:
+        def __init__(self, path: Any) -> None:
+            self.f_flag = real(path).f_flag | os.ST_RDONLY
+
+    monkeypatch.setattr(os, "statvfs", ReadOnly)
+    message = _error(url)
+    assert message.endswith(
+        ": folder 'ro' is on a read-only file system; pass a path on a writable file system."
+    )
+    assert "permission denied" not in message
+    assert list((tmp_path / "ro").iterdir()) == []
