@@ -24,6 +24,8 @@ if TYPE_CHECKING:
         MonitoredOptimizer,
         StepRecord,
         Thresholds,
+        monitored,
+        report,
         wrap,
     )
     from autowarm.schedule._recipe import Recipe
@@ -41,6 +43,8 @@ _LAZY = {
     "StepRecord": "autowarm.monitor",
     "Thresholds": "autowarm.monitor",
     "wrap": "autowarm.monitor",
+    "report": "autowarm.monitor",
+    "monitored": "autowarm.monitor",
 }
 
 __all__ = [
@@ -54,6 +58,8 @@ __all__ = [
     "StepRecord",
     "Thresholds",
     "__version__",
+    "monitored",
+    "report",
     "wrap",
 ]
 

@@ -12,13 +12,15 @@ spikes, divergence and stalls, cheaply (no host sync per step on CUDA).
 
 Modules: ``_event`` (Event, StepRecord), ``_detect`` (the rules and their defaults),
 ``_monitor`` (history, events, actions, summary), ``_optimizer`` (the wrapper and its costs),
-``_clip`` (the norm before the user's own gradient clipping).
+``_clip`` (the norm before the user's own gradient clipping), ``_find`` (the wrapper inside a
+framework's wrapper: ``autowarm.report(optimizer, loss)``).
 """
 
 from __future__ import annotations
 
 from autowarm.monitor._detect import Thresholds
 from autowarm.monitor._event import EVENT_KINDS, Event, StepRecord
+from autowarm.monitor._find import monitored, report
 from autowarm.monitor._monitor import DEFAULT_ACTIONS, History, Monitor
 from autowarm.monitor._optimizer import MonitoredOptimizer, wrap
 
@@ -31,5 +33,7 @@ __all__ = [
     "MonitoredOptimizer",
     "StepRecord",
     "Thresholds",
+    "monitored",
+    "report",
     "wrap",
 ]

@@ -273,14 +273,28 @@ class MonitoredOptimizer(torch.optim.Optimizer):
         return self.optimizer.step()
 
     def _step_with_closure(self, closure: Callable[[], Any], step: int) -> Any:
-        # the closure computes the loss and gradients inside the inner step: the monitor can
-        # only look afterwards, so "skip" degrades to "warn" for closure steps
+        if not _closure_runs_once(self.optimizer):
+            return self._step_after_closure(closure, step)
+        # a built-in torch optimizer's step(closure) is "loss = closure(); update": run the
+        # closure here, so the monitor sees the gradients (and the user's clip) before the
+        # update and "skip" / "raise" work as in any step (Lightning steps this way)
+        reports = self._n_reports
+        with torch.enable_grad():
+            out = closure()
+        if self._n_reports == reports and isinstance(out, torch.Tensor) and out.numel() == 1:
+            self.report(out)
+        self._step(step)
+        return out
+
+    def _step_after_closure(self, closure: Callable[[], Any], step: int) -> Any:
+        # LBFGS and custom optimizers (SAM, ...) evaluate the closure inside their step, maybe
+        # more than once: the monitor can only look afterwards, so "skip" degrades to "warn"
         out = self.optimizer.step(closure)
         if isinstance(out, torch.Tensor) and out.numel() == 1:
             self._loss_sum, self._n_reports = None, 0
             self.report(out)
         grads = self._grads()
-        norm = self._clipped_norm()  # Lightning clips inside the closure: its norm is kept
+        norm = self._clipped_norm()  # a clip inside the closure measured it
         if norm is None:
             norm = _total_norm(grads, grads[0].device if grads else self._first_device())
         loss = self._take_loss()
@@ -343,6 +357,12 @@ class MonitoredOptimizer(torch.optim.Optimizer):
             # reading a device tensor would sync; tensor LRs normally live on the CPU
             return float(lr) if lr.device.type == "cpu" else math.nan
         return float(lr)
+
+
+def _closure_runs_once(optimizer: torch.optim.Optimizer) -> bool:
+    """torch's own optimizers call the closure once, first (LBFGS aside); others may not."""
+    cls = type(optimizer)
+    return cls.__module__.startswith("torch.optim") and not isinstance(optimizer, torch.optim.LBFGS)
 
 
 def _by_device(tensors: Iterable[torch.Tensor]) -> dict[torch.device, list[torch.Tensor]]:

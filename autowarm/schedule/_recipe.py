@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import warnings
 from dataclasses import KW_ONLY, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -106,6 +107,40 @@ class Recipe:
         from autowarm.schedule._scheduler import RecipeLR
 
         return RecipeLR(optimizer, self, total_steps=total_steps, last_epoch=last_epoch)
+
+    def training_args(self, total_steps: int | None = None) -> dict[str, Any]:
+        """The ``transformers.TrainingArguments`` fields that set this schedule::
+
+            TrainingArguments(output_dir="out", **recipe.training_args(total_steps=20_000))
+
+        ``learning_rate``, ``warmup_steps``, ``lr_scheduler_type``, ``lr_scheduler_kwargs``
+        and, with a run length, ``max_steps``. Where transformers has no exact equivalent (its
+        warmup starts at LR 0; this recipe's by default at 1/(W+1) of the peak) a
+        ``UserWarning`` says how its schedule differs; the exact one is
+        ``Trainer(..., optimizers=(optimizer, recipe.scheduler(optimizer)))``.
+        """
+        from autowarm.schedule._code import hf_equivalent
+
+        schedule = self.schedule(total_steps)
+        schedule.require_total()
+        name, kwargs, reasons = hf_equivalent(schedule, self.peak_lr)
+        out: dict[str, Any] = {
+            "learning_rate": self.peak_lr,
+            "warmup_steps": schedule.warmup_steps,
+            "lr_scheduler_type": name,
+        }
+        if kwargs:
+            out["lr_scheduler_kwargs"] = kwargs
+        if schedule.total_steps is not None:
+            out["max_steps"] = schedule.total_steps
+        if reasons:
+            warnings.warn(
+                f"transformers has no exact equivalent of this recipe: {'; '.join(reasons)}; "
+                "for the exact schedule pass Trainer(..., optimizers=(optimizer, "
+                "recipe.scheduler(optimizer))).",
+                stacklevel=2,
+            )
+        return out
 
     def render(self, target: str, *, path: str | os.PathLike[str] | None = None) -> str:
         """Code to paste: ``"torch"``, ``"transformers"`` or ``"autowarm"``.

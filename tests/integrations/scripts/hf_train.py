@@ -1,0 +1,43 @@
+"""A tiny GPT-2 (built from a config, no download) trained by the stock HF Trainer, with the
+one line autowarm needs: ``callbacks=[AutowarmCallback()]``.
+
+    python tests/integrations/scripts/hf_train.py --max-steps 30
+    autowarm probe --steps 12 --trials 4 tests/integrations/scripts/hf_train.py
+"""
+
+from __future__ import annotations
+
+import argparse
+
+import torch
+from transformers import GPT2Config, GPT2LMHeadModel, Trainer, TrainingArguments
+
+from autowarm.integrations.hf import AutowarmCallback
+
+parser = argparse.ArgumentParser()
+parser.add_argument("--max-steps", type=int, default=30)
+parser.add_argument("--lr", type=float, default=1e-3)
+parser.add_argument("--out", default="hf-out")
+args = parser.parse_args()
+
+torch.manual_seed(0)
+torch.set_num_threads(1)
+config = GPT2Config(n_layer=2, n_head=2, n_embd=32, vocab_size=64, n_positions=32)
+model = GPT2LMHeadModel(config)
+ids = torch.randint(0, 64, (256, 16))
+data = [{"input_ids": x, "labels": x} for x in ids]
+training = TrainingArguments(
+    output_dir=args.out,
+    max_steps=args.max_steps,
+    per_device_train_batch_size=8,
+    learning_rate=args.lr,
+    warmup_steps=5,
+    max_grad_norm=1.0,
+    logging_steps=1,
+    report_to=[],
+    save_strategy="no",
+    use_cpu=True,
+    disable_tqdm=True,
+)
+trainer = Trainer(model=model, args=training, train_dataset=data, callbacks=[AutowarmCallback()])
+trainer.train()

@@ -1,0 +1,105 @@
+"""The HF adapter through the real transformers Trainer (tiny GPT-2 from a config)."""
+
+from __future__ import annotations
+
+import math
+import warnings
+from pathlib import Path
+
+import pytest
+import torch
+
+pytest.importorskip("transformers")
+from transformers import GPT2Config, GPT2LMHeadModel, Trainer, TrainerCallback, TrainingArguments
+
+from autowarm import Recipe
+from autowarm.integrations.hf import AutowarmCallback
+from autowarm.probe._runner import ProbeRunner
+from autowarm.probe._types import TrialSpec
+
+SCRIPTS = Path(__file__).parent / "scripts"
+
+
+def _trainer(tmp_path: Path, callbacks: list, **overrides) -> Trainer:
+    torch.manual_seed(0)
+    model = GPT2LMHeadModel(GPT2Config(n_layer=2, n_head=2, n_embd=32, vocab_size=64))
+    ids = torch.randint(0, 64, (128, 16))
+    args = {
+        "output_dir": str(tmp_path / "out"),
+        "max_steps": 12,
+        "per_device_train_batch_size": 8,
+        "learning_rate": 1e-3,
+        "warmup_steps": 3,
+        "logging_steps": 1,
+        "report_to": [],
+        "save_strategy": "no",
+        "use_cpu": True,
+        "disable_tqdm": True,
+        **overrides,
+    }
+    data = [{"input_ids": x, "labels": x} for x in ids]
+    return Trainer(
+        model=model, args=TrainingArguments(**args), train_dataset=data, callbacks=callbacks
+    )
+
+
+@pytest.mark.parametrize("accumulation", [1, 2])
+def test_the_callback_alone_monitors_loss_and_pre_clip_norm(tmp_path, accumulation) -> None:
+    cb = AutowarmCallback()
+    trainer = _trainer(tmp_path, [cb], max_grad_norm=0.1, gradient_accumulation_steps=accumulation)
+    trainer.train()
+    history = cb.optimizer.monitor.history
+    logged = [e for e in trainer.state.log_history if "grad_norm" in e]
+    assert len(history) == len(logged) == 12
+    # the norm before the Trainer's clip at 0.1 (what it logs), not the clipped 0.1
+    for rec, log in zip(history, logged):
+        assert rec.grad_norm == pytest.approx(float(log["grad_norm"]), rel=1e-4)
+        assert rec.grad_norm > 0.1
+        # the step's mean loss, as the Trainer logs it, with or without accumulation
+        assert rec.loss == pytest.approx(float(log["loss"]), rel=1e-3)
+    assert math.log(64) * 0.8 < history[0].loss < math.log(64) * 1.2
+
+
+def test_a_x100_grad_spike_behind_max_grad_norm_is_caught_at_its_step(tmp_path) -> None:
+    class Spike(TrainerCallback):  # multiplies every gradient by 100 during step 8's backward
+        def on_train_begin(self, args, state, control, model=None, **kwargs):
+            for p in model.parameters():
+                p.register_hook(lambda g: g * 100 if state.global_step == 8 else g)
+
+    cb = AutowarmCallback(actions="record", min_history=4)
+    _trainer(tmp_path, [Spike(), cb], max_grad_norm=1.0).train()
+    spikes = [e.step for e in cb.optimizer.monitor.events if e.signal == "grad_norm"]
+    assert spikes == [8]
+
+
+def test_training_args_reproduce_the_recipe_exactly_or_say_how_not(tmp_path) -> None:
+    exact = Recipe(2e-3, 3, 12, decay="linear", warmup_start_ratio=0.0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        fields = exact.training_args()
+    assert fields == {
+        "learning_rate": 2e-3,
+        "warmup_steps": 3,
+        "lr_scheduler_type": "linear",
+        "max_steps": 12,
+    }
+    trainer = _trainer(tmp_path, [], **fields)
+    trainer.create_optimizer_and_scheduler(num_training_steps=12)
+    lrs = []
+    for _ in range(12):
+        lrs.append(trainer.optimizer.param_groups[0]["lr"])
+        trainer.optimizer.step()
+        trainer.lr_scheduler.step()
+    assert lrs == pytest.approx([exact.lr_at(s) for s in range(12)])
+    with pytest.warns(UserWarning, match="warmup starts at LR 0"):
+        Recipe(2e-3, 3, 12).training_args()  # autowarm's warmup starts at 1/(W+1)
+
+
+def test_the_stock_trainer_script_runs_as_a_probe_trial(tmp_path) -> None:
+    script = str(SCRIPTS / "hf_train.py")
+    with ProbeRunner(script, ["--out", str(tmp_path / "o")], cwd=str(tmp_path)) as runner:
+        res = runner.run(TrialSpec(number=0, peak_lr=3e-3, warmup_steps=4, probe_steps=10))
+    assert res.status in ("stable", "spike"), res.reason
+    assert res.steps == 10  # the probe ended the 30-step run at its own length
+    assert all(math.isfinite(v) for v in res.losses)  # every step's loss was reported
+    assert res.script_lr == pytest.approx(1e-3)

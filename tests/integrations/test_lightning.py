@@ -1,0 +1,91 @@
+"""The Lightning adapter through the real lightning.Trainer."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import pytest
+import torch
+
+pytest.importorskip("lightning")
+import lightning.pytorch as pl
+
+from autowarm.integrations.lightning import AutowarmCallback
+from autowarm.probe._runner import ProbeRunner
+from autowarm.probe._types import TrialSpec
+
+SCRIPTS = Path(__file__).parent / "scripts"
+
+
+class Regression(pl.LightningModule):
+    def __init__(self, spike_at: int = -1) -> None:
+        super().__init__()
+        torch.manual_seed(0)
+        self.net = torch.nn.Sequential(
+            torch.nn.Linear(8, 32), torch.nn.Tanh(), torch.nn.Linear(32, 1)
+        )
+        self.spike_at = spike_at
+        self.params_at: dict[int, list[torch.Tensor]] = {}
+        self.losses: list[float] = []
+
+    def training_step(self, batch, _):
+        self.params_at[self.global_step] = [p.detach().clone() for p in self.parameters()]
+        x, y = batch
+        loss = torch.nn.functional.mse_loss(self.net(x), y)
+        self.losses.append(loss.item())
+        return loss * 1000 if self.global_step == self.spike_at else loss
+
+    def configure_optimizers(self):
+        return torch.optim.AdamW(self.parameters(), lr=1e-2)
+
+
+def _fit(module: Regression, cb: AutowarmCallback, steps: int = 30, **kw) -> None:
+    torch.manual_seed(0)
+    x = torch.randn(1024, 8)
+    data = torch.utils.data.TensorDataset(x, x.sum(1, keepdim=True))
+    trainer = pl.Trainer(
+        max_steps=steps,
+        callbacks=[cb],
+        accelerator="cpu",
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        **kw,
+    )
+    trainer.fit(module, torch.utils.data.DataLoader(data, batch_size=32))
+
+
+@pytest.mark.parametrize("accumulate", [1, 2])
+def test_the_callback_alone_sees_the_loss_and_the_norm_before_gradient_clip_val(
+    accumulate: int,
+) -> None:
+    cb, module = AutowarmCallback(), Regression()
+    _fit(module, cb, 10, gradient_clip_val=0.05, accumulate_grad_batches=accumulate)
+    history = cb.optimizers[0].monitor.history
+    assert len(history) == 10
+    assert all(r.grad_norm > 0.05 for r in history)  # not the clipped norm
+    per_step = [
+        sum(module.losses[i : i + accumulate]) / accumulate for i in range(0, 20, accumulate)
+    ]
+    assert [r.loss for r in history] == pytest.approx(per_step[:10], rel=1e-5)
+
+
+def test_skip_really_skips_the_update_in_lightnings_closure_step() -> None:
+    cb, module = AutowarmCallback(actions={"spike": "skip"}, min_history=4), Regression(spike_at=12)
+    _fit(module, cb, 16, gradient_clip_val=1.0)
+    skipped = [e.step for e in cb.optimizers[0].monitor.events if e.action == "skip"]
+    assert set(skipped) == {12}  # the loss and the grad norm spiked at step 12
+    for before, after in zip(module.params_at[12], module.params_at[13]):
+        torch.testing.assert_close(before, after)  # the spiky update was not applied
+    assert any(not torch.equal(a, b) for a, b in zip(module.params_at[11], module.params_at[12]))
+
+
+def test_the_stock_lightning_script_runs_as_a_probe_trial(tmp_path: Path) -> None:
+    with ProbeRunner(str(SCRIPTS / "lightning_train.py"), cwd=str(tmp_path)) as runner:
+        res = runner.run(TrialSpec(number=0, peak_lr=3e-3, warmup_steps=4, probe_steps=10))
+    assert res.status in ("stable", "spike"), res.reason
+    assert res.steps == 10
+    assert all(math.isfinite(v) for v in res.losses)
+    assert res.script_lr == pytest.approx(1e-2)
