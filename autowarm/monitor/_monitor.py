@@ -18,6 +18,7 @@ from rich.text import Text
 from autowarm._errors import AutowarmError, InstabilityError
 from autowarm.monitor._detect import Detector, Thresholds
 from autowarm.monitor._event import ACTIONS, EVENT_KINDS, INSTABILITY_KINDS, Event, StepRecord
+from autowarm.monitor._ranks import is_rank_zero
 
 # Invisible when healthy, loud when not. Nothing changes what the optimizer does by default:
 # "skip" and "raise" alter the user's training and cost a host sync per step on CUDA (see
@@ -97,6 +98,11 @@ class History(Sequence[StepRecord]):
         self._grad_norm.append(grad_norm)
         self._lr.append(lr)
         self._flags.append(int(skipped) | (int(amp) << 1))
+
+    def _mark_skipped(self, step: int) -> None:
+        """The update of ``step`` (the last record) was skipped after all (another rank)."""
+        if len(self) and self._step[-1] == step:
+            self._flags[-1] |= 1
 
     def __len__(self) -> int:
         return len(self._step)
@@ -268,6 +274,8 @@ class Monitor:
             self.callback(event)
 
     def _warn(self, event: Event) -> None:
+        if not is_rank_zero():  # data-parallel ranks see the same run: one of them speaks
+            return
         # rate limit: at most one line per kind per warn_interval steps, never a line per step
         last = self._last_warned.get(event.kind)
         if last is not None and event.step - last < self.warn_interval:

@@ -59,8 +59,8 @@ from typing import Any
 import torch
 from rich.console import Console
 
-from autowarm._errors import AutowarmError
-from autowarm.monitor import _clip
+from autowarm._errors import AutowarmError, InstabilityError
+from autowarm.monitor import _clip, _ranks
 from autowarm.monitor._detect import Thresholds
 from autowarm.monitor._event import Event
 from autowarm.monitor._monitor import Monitor
@@ -258,8 +258,7 @@ class MonitoredOptimizer(torch.optim.Optimizer):
             or amp_overflow is not None
             or len(monitor._pending) >= monitor.read_every
         ):
-            events = monitor.flush()  # raises InstabilityError for "raise", before the update
-            skip = any(e.step == step and e.action == "skip" for e in events)
+            skip = self._decide(step, norm.device, decide=monitor.needs_decision())
         # 5) the update
         if skip or amp_overflow:
             return None
@@ -311,6 +310,29 @@ class MonitoredOptimizer(torch.optim.Optimizer):
         return out
 
     # -- helpers -------------------------------------------------------------------------------
+    def _decide(self, step: int, device: torch.device, *, decide: bool) -> bool:
+        """Read the pending statistics; whether this step's update is skipped. Raises
+        :class:`InstabilityError` for "raise", before the update; under DDP the ranks agree
+        first (:mod:`._ranks`) when the host decides per step."""
+        raised: InstabilityError | None = None
+        events: list[Event] = []
+        try:
+            events = self.monitor.flush()
+        except InstabilityError as e:
+            raised = e
+        skip = any(e.step == step and e.action == "skip" for e in events)
+        if decide:
+            mine = None if raised is None else raised.event
+            agreed, event = _ranks.agree(step, skip, mine, device)
+            if agreed and not skip:  # another rank skips it: so do we, and say so
+                self.monitor.history._mark_skipped(step)
+            skip = agreed
+            if raised is None and event is not None:
+                raised = InstabilityError(event)
+        if raised is not None:
+            raise raised
+        return skip
+
     def _clipped_norm(self) -> torch.Tensor | None:
         """The norm before clipping, when a clip since the last step measured it: ours
         (:meth:`clip_grad_norm_`) or the user's ``torch.nn.utils.clip_grad_norm_``."""
