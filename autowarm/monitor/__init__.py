@@ -13,7 +13,8 @@ spikes, divergence and stalls, cheaply (no host sync per step on CUDA).
 Modules: ``_event`` (Event, StepRecord), ``_detect`` (the rules and their defaults),
 ``_monitor`` (history, events, actions, summary), ``_optimizer`` (the wrapper and its costs),
 ``_clip`` (the norm before the user's own gradient clipping), ``_find`` (the wrapper inside a
-framework's wrapper: ``autowarm.report(optimizer, loss)``).
+framework's wrapper: ``autowarm.report(optimizer, loss)``), ``_ranks`` (one skip/raise decision
+for all DDP ranks).
 """
 
 from __future__ import annotations
