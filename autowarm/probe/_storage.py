@@ -15,6 +15,7 @@ import hashlib
 import json
 import os
 import re
+import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -45,6 +46,12 @@ _Fail = Callable[..., AutowarmError]
 _REACHABLE = "pass a reachable Optuna storage URL with --storage (e.g. sqlite:///autowarm.db)"
 _SQLITE_FILE = "pass --storage sqlite:///path/to/file.db"
 #: ``pip install`` names of the database drivers SQLAlchemy imports, by module.
+#: seconds after which a journal file's lock counts as left behind by a killed worker
+JOURNAL_LOCK_GRACE_S = 3
+#: how often a worker retries opening a storage that another worker is creating right now
+_CREATE_ATTEMPTS = 5
+#: what losing that race looks like (PostgreSQL, SQLite)
+_RACING = ("already exists", "duplicate key", "UniqueViolation", "UNIQUE constraint", "locked")
 _DRIVERS = {
     "psycopg2": "psycopg2-binary",
     "psycopg": "'psycopg[binary]'",
@@ -73,8 +80,13 @@ def default_url(cwd: str | os.PathLike[str] | None = None) -> str:
 
 
 def _journal_path(url: str) -> str | None:
-    if url.startswith("journal:///"):
-        return url[len("journal:///") - 1 :] if url.startswith("journal:////") else url[11:]
+    """The file of a journal storage: ``journal:///tmp/x.log`` is ``/tmp/x.log`` (a file URL,
+    as users write them), ``journal:x.log`` and a bare ``x.log`` / ``runs/x.jsonl`` are relative
+    to the working directory."""
+    if url.startswith("journal://"):
+        return "/" + url[len("journal://") :].lstrip("/")
+    if url.startswith("journal:"):
+        return url[len("journal:") :]
     if "://" not in url and url.endswith(_JOURNAL_SUFFIXES):
         return url
     return None
@@ -168,7 +180,7 @@ def _failure(url: str) -> _Fail:
 
 def _open_journal(path: Path, *, create: bool, fail: _Fail) -> Any:
     import optuna
-    from optuna.storages.journal import JournalFileBackend
+    from optuna.storages.journal import JournalFileBackend, JournalFileOpenLock
 
     if not path.parent.is_dir():
         raise fail(f"folder {str(path.parent)!r} does not exist")
@@ -178,21 +190,22 @@ def _open_journal(path: Path, *, create: bool, fail: _Fail) -> Any:
     if problem is not None:
         raise fail(problem, None)
     try:
-        return optuna.storages.JournalStorage(JournalFileBackend(str(path)))
+        # a lock is held for one append (milliseconds): one older than JOURNAL_LOCK_GRACE_S
+        # was left by a killed worker, so break it then, not after Optuna's default 30 s
+        lock = JournalFileOpenLock(str(path), grace_period=JOURNAL_LOCK_GRACE_S)
+        return optuna.storages.JournalStorage(JournalFileBackend(str(path), lock_obj=lock))
     except Exception as e:
         raise fail(e) from None
 
 
 def _open_rdb(url: str, *, fail: _Fail) -> Any:
-    import optuna
 
     engine_kwargs: dict[str, Any] = {}
     if url.startswith(("postgresql", "mysql")):
         engine_kwargs = {"connect_args": {"connect_timeout": 10}}
+    url = _with_installed_driver(url)
     try:
-        storage = optuna.storages.RDBStorage(
-            url, engine_kwargs=engine_kwargs, skip_compatibility_check=False
-        )
+        storage = _create_rdb(url, engine_kwargs)
     except Exception as e:
         missing = _missing_module(e)
         if missing is not None:
@@ -204,6 +217,39 @@ def _open_rdb(url: str, *, fail: _Fail) -> Any:
     if url.startswith("sqlite:"):
         _fast_sqlite(storage)
     return storage
+
+
+def _with_installed_driver(url: str) -> str:
+    """``postgresql://`` names no driver and SQLAlchemy picks one (psycopg 3 in 2.1,
+    psycopg2 before): use whichever of them is installed, so either works."""
+    if not url.startswith("postgresql://"):
+        return url
+    import importlib.util
+
+    for module, dialect in (("psycopg", "psycopg"), ("psycopg2", "psycopg2")):
+        if importlib.util.find_spec(module) is not None:
+            return f"postgresql+{dialect}://" + url[len("postgresql://") :]
+    return url  # SQLAlchemy's own error names the missing module; _DRIVERS the package
+
+
+def _create_rdb(url: str, engine_kwargs: dict[str, Any]) -> Any:
+    """``RDBStorage(url)``, retried while another worker creates the same fresh database:
+    creating the tables is not atomic (PostgreSQL: duplicate key in pg_type; SQLite: table
+    studies already exists), and the second try finds them made."""
+    import optuna
+    from sqlalchemy.exc import IntegrityError, OperationalError, ProgrammingError
+
+    for attempt in range(_CREATE_ATTEMPTS):
+        try:
+            return optuna.storages.RDBStorage(
+                url, engine_kwargs=engine_kwargs, skip_compatibility_check=False
+            )
+        except (IntegrityError, OperationalError, ProgrammingError) as e:
+            racing = any(s in str(e) for s in _RACING)
+            if not racing or attempt == _CREATE_ATTEMPTS - 1:
+                raise
+            time.sleep(0.2 * (attempt + 1))
+    raise AssertionError("unreachable")
 
 
 def _missing_module(e: BaseException) -> str | None:
@@ -236,12 +282,11 @@ def _fast_sqlite(storage: Any) -> None:
 
 
 def default_study_name(script: str, args: Sequence[str], config: dict[str, Any]) -> str:
-    """``train-1a2b3c4d``: the script's stem and a hash of what makes trials comparable
-    (script path, its args and the probe design), so the same command resumes and a changed
-    probe starts a new study."""
-    key = json.dumps(
-        [os.path.abspath(script), list(args), config], sort_keys=True, separators=(",", ":")
-    )
+    """``train-1a2b3c4d``: the script's stem and a hash of what makes trials comparable (the
+    script's file name, its args and the probe design, which holds the script's content), so
+    the same command resumes, a changed probe starts a new study, and two checkouts at other
+    paths -- another machine -- share one study."""
+    key = json.dumps([Path(script).name, list(args), config], sort_keys=True, separators=(",", ":"))
     return f"{Path(script).stem}-{hashlib.sha1(key.encode()).hexdigest()[:8]}"
 
 

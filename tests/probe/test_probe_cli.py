@@ -78,12 +78,12 @@ def test_stable_script_with_two_jobs_json_and_show(tmp_path: Path) -> None:
 def test_nan_at_high_lr_is_reported_and_avoided(tmp_path: Path) -> None:
     proc = autowarm(
         "probe", "--json", "--lr-range", "0.003", "3", "--steps", "40", "--trials", "6",
-        "--seed", "3", "--storage", "journal:///probe.log", SCRIPT, "--steps", "100",
+        "--seed", "3", "--storage", "journal:probe.log", SCRIPT, "--steps", "100",
         cwd=tmp_path,
     )  # fmt: skip
     assert proc.returncode == 0, proc.stderr
     doc = json.loads(proc.stdout)
-    assert doc["storage"] == "journal:///probe.log" and (tmp_path / "probe.log").is_file()
+    assert doc["storage"] == "journal:probe.log" and (tmp_path / "probe.log").is_file()
     bad = [t for t in doc["trials"] if t["status"] in ("diverged", "nonfinite", "stalled")]
     assert bad, doc["trials"]
     assert all(t["steps"] < 40 for t in bad)  # stopped early by the monitor

@@ -36,7 +36,7 @@ def test_mask_url(url: str, shown: str) -> None:
     assert mask_url(url) == shown
 
 
-@pytest.mark.parametrize("url", ["journal:///probe.log", "probe.jsonl", "sqlite:///probe.db"])
+@pytest.mark.parametrize("url", ["journal:probe.log", "probe.jsonl", "sqlite:///probe.db"])
 def test_open_storage_kinds(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, url: str) -> None:
     monkeypatch.chdir(tmp_path)
     storage, shown = open_storage(url)
@@ -160,7 +160,8 @@ def test_query_string_password_is_masked_in_the_cause(monkeypatch: pytest.Monkey
     monkeypatch.setattr(optuna.storages, "RDBStorage", echo)
     message = _error("postgresql://u@h/db?password=s%26t")
     assert "s%26t" not in message and "s&t" not in message
-    assert "to postgresql://u@h/db?password=*** (password *** rejected)" in message
+    # (the URL as the driver saw it: postgresql+<installed driver>://)
+    assert "u@h/db?password=*** (password *** rejected)" in message
 
 
 def test_short_password_is_masked_without_mangling_the_error() -> None:
@@ -174,7 +175,7 @@ def test_storage_errors_state_the_fix_once(url: str) -> None:
     assert message.count("; ") == 1 and "expected" not in message and "Please" not in message
 
 
-@pytest.mark.parametrize("url", ["sqlite:///ro/a.db", "journal:///ro/a.log"])
+@pytest.mark.parametrize("url", ["sqlite:///ro/a.db", "journal:ro/a.log"])
 def test_read_only_mount_says_read_only_file_system(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, url: str
 ) -> None:
@@ -193,3 +194,85 @@ def test_read_only_mount_says_read_only_file_system(
     )
     assert "permission denied" not in message
     assert list((tmp_path / "ro").iterdir()) == []
+
+
+# -- issue 13: several workers, several machines ------------------------------------------------
+def test_a_journal_url_is_read_the_way_users_write_paths(tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    absolute = tmp_path / "abs.log"
+    for url, file in (
+        (f"journal://{absolute}", absolute),
+        ("journal:rel.log", tmp_path / "rel.log"),
+    ):
+        storage, _ = open_storage(url)
+        optuna.create_study(storage=storage, study_name="s")
+        assert file.is_file(), url
+
+
+def test_a_stale_journal_lock_is_broken_in_seconds(tmp_path: Path) -> None:
+    import time
+
+    from autowarm.probe._storage import JOURNAL_LOCK_GRACE_S
+
+    path = tmp_path / "j.log"
+    storage, _ = open_storage(str(path))
+    optuna.create_study(storage=storage, study_name="s")
+    (tmp_path / "j.log.lock").write_text("")  # left behind by a worker killed mid-write
+    t0 = time.monotonic()
+    optuna.create_study(storage=open_storage(str(path))[0], study_name="t")
+    assert time.monotonic() - t0 < JOURNAL_LOCK_GRACE_S + 3  # not Optuna's default 30 s
+
+
+def test_the_default_study_name_does_not_depend_on_where_the_checkout_is(tmp_path: Path) -> None:
+    from autowarm.probe._config import ProbeConfig
+
+    names = []
+    for checkout in ("a", "b/c"):
+        script = tmp_path / checkout / "train.py"
+        script.parent.mkdir(parents=True)
+        script.write_text("print('same script')\n")
+        config = ProbeConfig(str(script), ("--lr", "3e-4"))
+        names.append(default_study_name(config.script, config.args, config.design()))
+    assert names[0] == names[1] and names[0].startswith("train-")
+
+
+_OPEN_AT_ONCE = """
+import sys, time
+from autowarm.probe._storage import open_storage
+import optuna
+optuna.logging.set_verbosity(optuna.logging.ERROR)
+start = float(sys.argv[2])
+time.sleep(max(0.0, start - time.time()))  # every worker starts at the same instant
+storage, _ = open_storage(sys.argv[1])
+optuna.create_study(storage=storage, study_name="s", load_if_exists=True)
+"""
+
+
+def _start_together(url: str, cwd: Path, workers: int = 4) -> list[subprocess.CompletedProcess]:
+    import subprocess as sp
+    import time
+
+    start = str(time.time() + 3.0)  # after every interpreter has imported optuna
+    procs = [
+        sp.Popen(
+            [sys.executable, "-c", _OPEN_AT_ONCE, url, start], cwd=cwd, stderr=sp.PIPE, text=True
+        )
+        for _ in range(workers)
+    ]
+    return [sp.CompletedProcess(p.args, p.wait(timeout=60), "", p.stderr.read()) for p in procs]
+
+
+@pytest.mark.parametrize("kind", ["sqlite", "journal", "postgresql"])
+def test_any_number_of_workers_may_start_at_once_on_a_fresh_storage(
+    tmp_path: Path, request: pytest.FixtureRequest, kind: str
+) -> None:
+    url = {
+        "sqlite": f"sqlite:///{tmp_path}/fresh.db",
+        "journal": f"journal://{tmp_path}/fresh.log",
+        "postgresql": "",
+    }[kind]
+    if kind == "postgresql":
+        url = request.getfixturevalue("postgres_url")
+    for proc in _start_together(url, tmp_path):
+        assert proc.returncode == 0, proc.stderr[-2000:]
+    assert [s.study_name for s in optuna.get_all_study_summaries(open_storage(url)[0])] == ["s"]
