@@ -17,6 +17,7 @@ from typing import Any
 
 from autowarm._args import nonnegative_int, positive_int
 from autowarm.probe._config import (
+    DESIGN_ATTR,
     LR_RANGE_ATTR,
     SCRIPT_DIGEST_ATTR,
     SCRIPT_LR_ATTR,
@@ -282,6 +283,7 @@ def _open_study(args: argparse.Namespace, config: ProbeConfig, report: Any) -> t
         load_if_exists=True,
     )
     report.note(f"study {name!r} in {url}")
+    _check_same_design(study, config)
     stored = study.user_attrs.get(SCRIPT_DIGEST_ATTR)
     attrs = config.to_attrs()
     if stored is not None and stored != attrs[SCRIPT_DIGEST_ATTR] and study.trials:
@@ -293,6 +295,34 @@ def _open_study(args: argparse.Namespace, config: ProbeConfig, report: Any) -> t
     for k, v in attrs.items():
         study.set_user_attr(k, v)
     return study, url
+
+
+def _check_same_design(study: Any, config: ProbeConfig) -> None:
+    """A worker joining a study must probe the same way: one line naming what differs."""
+    from autowarm._errors import AutowarmError
+
+    stored = study.user_attrs.get(DESIGN_ATTR)
+    if stored is None or not study.trials:
+        return
+    mine = config.comparable()
+    diffs = [
+        f"{k} {_flag(stored.get(k))} (study) vs {_flag(v)}"
+        for k, v in mine.items()
+        if stored.get(k) != v
+    ]
+    if diffs:
+        raise AutowarmError(
+            f"study {study.study_name!r} was probed with other settings: {'; '.join(diffs)}; "
+            "pass the study's settings, or another --study NAME for a new search."
+        )
+
+
+def _flag(value: Any) -> str:
+    if value is None:
+        return "(default)"
+    if isinstance(value, list):
+        return " ".join(f"{v:g}" for v in value)
+    return f"{value:g}" if isinstance(value, float) else str(value)
 
 
 def show_command(args: argparse.Namespace) -> int:

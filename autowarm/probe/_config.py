@@ -40,6 +40,8 @@ LR_RANGE_ATTR = "lr_range"
 INITIAL_LOSS_ATTR = "initial_loss"
 #: the script's content when the study was last probed (an edited script is another design)
 SCRIPT_DIGEST_ATTR = "script_sha256"
+#: the flags every worker of the study must share (:meth:`ProbeConfig.comparable`)
+DESIGN_ATTR = "design"
 #: the shortest probe the monitor can judge (its detectors need a few steps of history)
 MIN_STEPS = 10
 #: the largest --margin: beyond it the recommendation is a fraction of a percent of the LR
@@ -128,6 +130,18 @@ class ProbeConfig:
             "warmup_transfer": self.warmup_transfer,
             "horizon_exponent": self.horizon_exponent,
             SCRIPT_DIGEST_ATTR: script_digest(self.script),
+            DESIGN_ATTR: self.comparable(),
+        }
+
+    def comparable(self) -> dict[str, Any]:
+        """The flags every worker of one study must share: trials of another probe length,
+        decay, LR range or warmup range are not comparable with the study's."""
+        return {
+            "--steps": self.steps,
+            "--decay": self.decay,
+            "--min-lr-ratio": self.min_lr_ratio,
+            "--lr-range": list(self.lr_range) if self.lr_range else None,
+            "--max-warmup": self.warmup_max,
         }
 
     @classmethod

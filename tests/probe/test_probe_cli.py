@@ -341,3 +341,13 @@ def test_case19_a_timeout_says_the_evidence_is_thin(tmp_path: Path) -> None:
     )  # fmt: skip
     said = " ".join((proc.stdout + proc.stderr).split())
     assert "--timeout reached" in said and "of 20 trials: a thin base" in said
+
+
+# -- issue 13: workers of one study ----------------------------------------------------------------
+def test_a_worker_with_another_design_gets_one_line(tmp_path: Path) -> None:
+    common = ["probe", "--study", "shared", "--trials", "1", "--seed", "0"]
+    first = autowarm(*common, "--steps", "30", SCRIPT, cwd=tmp_path)
+    assert first.returncode == 0, first.stderr
+    line = one_error_line(autowarm(*common, "--steps", "40", SCRIPT, cwd=tmp_path))
+    assert "study 'shared' was probed with other settings: --steps 30 (study) vs 40" in line
+    assert "another --study NAME" in line
