@@ -1,4 +1,5 @@
-"""The samplers ``--sampler`` picks from: name -> factory of ``(seed, trials)``."""
+"""The samplers ``--sampler`` picks from: name -> factory of ``(seed, trials)``; and the sampler
+a resumed seeded search continues with (:func:`resumed_sampler`)."""
 
 from __future__ import annotations
 
@@ -50,3 +51,25 @@ SAMPLERS: dict[str, Callable[[int | None, int], optuna.samplers.BaseSampler]] = 
     "gp": _gp,
     "qmc": _qmc,
 }
+
+
+def resumed_seed(seed: int, stored: int) -> int:
+    """The seed of a search resumed with ``stored`` trials in its study: a function of both, so
+    the same command on the same study is reproducible and differs from every earlier run."""
+    import numpy as np
+
+    return int(np.random.SeedSequence([seed, stored]).generate_state(1)[0])
+
+
+def resumed_sampler(
+    name: str, seed: int | None, n: int, stored: int
+) -> optuna.samplers.BaseSampler | None:
+    """The sampler for a study resumed with ``stored`` trials; None to keep the study's own.
+
+    A seeded sampler built afresh replays its random start-up from the first draw: it would
+    propose the stored trials again (after a kill, trial #4 was #1 again). QMC needs nothing:
+    the storage counts the points its (seeded) sequence gave, and it continues from there.
+    """
+    if seed is None or stored == 0 or name == "qmc":
+        return None
+    return SAMPLERS[name](resumed_seed(seed, stored), n)

@@ -10,30 +10,42 @@ How a search goes (``ProbeSearch.run``):
    A stable run's value is its robust end-of-probe loss (:func:`score`); an unstable run's
    value is a penalty worse than the initial loss, so it still teaches the sampler where the
    stability boundary lies (a FAILed Optuna trial would teach it nothing);
-4) Ctrl-C kills the running trials; finished ones stay in the storage and the same command
-   resumes (interrupted trials are queued again with their parameters).
+4) Ctrl-C, SIGTERM or SIGHUP kills the running trials; finished ones stay in the storage
+   (told exactly once, also when a second Ctrl-C comes during that cleanup) and the same
+   command resumes: interrupted trials are queued again with their parameters, and a seeded
+   sampler continues its sequence instead of replaying it;
+5) a storage that fails (disk full) stops the search with one line naming it; the trials it
+   recorded before stay.
 """
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
+import signal
 import socket
 import threading
 import time
+from collections.abc import Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
+from types import FrameType
 from typing import Any
 
 import optuna
 from optuna.distributions import FloatDistribution, IntDistribution
+from optuna.exceptions import StorageInternalError
 from optuna.trial import TrialState
+from sqlalchemy.exc import SQLAlchemyError  # an Optuna dependency
 
 from autowarm._errors import AutowarmError
 from autowarm.probe._config import LR_RANGE_ATTR, SCRIPT_LR_ATTR, ProbeConfig
 from autowarm.probe._pruner import CohortPruner
 from autowarm.probe._record import TrialRecord, records, tell
+from autowarm.probe._samplers import resumed_sampler
 from autowarm.probe._status import SCRIPT_FAILURES, settled
+from autowarm.probe._storage import mask_url
 from autowarm.probe._types import TrialResult, TrialSpec
 
 #: Default LR search range around the script's own LR: ``[lr / LR_BELOW, lr * LR_ABOVE]``.
@@ -42,12 +54,28 @@ from autowarm.probe._types import TrialResult, TrialSpec
 LR_BELOW = 10.0
 LR_ABOVE = 50.0
 CALIBRATION_STEPS = 2
+#: Signals that stop the search like Ctrl-C (a terminal closed, ``kill``, a batch scheduler).
+STOP_SIGNALS = tuple(
+    getattr(signal, name) for name in ("SIGINT", "SIGTERM", "SIGHUP") if hasattr(signal, name)
+)
+#: Seconds the running trials get to end once the search stops (they are killed at once;
+#: this bounds a runner that does not answer).
+ABANDON_S = 30.0
 
 Running = dict[Future[TrialResult], tuple[optuna.Trial, TrialSpec]]
 
 
+#: What a failing storage raises: RDBStorage wraps SQLAlchemy's errors in StorageInternalError
+#: (not all of them), a journal file's write fails with OSError ("no space left on device").
+STORAGE_ERRORS = (StorageInternalError, SQLAlchemyError, OSError)
+
+
 class SearchStopped(AutowarmError):
     """The script cannot be probed (first trial crashed, no wrap, too short): one line."""
+
+
+class StorageFailed(AutowarmError):
+    """The storage failed while the search wrote to it (disk full, server gone): one line."""
 
 
 @dataclass
@@ -59,6 +87,8 @@ class SearchResult:
     wall_s: float = 0.0
     script_lr: float | None = None
     lr_range: tuple[float, float] = (0.0, 0.0)
+    #: the signal that interrupted the search (``signal.SIGINT`` for Ctrl-C); None otherwise
+    stop_signal: int | None = None
 
 
 class Reporter:
@@ -70,6 +100,34 @@ class Reporter:
     def trial_finished(self, rec: TrialRecord, done: int, total: int) -> None: ...
     def tick(self) -> None: ...
     def note(self, text: str) -> None: ...
+
+
+def _storage_name(study: optuna.Study) -> str:
+    """The storage's URL as the user gave it (password masked), for messages."""
+    storage = study._storage
+    backend = getattr(storage, "_backend", storage)  # Optuna wraps an RDBStorage in a cache
+    url = getattr(backend, "url", None)
+    if isinstance(url, str):
+        return mask_url(url)
+    path = getattr(backend, "_file_path", None)  # a JournalStorage's file
+    return f"journal:///{path}" if isinstance(path, str) else type(backend).__name__
+
+
+def _problem(e: BaseException) -> str:
+    """The root cause of a storage error in a few words ("database or disk is full"):
+    SQLAlchemy keeps the driver's error as ``orig``, Optuna chains its own vaguer one."""
+    seen: set[int] = set()
+    cause: BaseException | None = e
+    while cause is not None and id(cause) not in seen:
+        seen.add(id(cause))
+        orig = getattr(cause, "orig", None)
+        if isinstance(orig, BaseException) and str(orig).strip():
+            return str(orig).strip().splitlines()[0]
+        if isinstance(cause, OSError) and cause.strerror:
+            return cause.strerror[:1].lower() + cause.strerror[1:]
+        cause = cause.__cause__ or cause.__context__
+    text = str(e).strip()
+    return text.splitlines()[0] if text else type(e).__name__
 
 
 def _pid_alive(pid: int) -> bool:
@@ -101,6 +159,14 @@ class ProbeSearch:
         self._owner = f"{socket.gethostname()}:{os.getpid()}"
         self.pruner = CohortPruner(config.steps) if config.prune == "cohort" else None
         self._checkpoints: dict[int, float] = {}  # trial number -> loss at the checkpoint
+        self._first_checked = False  # a trial got past the script checks (see _loop)
+        # stopping (see _on_signal): the first stop signal, whether the search is stopping,
+        # how many storage writes a signal must wait for, and a signal that waits
+        self._stop_signal: int | None = None
+        self._stopping = False
+        self._atomic_depth = 0
+        self._pending = False
+        self._storage_failed = False  # then nothing more is written to it
 
     # 1) calibrate ----------------------------------------------------------------------------
     def _lr_range(self) -> tuple[tuple[float, float], float | None]:
@@ -123,7 +189,8 @@ class ProbeSearch:
                     f"could not read the script's learning rate (got {script_lr!r}); "
                     "pass --lr-range MIN MAX."
                 )
-            self.study.set_user_attr(SCRIPT_LR_ATTR, float(script_lr))
+            with self._recording("storing the script's learning rate"):
+                self.study.set_user_attr(SCRIPT_LR_ATTR, float(script_lr))
         return (script_lr / LR_BELOW, script_lr * LR_ABOVE), script_lr
 
     def _stop_for(self, res: TrialResult) -> None:
@@ -148,6 +215,15 @@ class ProbeSearch:
         )
 
     # 2) resume -------------------------------------------------------------------------------
+    def _continue_sequence(self) -> None:
+        """A resumed seeded search continues its sampler's sequence (see ``resumed_sampler``);
+        a fresh study keeps the sampler it was created with (the same seed, the same trials)."""
+        cfg = self.config
+        stored = len(self.study.get_trials(deepcopy=False))
+        sampler = resumed_sampler(cfg.sampler, cfg.seed, cfg.trials, stored)
+        if sampler is not None:
+            self.study.sampler = sampler
+
     def _requeue_interrupted(self) -> None:
         """Queue again every trial a previous run did not finish (Ctrl-C, a killed process)."""
         trials = self.study.get_trials(deepcopy=False)
@@ -171,14 +247,75 @@ class ProbeSearch:
         states = (TrialState.COMPLETE, TrialState.PRUNED)
         return len(self.study.get_trials(deepcopy=False, states=states))
 
-    # 3) one trial ----------------------------------------------------------------------------
+    # 3) stopping: signals, storage failures --------------------------------------------------
+    @contextlib.contextmanager
+    def _signals(self) -> Iterator[None]:
+        """SIGTERM and SIGHUP stop the search like Ctrl-C (a KeyboardInterrupt in the main
+        thread, where Python delivers signals); the old handlers come back afterwards. A
+        signal the caller ignores (``nohup``) stays ignored."""
+        old: dict[int, Any] = {}
+        if threading.current_thread() is threading.main_thread():
+            for sig in STOP_SIGNALS:
+                current = signal.getsignal(sig)
+                if current is not None and current is not signal.SIG_IGN:  # None: set in C
+                    old[sig] = signal.signal(sig, self._on_signal)
+        try:
+            yield
+        finally:
+            for sig, handler in old.items():
+                signal.signal(sig, handler)
+
+    def _on_signal(self, signum: int, frame: FrameType | None) -> None:
+        if self._stopping:
+            return  # stopping already (a second Ctrl-C): let the cleanup finish
+        self._stopping, self._stop_signal = True, signum
+        if self._atomic_depth:
+            self._pending = True  # raised once the storage write in progress is done
+            return
+        raise KeyboardInterrupt
+
+    @contextlib.contextmanager
+    def _atomic(self, *, ending: bool = False) -> Iterator[None]:
+        """A step a stop signal must not cut in half (a trial asked for but not running, told
+        but still running, half told): the signal waits until it is done. ``ending``: the
+        search ends anyway, the signal only marks it interrupted."""
+        self._atomic_depth += 1
+        try:
+            yield
+        finally:
+            self._atomic_depth -= 1
+            if ending:
+                self._pending = False
+        if self._pending and not self._atomic_depth:
+            self._pending = False
+            raise KeyboardInterrupt
+
+    @contextlib.contextmanager
+    def _recording(self, what: str, *, quiet: bool = False) -> Iterator[None]:
+        """A storage write: its failure becomes one :class:`StorageFailed` line (``quiet``:
+        none, the search is ending anyway and the trial is re-run on resume)."""
+        try:
+            yield
+        except STORAGE_ERRORS as e:
+            self._storage_failed = True
+            if quiet:
+                return
+            problem = _problem(e)
+            fix = "free disk space" if "full" in problem or "space" in problem else "fix it"
+            raise StorageFailed(
+                f"storage {_storage_name(self.study)!r} failed while {what}: {problem}; "
+                f"{fix} and run the same command to resume (the finished trials are kept)."
+            ) from None
+
+    # 4) one trial ----------------------------------------------------------------------------
     def _ask(self, lr_range: tuple[float, float]) -> tuple[optuna.Trial, TrialSpec]:
         dists = {
             "peak_lr": FloatDistribution(lr_range[0], lr_range[1], log=True),
             "warmup_steps": IntDistribution(0, self.config.warmup_max),
         }
-        trial = self.study.ask(dists)
-        trial.set_user_attr("owner", self._owner)
+        with self._recording("starting a trial"):
+            trial = self.study.ask(dists)
+            trial.set_user_attr("owner", self._owner)
         spec = TrialSpec(
             number=trial.number,
             peak_lr=float(trial.params["peak_lr"]),
@@ -204,61 +341,84 @@ class ProbeSearch:
 
         return self.runner.run(spec, on_step=on_step)
 
-    def _tell(
-        self,
-        trial: optuna.Trial,
-        spec: TrialSpec,
-        res: TrialResult,
-        *,
-        script_failure: bool = False,
-    ) -> TrialRecord:
-        checkpoint = self._checkpoints.get(spec.number)
-        return tell(
-            self.study, trial, spec, res, checkpoint_loss=checkpoint, script_failure=script_failure
+    def _settle(
+        self, trial: optuna.Trial, spec: TrialSpec, res: TrialResult, *, quiet: bool = False
+    ) -> tuple[TrialRecord | None, bool]:
+        """Tell how the trial ended; returns its record (None: ``quiet`` and the storage
+        failed) and whether it says the script cannot be probed: then it is FAILed (it says
+        nothing about its LR) and the search stops with the reason."""
+        script_failure = (not self._first_checked and res.status in ("failed", "timeout")) or (
+            res.status == "failed" and res.failure in SCRIPT_FAILURES
         )
+        checkpoint = self._checkpoints.get(spec.number)
+        rec = None
+        with self._recording(f"recording trial #{spec.number}", quiet=quiet):
+            rec = tell(
+                self.study,
+                trial,
+                spec,
+                res,
+                checkpoint_loss=checkpoint,
+                script_failure=script_failure,
+            )
+        return rec, script_failure
 
     def _abandon(self, running: Running) -> None:
-        """Stop the running trials and store them as interrupted (queued again on resume)."""
+        """Stop the running trials and tell each one once: with its result when it finished
+        meanwhile, else as interrupted (queued again on resume). Stop signals that come now
+        are ignored: they would leave trials untold (RUNNING, redone on resume)."""
         if not running:
             return
-        self.runner.interrupt()
-        for fut, (trial, spec) in running.items():
-            try:
-                res = fut.result(timeout=30)
-            except BaseException:
-                res = TrialResult(status="interrupted", steps=0, reason="interrupted")
-            res.status = "interrupted"
-            self._tell(trial, spec, res)
-        running.clear()
+        with self._atomic(ending=True):
+            self.runner.interrupt()
+            deadline = time.monotonic() + ABANDON_S
+            for fut, (trial, spec) in list(running.items()):
+                try:
+                    res = fut.result(timeout=max(0.0, deadline - time.monotonic()))
+                except Exception:  # a runner that does not answer, or failed
+                    res = TrialResult(status="interrupted", steps=0, reason="interrupted")
+                if not self._storage_failed:  # else it stays RUNNING: stale, redone on resume
+                    self._settle(trial, spec, res, quiet=True)
+                del running[fut]
 
-    # 4) the loop -----------------------------------------------------------------------------
+    # 5) the loop -----------------------------------------------------------------------------
     def run(self) -> SearchResult:
         t0 = time.monotonic()
         result = SearchResult(study=self.study, records=[])
-        self._requeue_interrupted()
+        with self._signals():
+            try:
+                self._search(result, t0)
+            except KeyboardInterrupt:
+                self._stopping = True  # the running trials are re-run on resume
+            with self._atomic(ending=True):
+                result.records = records(self.study)
+            # also a stop signal that came during the cleanup: the user asked to stop
+            result.interrupted = self._stopping
+            if self._stopping:
+                result.stop_signal = self._stop_signal or signal.SIGINT
+        result.wall_s = time.monotonic() - t0
+        return result
+
+    def _search(self, result: SearchResult, t0: float) -> None:
+        self._continue_sequence()
+        with self._recording("queueing the interrupted trials again"):
+            self._requeue_interrupted()
         try:
             result.lr_range, result.script_lr = self._lr_range()
         except KeyboardInterrupt:
             self.runner.interrupt()  # the calibration run must not outlive us
-            result.interrupted = True
-        else:
+            raise
+        with self._recording("storing the LR range"):
             self.study.set_user_attr(LR_RANGE_ATTR, list(result.lr_range))
             self._enqueue_anchor(result.lr_range, result.script_lr)
-            running: Running = {}
-            pool = ThreadPoolExecutor(
-                max_workers=self.config.jobs, thread_name_prefix="autowarm-trial"
-            )
-            try:
-                n_done = self._loop(result.lr_range, pool, running, t0)
-                result.timed_out = self.config.timeout is not None and n_done < self.config.trials
-            except KeyboardInterrupt:
-                result.interrupted = True  # Ctrl-C: the running trials are re-run on resume
-            finally:
-                self._abandon(running)  # also when SearchStopped while others ran: no orphans
-                pool.shutdown(wait=True)
-        result.records = records(self.study)
-        result.wall_s = time.monotonic() - t0
-        return result
+        running: Running = {}
+        pool = ThreadPoolExecutor(max_workers=self.config.jobs, thread_name_prefix="autowarm-trial")
+        try:
+            n_done = self._loop(result.lr_range, pool, running, t0)
+            result.timed_out = self.config.timeout is not None and n_done < self.config.trials
+        finally:
+            self._abandon(running)  # also on SearchStopped while others ran: no orphans
+            pool.shutdown(wait=True)
 
     def _enqueue_anchor(self, lr_range: tuple[float, float], script_lr: float | None) -> None:
         """A fresh study's first trial runs the script's own LR (clipped to the range) with a
@@ -281,15 +441,16 @@ class ProbeSearch:
         finished = settled(records(self.study), exclude=("interrupted",))
         n_done = started = self._done()
         # a resumed study whose first trial got past the script checks need not check again
-        first_checked = any(r.status not in ("failed", "timeout") for r in finished)
+        self._first_checked = any(r.status not in ("failed", "timeout") for r in finished)
         self.reporter.started(n_done, cfg.trials, lr_range)
         while True:
             # a) start trials: the first one alone, then up to --jobs at a time
-            slots = cfg.jobs if first_checked else 1
+            slots = cfg.jobs if self._first_checked else 1
             while len(running) < slots and started < cfg.trials and not self._past_deadline(t0):
-                trial, spec = self._ask(lr_range)
+                with self._atomic():  # asked for = in `running` (told by _abandon if need be)
+                    trial, spec = self._ask(lr_range)
+                    running[pool.submit(self._run, spec, finished)] = (trial, spec)
                 self.reporter.trial_started(spec)
-                running[pool.submit(self._run, spec, finished)] = (trial, spec)
                 started += 1
             if not running:
                 return n_done
@@ -297,18 +458,40 @@ class ProbeSearch:
             ready, _ = wait(list(running), timeout=0.25, return_when=FIRST_COMPLETED)
             self.reporter.tick()
             for fut in ready:
-                trial, spec = running.pop(fut)
-                res = fut.result()
-                # the script cannot be probed: record the trial as FAILed (it says nothing
-                # about its LR) and stop with the reason
-                if (not first_checked and res.status in ("failed", "timeout")) or (
-                    res.status == "failed" and res.failure in SCRIPT_FAILURES
-                ):
-                    self._tell(trial, spec, res, script_failure=True)
-                    self._stop_for(res)
-                first_checked = True
-                rec = self._tell(trial, spec, res)
-                with self._lock:
-                    finished.append(rec)
-                n_done += res.status != "interrupted"
-                self.reporter.trial_finished(rec, n_done, cfg.trials)
+                n_done = self._finish(fut, running, finished, n_done)
+
+    def _finish(
+        self, fut: Future[TrialResult], running: Running, finished: list[TrialRecord], n_done: int
+    ) -> int:
+        """Tell the trial of ``fut``, which leaves ``running`` in the same step; returns
+        ``n_done`` with it counted. Raises SearchStopped when the script cannot be probed."""
+        trial, spec = running[fut]
+        res = fut.result()
+        with self._atomic():
+            rec, script_failure = self._settle(trial, spec, res)
+            del running[fut]
+        if script_failure:
+            self._stop_for(res)
+        assert rec is not None
+        self._first_checked = True
+        with self._lock:
+            finished.append(rec)
+        n_done += res.status != "interrupted"
+        self.reporter.trial_finished(rec, n_done, self.config.trials)
+        self._stop_if_nan_from_the_start(finished)
+        return n_done
+
+    def _stop_if_nan_from_the_start(self, finished: list[TrialRecord]) -> None:
+        """Every trial so far (two at least) had a NaN/Inf loss or gradient at its very first
+        step, so it stopped after 1 step: that value comes before any update, so no LR made it
+        (an LR too hot for even one update shows up at step 1 or later). A bug in the script;
+        the rest of the trials would only repeat it."""
+        ended = [r for r in finished if r.status != "interrupted"]
+        if len(ended) < 2 or any(r.status != "nonfinite" or r.steps > 1 for r in ended):
+            return
+        lrs = [r.peak_lr for r in ended]
+        raise SearchStopped(
+            f"the script's loss or gradient is NaN/Inf at its first step, before any update, "
+            f"in all {len(ended)} trials (peak LR {min(lrs):.3g} to {max(lrs):.3g}): a bug "
+            f"in the script (loss, data or model), not the LR; run it by hand: {self.command}"
+        )
