@@ -110,7 +110,9 @@ def _storage_name(study: optuna.Study) -> str:
     if isinstance(url, str):
         return mask_url(url)
     path = getattr(backend, "_file_path", None)  # a JournalStorage's file
-    return f"journal:///{path}" if isinstance(path, str) else type(backend).__name__
+    if isinstance(path, str):  # spelt as --storage takes it (see _storage._journal_path)
+        return f"journal://{path}" if os.path.isabs(path) else f"journal:{path}"
+    return type(backend).__name__
 
 
 def _problem(e: BaseException) -> str:
