@@ -34,7 +34,8 @@ autowarm options go before SCRIPT; everything after SCRIPT is passed to it.
 Results are stored (default .autowarm/autowarm.db; see it with
 `optuna-dashboard sqlite:///.autowarm/autowarm.db`); the same command again resumes.
 
-exit codes: 0 done, 1 no stable trial, 2 bad input, 130 interrupted (resume by re-running)."""
+exit codes: 0 done, 1 no stable trial, 2 bad input, 130 interrupted by Ctrl-C (128+N for
+signal N: 143 SIGTERM, 129 SIGHUP); resume by running the same command again."""
 
 _D = ProbeConfig(script="")  # the defaults, for the help texts
 # argparse takes "-1e-3" for an option (its negative-number pattern has no exponent): a
@@ -179,8 +180,14 @@ class _Outcome:
     script_lr: float | None
     cost: dict[str, Any] = field(default_factory=dict)
     interrupted: bool = False
+    stop_signal: int | None = None  # the signal that interrupted the search (None: SIGINT)
     timed_out: bool = False
     wall_s: float = 0.0
+
+    @property
+    def exit_code(self) -> int:
+        """128 + the signal, as a shell reports a process that signal stopped."""
+        return 128 + (self.stop_signal or 2)
 
 
 def probe_command(args: argparse.Namespace) -> int:
@@ -234,6 +241,7 @@ def probe_command(args: argparse.Namespace) -> int:
         lr_range=result.lr_range,
         script_lr=result.script_lr,
         interrupted=result.interrupted,
+        stop_signal=result.stop_signal,
         timed_out=result.timed_out,
         wall_s=result.wall_s,
     )
@@ -370,7 +378,7 @@ def _conclude(
         # stopped while reading the script's own LR: no trial, no range, nothing to show
         final.print("interrupted before the first trial; run the same command to start again.")
         _write_json(args, None, out, error="interrupted")
-        return 130
+        return out.exit_code
     recipe, error = None, None
     try:
         recipe = _recommend(config, out, cost=save)
@@ -401,7 +409,7 @@ def _conclude(
     )
     _write_json(args, recipe, out, error=error)
     if out.interrupted:
-        return 130
+        return out.exit_code
     if error is not None:
         sys.stderr.write(f"autowarm: {error}\n")
         return 1
