@@ -21,7 +21,8 @@ How a result's status is decided, first match wins:
    norm): that instability (a script that stops itself on NaN is not a crash);
 5) an exception, a non-zero exit or a signal: ``failed``/``crash`` with a one-line reason
    (``"RuntimeError: ... (train.py, line 42)"``, ``"killed by SIGSEGV"``);
-6) it exited by itself: ``failed``/``no_wrap`` (never wrapped) or ``failed``/``too_short``.
+6) it exited by itself: ``failed``/``no_wrap`` (never wrapped) or ``failed``/``too_short``;
+7) it reached the probe length without ever calling ``report()``: ``failed``/``no_report``.
 """
 
 from __future__ import annotations
@@ -56,7 +57,7 @@ from autowarm.probe._child import (
     spec_to_json,
 )
 from autowarm.probe._forkserver import ForkedProcess, ForkServer, ForkServerError
-from autowarm.probe._status import STOPPING_EVENTS
+from autowarm.probe._status import FINISHED, STOPPING_EVENTS
 from autowarm.probe._types import TrialResult, TrialSpec
 
 OnStep = Callable[[int, float, float], "bool | None"]
@@ -447,6 +448,10 @@ class _TrialProcess:
         # 1) the child ended the trial itself: reached probe_steps or the monitor was sure
         if kind == "end":
             result.status, result.reason = final["status"], final.get("reason")
+            if result.status in FINISHED and not any(math.isfinite(v) for v in result.losses):
+                # wrapped, stepped, but report() never called: nothing to score, any LR
+                result.status, result.failure = "failed", "no_report"
+                result.reason = "it never reported a loss"
             return result
         # 2) we stopped it: pruned, timed out, interrupted
         if self.stop_status is not None:
@@ -476,15 +481,11 @@ class _TrialProcess:
         elif not self.wrapped:
             result.failure = "no_wrap"
             result.reason = (
-                "the script ended without wrapping an optimizer: add "
-                "`optimizer = autowarm.wrap(optimizer)` after creating it."
+                "it ended without wrapping an optimizer"  # the fix is the search's to state
             )
         else:
             result.failure = "too_short"
-            result.reason = (
-                f"the script ended after {steps} optimizer steps, before the probe length of "
-                f"{self.spec.probe_steps}: lower the probe steps or let the script train longer."
-            )
+            result.reason = f"it ran {steps} of the probe's {self.spec.probe_steps} optimizer steps"
         return result
 
     def _instability(self) -> tuple[str, str] | None:

@@ -204,8 +204,14 @@ class ProbeSearch:
             )
         if res.failure == "no_wrap":
             raise SearchStopped(
-                f"the script never wrapped an optimizer ({why}); add "
-                "`optimizer = autowarm.wrap(optimizer)` and `optimizer.report(loss)` to it."
+                "the script never wrapped an optimizer; add `optimizer = "
+                "autowarm.wrap(optimizer)` and `optimizer.report(loss)` to it."
+            )
+        if res.failure == "no_report":
+            raise SearchStopped(
+                "the script wraps its optimizer but never reports its loss; add "
+                "`optimizer.report(loss)` after `loss.backward()` (or `autowarm.report(optimizer, "
+                "loss)` when a framework wraps the optimizer)."
             )
         if res.failure == "too_short":
             raise SearchStopped(

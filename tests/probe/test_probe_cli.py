@@ -105,13 +105,18 @@ def test_a_crashing_script_stops_after_the_first_trial(tmp_path: Path) -> None:
     ("script_args", "message"),
     [
         (["--no-wrap"], "never wrapped an optimizer"),
+        # issue 12: wrapped but report() never called: one line after the first trial
+        (["--no-report"], "never reports its loss; add `optimizer.report(loss)`"),
         (["--steps", "10"], "ended before the probe length"),
         (["--bogus"], "the script failed on the first trial"),
     ],
 )
 def test_a_script_that_cannot_be_probed(tmp_path: Path, script_args: list[str], message: str):
     proc = autowarm("probe", *FAST, "--lr-range", "0.01", "0.1", SCRIPT, *script_args, cwd=tmp_path)
-    assert message in one_error_line(proc)
+    line = one_error_line(proc)
+    assert message in line
+    # issue 14 case 13: the fix is stated once, not by the runner's reason and the search too
+    assert line.count("autowarm.wrap(optimizer)") <= 1 and line.count("lower --steps") <= 1
 
 
 def test_a_hanging_trial_times_out_and_the_search_goes_on(tmp_path: Path) -> None:

@@ -24,6 +24,7 @@ parser.add_argument("--opt", choices=("sgd", "adam"), default="sgd")
 parser.add_argument("--crash-at", type=int, default=-1)
 parser.add_argument("--hang-above", type=float, default=float("inf"))
 parser.add_argument("--no-wrap", action="store_true")
+parser.add_argument("--no-report", action="store_true", help="wrap, but never report the loss")
 parser.add_argument("--step-sleep", type=float, default=0.0, help="seconds per step (slow it)")
 parser.add_argument("--seed", type=int, default=0)
 args = parser.parse_args()
@@ -45,7 +46,7 @@ for step in range(args.steps):
     loss = torch.nn.functional.mse_loss(model(X[idx]), y[idx]) * 10
     optimizer.zero_grad()
     loss.backward()
-    if not args.no_wrap:
+    if not (args.no_wrap or args.no_report):
         optimizer.report(loss)
     if step == args.crash_at:
         raise RuntimeError(f"deliberate crash at step {step}")
