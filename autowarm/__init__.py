@@ -28,6 +28,7 @@ if TYPE_CHECKING:
         report,
         wrap,
     )
+    from autowarm.probe._probing import probing
     from autowarm.schedule._recipe import Recipe
     from autowarm.schedule._scheduler import RecipeLR
 
@@ -45,6 +46,7 @@ _LAZY = {
     "wrap": "autowarm.monitor",
     "report": "autowarm.monitor",
     "monitored": "autowarm.monitor",
+    "probing": "autowarm.probe._probing",
 }
 
 __all__ = [
@@ -59,6 +61,7 @@ __all__ = [
     "Thresholds",
     "__version__",
     "monitored",
+    "probing",
     "report",
     "wrap",
 ]

@@ -3,6 +3,8 @@ from __future__ import annotations
 import subprocess
 import sys
 
+import autowarm
+
 
 def test_version_and_exports() -> None:
     import autowarm.probe
@@ -24,3 +26,10 @@ def test_python_dash_m_help() -> None:
 def test_no_command_is_usage_error() -> None:
     out = subprocess.run([sys.executable, "-m", "autowarm"], capture_output=True, text=True)
     assert out.returncode == 2
+
+
+def test_probing_is_true_inside_a_trial_only(monkeypatch) -> None:
+    monkeypatch.delenv("AUTOWARM_TRIAL", raising=False)
+    assert autowarm.probing() is False
+    monkeypatch.setenv("AUTOWARM_TRIAL", '{"peak_lr": 0.01, "probe_steps": 10}')
+    assert autowarm.probing() is True
