@@ -2,6 +2,7 @@
 
     python scripts/bench_overhead.py              # about a minute
     python scripts/bench_overhead.py --steps 400 --batch 32
+    python scripts/bench_overhead.py --model mlp  # 6x256 MLP, batch 128: a ~5-7 ms CPU step
 
 A small pre-LN Transformer LM (CPU, one thread). Two copies of the same model and optimizer,
 one wrapped with ``autowarm.wrap`` (plus the ``optimizer.report(loss)`` line), one bare; the
@@ -48,9 +49,28 @@ class TinyLM(nn.Module):
         return self.head(self.blocks(x, mask=self.mask, is_causal=True))
 
 
+class MLP(nn.Module):
+    """6 hidden layers of 256 (issue 12's small-step case: the monitor's fixed cost per step
+    weighs most where a step is cheapest)."""
+
+    def __init__(self, d_in: int, width: int = 256, depth: int = 6, classes: int = 10) -> None:
+        super().__init__()
+        layers: list[nn.Module] = [nn.Linear(d_in, width), nn.ReLU()]
+        for _ in range(depth - 1):
+            layers += [nn.Linear(width, width), nn.ReLU()]
+        self.net = nn.Sequential(*layers, nn.Linear(width, classes))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(x)
+
+
 def _setup(args: argparse.Namespace, wrapped: bool) -> tuple[nn.Module, torch.optim.Optimizer]:
     torch.manual_seed(0)
-    model = TinyLM(args.vocab, args.d_model, args.layers, args.context)
+    model: nn.Module
+    if args.model == "mlp":
+        model = MLP(args.d_model)
+    else:
+        model = TinyLM(args.vocab, args.d_model, args.layers, args.context)
     opt: torch.optim.Optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3)
     if wrapped:
         opt = autowarm.wrap(opt, actions="record")
@@ -66,7 +86,8 @@ def _timers(
         x, y = batches[i % len(batches)]
         t0 = time.perf_counter()
         opt.zero_grad(set_to_none=True)
-        loss = F.cross_entropy(model(x).flatten(0, 1), y.flatten())
+        out = model(x)
+        loss = F.cross_entropy(out.flatten(0, -2) if out.dim() > 2 else out, y.flatten())
         loss.backward()
         if report is not None:
             report(loss)
@@ -91,13 +112,20 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--d-model", type=int, default=128)
     parser.add_argument("--layers", type=int, default=2)
     parser.add_argument("--vocab", type=int, default=96)
+    parser.add_argument("--model", choices=("lm", "mlp"), default="lm")
     args = parser.parse_args(argv)
+    if args.model == "mlp" and "--batch" not in (argv or sys.argv):
+        args.batch, args.d_model = 128, 64
     torch.set_num_threads(1)
     console = Console(width=100)
 
     g = torch.Generator().manual_seed(0)
     batches = []
     for _ in range(16):
+        if args.model == "mlp":
+            x = torch.randn(args.batch, args.d_model, generator=g)
+            batches.append((x, torch.randint(0, 10, (args.batch,), generator=g)))
+            continue
         seq = torch.randint(0, args.vocab, (args.batch, args.context + 1), generator=g)
         batches.append((seq[:, :-1], seq[:, 1:]))
     raw = _timers(*_setup(args, wrapped=False), batches)
@@ -122,9 +150,10 @@ def main(argv: list[str] | None = None) -> int:
         paired = statistics.median(w / r for w, r in zip(t_wrapped, t_raw))
         rows.append((label, med_raw, med_wrapped, med_wrapped / med_raw, paired))
 
+    what = "MLP 6x256" if args.model == "mlp" else f"TinyLM, batch {args.batch}x{args.context}"
     table = Table(
-        title=f"TinyLM {n_params / 1e6:.2f}M params, batch {args.batch}x{args.context}, "
-        f"AdamW, 1 thread, {args.steps} interleaved steps each"
+        title=f"{what}, {n_params / 1e6:.2f}M params, batch {args.batch}, AdamW, 1 thread, "
+        f"{args.steps} interleaved steps each"
     )
     for col in ("timed", "raw ms", "wrapped ms", "ratio of medians", "median paired ratio"):
         table.add_column(col, justify="right" if col != "timed" else "left")
