@@ -183,6 +183,8 @@ class _Outcome:
     stop_signal: int | None = None  # the signal that interrupted the search (None: SIGINT)
     timed_out: bool = False
     wall_s: float = 0.0
+    owner: str = ""  # this worker's (probe): the records of other owners came from elsewhere
+    active: list[Any] = field(default_factory=list)  # running and waiting trials (show)
 
     @property
     def exit_code(self) -> int:
@@ -244,6 +246,7 @@ def probe_command(args: argparse.Namespace) -> int:
         stop_signal=result.stop_signal,
         timed_out=result.timed_out,
         wall_s=result.wall_s,
+        owner=result.owner,
     )
     outcome.cost = _cost(outcome.records, wall_s=round(result.wall_s, 3))
     return _conclude(args, config, outcome, final, save=True)
@@ -356,11 +359,13 @@ def show_command(args: argparse.Namespace) -> int:
     config = ProbeConfig.from_attrs(attrs)
     if args.total_steps is not None:
         config = dataclasses.replace(config, total_steps=args.total_steps)
-    recs = _settled(records(study))
+    every = records(study)
+    recs = _settled(every)
     lrs = [r.peak_lr for r in recs] or [1e-3]
     lr_range = tuple(attrs.get(LR_RANGE_ATTR) or (min(lrs), max(lrs)))
     outcome = _Outcome(name, url, recs, lr_range, attrs.get(SCRIPT_LR_ATTR))  # type: ignore[arg-type]
     outcome.cost = _cost(recs, wall_s=None)
+    outcome.active = [r for r in every if r not in recs]
     final.print(f"study {name!r} in {url}: {attrs.get('command', '')}", highlight=False)
     return _conclude(args, config, outcome, final, save=False)
 
@@ -398,9 +403,11 @@ def _conclude(
             "to resume and add the rest."
         )
     written = args.out if save and recipe is not None and not out.interrupted else None
+    if recipe is not None:
+        _say_sources(final, out)
     print_final(
         final,
-        out.records,
+        [*out.records, *out.active],
         recipe,
         lr_range=out.lr_range,
         warmup_max=config.warmup_max,
@@ -414,6 +421,18 @@ def _conclude(
         sys.stderr.write(f"autowarm: {error}\n")
         return 1
     return 0
+
+
+def _say_sources(final: Any, out: _Outcome) -> None:
+    """A worker's recommendation comes from every trial the study finished, also other
+    workers' (several machines on one study): say so."""
+    others = sum(r.owner != out.owner for r in out.records) if out.owner else 0
+    if others:
+        final.print(
+            f"recommendation from {len(out.records)} trials ({others} run by other workers "
+            "or earlier runs)",
+            highlight=False,
+        )
 
 
 def _recommend(config: ProbeConfig, out: _Outcome, *, cost: bool) -> Any:

@@ -46,6 +46,7 @@ class TrialRecord:
     wall_s: float = 0.0
     event_counts: dict[str, int] = field(default_factory=dict)  # event kind -> how many
     checkpoint_loss: float | None = None  # loss at the cohort pruner's checkpoint
+    owner: str = ""  # the worker that ran it (host:pid:token; see _workers.new_owner)
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -166,6 +167,7 @@ def record_from_frozen(t: FrozenTrial) -> TrialRecord | None:
         wall_s=float(a.get("wall_s", 0.0)),
         event_counts=a.get("event_counts", a.get("events", {})),
         checkpoint_loss=a.get("checkpoint_loss"),
+        owner=str(a.get("owner", "")),
     )
 
 

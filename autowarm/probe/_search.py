@@ -15,7 +15,12 @@ How a search goes (``ProbeSearch.run``):
    command resumes: interrupted trials are queued again with their parameters, and a seeded
    sampler continues its sequence instead of replaying it;
 5) a storage that fails (disk full) stops the search with one line naming it; the trials it
-   recorded before stay.
+   recorded before stay;
+6) several workers (processes, machines) may run the same search on one storage: ``--trials``
+   counts the study's trials (a worker starts one only while finished + running ones of all
+   workers < N), calibration and the anchor happen once (the lowest-numbered RUNNING trial
+   without parameters leads, see ``_calibrate_once``), and a dead worker's trial is failed and
+   re-run by a live one (heartbeats, see :mod:`autowarm.probe._workers`).
 """
 
 from __future__ import annotations
@@ -24,7 +29,6 @@ import contextlib
 import math
 import os
 import signal
-import socket
 import threading
 import time
 from collections.abc import Iterator
@@ -34,10 +38,8 @@ from types import FrameType
 from typing import Any
 
 import optuna
-from optuna.distributions import FloatDistribution, IntDistribution
-from optuna.exceptions import StorageInternalError
+from optuna.exceptions import UpdateFinishedTrialError
 from optuna.trial import TrialState
-from sqlalchemy.exc import SQLAlchemyError  # an Optuna dependency
 
 from autowarm._errors import AutowarmError
 from autowarm.probe._config import LR_RANGE_ATTR, SCRIPT_LR_ATTR, ProbeConfig
@@ -47,6 +49,14 @@ from autowarm.probe._samplers import resumed_sampler
 from autowarm.probe._status import SCRIPT_FAILURES, settled
 from autowarm.probe._storage import mask_url
 from autowarm.probe._types import TrialResult, TrialSpec
+from autowarm.probe._workers import (
+    OWNER_ATTR,
+    STORAGE_ERRORS,
+    Heartbeat,
+    Watcher,
+    heartbeat_interval,
+    new_owner,
+)
 
 #: Default LR search range around the script's own LR: ``[lr / LR_BELOW, lr * LR_ABOVE]``.
 #: Skewed upwards: warmup exists to allow a higher LR, and on the three recipes the full runs'
@@ -61,13 +71,13 @@ STOP_SIGNALS = tuple(
 #: Seconds the running trials get to end once the search stops (they are killed at once;
 #: this bounds a runner that does not answer).
 ABANDON_S = 30.0
+#: Seconds between two looks at the study while waiting for other workers (their calibration,
+#: their last trials).
+POLL_S = 0.25
 
 Running = dict[Future[TrialResult], tuple[optuna.Trial, TrialSpec]]
 
-
-#: What a failing storage raises: RDBStorage wraps SQLAlchemy's errors in StorageInternalError
-#: (not all of them), a journal file's write fails with OSError ("no space left on device").
-STORAGE_ERRORS = (StorageInternalError, SQLAlchemyError, OSError)
+__all__ = ["STORAGE_ERRORS", "ProbeSearch", "Reporter", "SearchResult", "SearchStopped"]
 
 
 class SearchStopped(AutowarmError):
@@ -89,6 +99,8 @@ class SearchResult:
     lr_range: tuple[float, float] = (0.0, 0.0)
     #: the signal that interrupted the search (``signal.SIGINT`` for Ctrl-C); None otherwise
     stop_signal: int | None = None
+    #: this worker's name, as its trials' ``owner`` attribute holds it
+    owner: str = ""
 
 
 class Reporter:
@@ -132,16 +144,6 @@ def _problem(e: BaseException) -> str:
     return text.splitlines()[0] if text else type(e).__name__
 
 
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
 class ProbeSearch:
     def __init__(
         self,
@@ -151,6 +153,7 @@ class ProbeSearch:
         *,
         reporter: Reporter | None = None,
         command: str = "",
+        heartbeat_s: float | None = None,
     ) -> None:
         self.runner = runner
         self.study = study
@@ -158,7 +161,11 @@ class ProbeSearch:
         self.reporter = reporter or Reporter()
         self.command = command  # "python train.py …", for "run it by hand" hints
         self._lock = threading.Lock()
-        self._owner = f"{socket.gethostname()}:{os.getpid()}"
+        self._owner = new_owner()
+        self._heartbeat = Heartbeat(study, heartbeat_s or heartbeat_interval())
+        self._watcher = Watcher(study, self._heartbeat)
+        #: a trial this worker asked for before it knew the LR range (see _calibrate_once)
+        self._held: optuna.Trial | None = None
         self.pruner = CohortPruner(config.steps) if config.prune == "cohort" else None
         self._checkpoints: dict[int, float] = {}  # trial number -> loss at the checkpoint
         self._first_checked = False  # a trial got past the script checks (see _loop)
@@ -170,30 +177,75 @@ class ProbeSearch:
         self._pending = False
         self._storage_failed = False  # then nothing more is written to it
 
-    # 1) calibrate ----------------------------------------------------------------------------
-    def _lr_range(self) -> tuple[tuple[float, float], float | None]:
-        attrs = self.study.user_attrs
-        script_lr = attrs.get(SCRIPT_LR_ATTR)
+    # 1) calibrate, once per study ---------------------------------------------------------------
+    def _calibrate_once(self) -> tuple[tuple[float, float], float | None]:
+        """The search range, calibrating first when the study has no script LR yet. Several
+        workers may start at once: each holds a trial (Optuna numbers them atomically) and the
+        lowest-numbered RUNNING trial without parameters leads -- it calibrates and its trial
+        becomes the anchor; the others wait for the study's script LR. A leader that dies
+        is found by its heartbeat and the next one leads."""
+        script_lr = self.study.user_attrs.get(SCRIPT_LR_ATTR)
+        if self.config.lr_range is not None or script_lr is not None:
+            return self._lr_range(script_lr), script_lr
+        with self._recording("starting a trial"):
+            self._held = self._claim(self.study.ask())
+        waiting = False
+        while True:
+            with self._recording("reading the study"):
+                script_lr = self.study.user_attrs.get(SCRIPT_LR_ATTR)
+                leads = script_lr is None and self._leads()
+            if script_lr is not None:
+                return self._lr_range(script_lr), script_lr
+            if leads:
+                return self._lead()
+            if not waiting:
+                self.reporter.note("waiting for another worker to read the script's learning rate…")
+                waiting = True
+            with self._recording("looking for dead workers"):
+                self._watcher.poll()
+            time.sleep(POLL_S)
+
+    def _leads(self) -> bool:
+        assert self._held is not None
+        running = self.study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
+        return min(t.number for t in running if not t.params) >= self._held.number
+
+    def _lead(self) -> tuple[tuple[float, float], float]:
+        """Calibrate; the held trial becomes the anchor of a study without probes yet. Its
+        parameters are stored before the script LR, so no worker sees the LR without them."""
+        assert self._held is not None
+        script_lr = self._calibrate()
+        lr_range = self._lr_range(script_lr)
+        with self._recording("storing the script's learning rate"):
+            if not any(t.params for t in self.study.get_trials(deepcopy=False)):
+                self._held._fixed_params = self._anchor(lr_range, script_lr)  # as enqueue_trial's
+                self._fill(self._held, lr_range)
+            self.study.set_user_attr(SCRIPT_LR_ATTR, float(script_lr))
+        return lr_range, script_lr
+
+    def _lr_range(self, script_lr: float | None) -> tuple[float, float]:
         if self.config.lr_range is not None:
-            return self.config.lr_range, script_lr
-        if script_lr is None:
-            self.reporter.note("reading the script's own learning rate (a 2-step run)…")
-            res = self.runner.run(
-                TrialSpec(number=-1, peak_lr=1e-3, warmup_steps=0, probe_steps=CALIBRATION_STEPS)
+            return self.config.lr_range
+        assert script_lr is not None
+        return (script_lr / LR_BELOW, script_lr * LR_ABOVE)
+
+    def _calibrate(self) -> float:
+        """The script's own LR, from a 2-step run."""
+        self.reporter.note("reading the script's own learning rate (a 2-step run)…")
+        res = self.runner.run(
+            TrialSpec(number=-1, peak_lr=1e-3, warmup_steps=0, probe_steps=CALIBRATION_STEPS)
+        )
+        if res.status == "interrupted":
+            raise KeyboardInterrupt
+        if res.status in ("failed", "timeout"):
+            self._stop_for(res)
+        script_lr = res.script_lr
+        if script_lr is None or not (script_lr > 0 and math.isfinite(script_lr)):
+            raise SearchStopped(
+                f"could not read the script's learning rate (got {script_lr!r}); "
+                "pass --lr-range MIN MAX."
             )
-            if res.status == "interrupted":
-                raise KeyboardInterrupt
-            if res.status in ("failed", "timeout"):
-                self._stop_for(res)
-            script_lr = res.script_lr
-            if script_lr is None or not (script_lr > 0 and math.isfinite(script_lr)):
-                raise SearchStopped(
-                    f"could not read the script's learning rate (got {script_lr!r}); "
-                    "pass --lr-range MIN MAX."
-                )
-            with self._recording("storing the script's learning rate"):
-                self.study.set_user_attr(SCRIPT_LR_ATTR, float(script_lr))
-        return (script_lr / LR_BELOW, script_lr * LR_ABOVE), script_lr
+        return float(script_lr)
 
     def _stop_for(self, res: TrialResult) -> None:
         why = res.reason or res.status
@@ -233,27 +285,31 @@ class ProbeSearch:
             self.study.sampler = sampler
 
     def _requeue_interrupted(self) -> None:
-        """Queue again every trial a previous run did not finish (Ctrl-C, a killed process)."""
+        """Queue again every trial a previous run did not finish (Ctrl-C, a killed process):
+        the dead trials first (the watcher's first look), then the interrupted ones."""
+        self._watcher.poll()
         trials = self.study.get_trials(deepcopy=False)
         retried = {t.user_attrs.get("retry_of") for t in trials}
-        host = socket.gethostname()
         for t in trials:
-            stale = False
-            if t.state == TrialState.RUNNING:
-                owner = str(t.user_attrs.get("owner", ""))
-                h, _, pid = owner.partition(":")
-                stale = h == host and pid.isdigit() and not _pid_alive(int(pid))
-                if stale:
-                    self.study._storage.set_trial_state_values(t._trial_id, TrialState.FAIL)
             interrupted = t.state == TrialState.FAIL and t.user_attrs.get(
                 "status", "interrupted"
             ) in ("interrupted",)
-            if (stale or interrupted) and t.number not in retried and "peak_lr" in t.params:
+            if interrupted and t.number not in retried and "peak_lr" in t.params:
                 self.study.enqueue_trial(dict(t.params), user_attrs={"retry_of": t.number})
 
     def _done(self) -> int:
+        """The study's finished trials, all workers'."""
         states = (TrialState.COMPLETE, TrialState.PRUNED)
         return len(self.study.get_trials(deepcopy=False, states=states))
+
+    def _room(self) -> tuple[int, int]:
+        """How many trials this worker may start -- ``--trials`` less the study's finished and
+        running ones (all workers'; the trial it holds is its own to start) -- and how many
+        the study has finished."""
+        states = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.RUNNING)
+        trials = self.study.get_trials(deepcopy=False, states=states)
+        done = sum(t.state != TrialState.RUNNING for t in trials)
+        return self.config.trials - len(trials) + (self._held is not None), done
 
     # 3) stopping: signals, storage failures --------------------------------------------------
     @contextlib.contextmanager
@@ -316,23 +372,41 @@ class ProbeSearch:
             ) from None
 
     # 4) one trial ----------------------------------------------------------------------------
+    def _claim(self, trial: optuna.Trial) -> optuna.Trial:
+        """A trial this worker runs: named as its own and kept alive by its heartbeat."""
+        trial.set_user_attr(OWNER_ATTR, self._owner)
+        self._heartbeat.add(trial._trial_id)
+        return trial
+
+    def _fill(self, trial: optuna.Trial, lr_range: tuple[float, float]) -> tuple[float, int]:
+        """The trial's parameters, sampled (or fixed, or already stored) as ``study.ask`` with
+        these distributions would."""
+        lr = trial.suggest_float("peak_lr", lr_range[0], lr_range[1], log=True)
+        return float(lr), int(trial.suggest_int("warmup_steps", 0, self.config.warmup_max))
+
     def _ask(self, lr_range: tuple[float, float]) -> tuple[optuna.Trial, TrialSpec]:
-        dists = {
-            "peak_lr": FloatDistribution(lr_range[0], lr_range[1], log=True),
-            "warmup_steps": IntDistribution(0, self.config.warmup_max),
-        }
         with self._recording("starting a trial"):
-            trial = self.study.ask(dists)
-            trial.set_user_attr("owner", self._owner)
+            trial, self._held = self._held, None
+            if trial is None:
+                trial = self._claim(self.study.ask())
+            peak_lr, warmup = self._fill(trial, lr_range)
         spec = TrialSpec(
             number=trial.number,
-            peak_lr=float(trial.params["peak_lr"]),
-            warmup_steps=int(trial.params["warmup_steps"]),
+            peak_lr=peak_lr,
+            warmup_steps=warmup,
             probe_steps=self.config.steps,
             decay=self.config.decay,
             min_lr_ratio=self.config.min_lr_ratio,
         )
         return trial, spec
+
+    def _release(self) -> None:
+        """A held trial the search did not run (stopped before): FAILed, it holds nothing."""
+        trial, self._held = self._held, None
+        if trial is not None and not self._storage_failed:
+            self._heartbeat.remove(trial._trial_id)
+            with contextlib.suppress(UpdateFinishedTrialError, *STORAGE_ERRORS):
+                self.study.tell(trial, state=TrialState.FAIL)
 
     def _run(self, spec: TrialSpec, done: list[TrialRecord]) -> TrialResult:
         losses: list[float] = []
@@ -353,22 +427,31 @@ class ProbeSearch:
         self, trial: optuna.Trial, spec: TrialSpec, res: TrialResult, *, quiet: bool = False
     ) -> tuple[TrialRecord | None, bool]:
         """Tell how the trial ended; returns its record (None: ``quiet`` and the storage
-        failed) and whether it says the script cannot be probed: then it is FAILed (it says
-        nothing about its LR) and the search stops with the reason."""
+        failed, or another worker took this worker for dead and failed the trial) and whether
+        it says the script cannot be probed: then it is FAILed (it says nothing about its LR)
+        and the search stops with the reason."""
         script_failure = (not self._first_checked and res.status in ("failed", "timeout")) or (
             res.status == "failed" and res.failure in SCRIPT_FAILURES
         )
         checkpoint = self._checkpoints.get(spec.number)
         rec = None
+        self._heartbeat.remove(trial._trial_id)
         with self._recording(f"recording trial #{spec.number}", quiet=quiet):
-            rec = tell(
-                self.study,
-                trial,
-                spec,
-                res,
-                checkpoint_loss=checkpoint,
-                script_failure=script_failure,
-            )
+            try:
+                rec = tell(
+                    self.study,
+                    trial,
+                    spec,
+                    res,
+                    checkpoint_loss=checkpoint,
+                    script_failure=script_failure,
+                )
+            except UpdateFinishedTrialError:  # its heartbeats stalled; it is queued again
+                self.reporter.note(
+                    f"trial #{spec.number} was failed by another worker (no "
+                    "heartbeat seen); its parameters run again"
+                )
+                return None, False
         return rec, script_failure
 
     def _abandon(self, running: Running) -> None:
@@ -392,12 +475,15 @@ class ProbeSearch:
     # 5) the loop -----------------------------------------------------------------------------
     def run(self) -> SearchResult:
         t0 = time.monotonic()
-        result = SearchResult(study=self.study, records=[])
-        with self._signals():
+        result = SearchResult(study=self.study, records=[], owner=self._owner)
+        with self._signals(), self._heartbeat.running():
             try:
                 self._search(result, t0)
             except KeyboardInterrupt:
                 self._stopping = True  # the running trials are re-run on resume
+            finally:
+                with self._atomic(ending=True):
+                    self._release()
             with self._atomic(ending=True):
                 result.records = records(self.study)
             # also a stop signal that came during the cleanup: the user asked to stop
@@ -412,7 +498,7 @@ class ProbeSearch:
         with self._recording("queueing the interrupted trials again"):
             self._requeue_interrupted()
         try:
-            result.lr_range, result.script_lr = self._lr_range()
+            result.lr_range, result.script_lr = self._calibrate_once()
         except KeyboardInterrupt:
             self.runner.interrupt()  # the calibration run must not outlive us
             raise
@@ -428,14 +514,19 @@ class ProbeSearch:
             self._abandon(running)  # also on SearchStopped while others ran: no orphans
             pool.shutdown(wait=True)
 
-    def _enqueue_anchor(self, lr_range: tuple[float, float], script_lr: float | None) -> None:
+    def _anchor(self, lr_range: tuple[float, float], script_lr: float) -> dict[str, Any]:
         """A fresh study's first trial runs the script's own LR (clipped to the range) with a
         short warmup: a known anchor for the sampler and the recommendation."""
-        waiting = self.study.get_trials(deepcopy=False, states=(TrialState.WAITING,))
-        if script_lr is None or self._done() > 0 or waiting:
-            return
         lr0 = min(max(script_lr, lr_range[0]), lr_range[1])
-        self.study.enqueue_trial({"peak_lr": lr0, "warmup_steps": self.config.warmup_max // 4})
+        return {"peak_lr": lr0, "warmup_steps": self.config.warmup_max // 4}
+
+    def _enqueue_anchor(self, lr_range: tuple[float, float], script_lr: float | None) -> None:
+        """The anchor of a study whose script LR is known but which ran no probe yet (the
+        leader of a fresh study runs it as its held trial, see ``_lead``)."""
+        trials = self.study.get_trials(deepcopy=False)
+        if script_lr is None or any(t.params or t.state == TrialState.WAITING for t in trials):
+            return
+        self.study.enqueue_trial(self._anchor(lr_range, script_lr))
 
     def _past_deadline(self, t0: float) -> bool:
         timeout = self.config.timeout
@@ -444,35 +535,52 @@ class ProbeSearch:
     def _loop(
         self, lr_range: tuple[float, float], pool: ThreadPoolExecutor, running: Running, t0: float
     ) -> int:
-        """Run trials until ``--trials`` are done or the deadline; returns how many are done."""
+        """Run trials until the study has ``--trials`` finished ones (all workers') or the
+        deadline; returns how many it has."""
         cfg = self.config
         finished = settled(records(self.study), exclude=("interrupted",))
-        n_done = started = self._done()
+        n_done = self._done()
         # a resumed study whose first trial got past the script checks need not check again
         self._first_checked = any(r.status not in ("failed", "timeout") for r in finished)
         self.reporter.started(n_done, cfg.trials, lr_range)
+        look_at = 0.0  # when to read the study's trial counts again (at once after a trial ends)
         while True:
             # a) start trials: the first one alone, then up to --jobs at a time
             slots = cfg.jobs if self._first_checked else 1
-            while len(running) < slots and started < cfg.trials and not self._past_deadline(t0):
-                with self._atomic():  # asked for = in `running` (told by _abandon if need be)
-                    trial, spec = self._ask(lr_range)
-                    running[pool.submit(self._run, spec, finished)] = (trial, spec)
-                self.reporter.trial_started(spec)
-                started += 1
+            now = time.monotonic()
+            if len(running) < slots and now >= look_at and not self._past_deadline(t0):
+                look_at = now + 4 * POLL_S
+                with self._recording("reading the study"):
+                    self._watcher.poll()
+                    room, n_done = self._room()
+                while len(running) < slots and room > 0:
+                    with self._atomic():  # asked for = in `running` (told by _abandon if need be)
+                        trial, spec = self._ask(lr_range)
+                        running[pool.submit(self._run, spec, finished)] = (trial, spec)
+                    self.reporter.trial_started(spec)
+                    room -= 1
             if not running:
-                return n_done
+                with self._recording("reading the study"):
+                    n_done = self._done()
+                if n_done >= cfg.trials or self._past_deadline(t0):
+                    return n_done
+                # the last trials run on other workers: wait for them (one may die)
+                time.sleep(POLL_S)
+                self.reporter.tick()
+                continue
             # b) wait for one to end (a short timeout keeps the live display moving)
-            ready, _ = wait(list(running), timeout=0.25, return_when=FIRST_COMPLETED)
+            ready, _ = wait(list(running), timeout=POLL_S, return_when=FIRST_COMPLETED)
             self.reporter.tick()
             for fut in ready:
                 n_done = self._finish(fut, running, finished, n_done)
+                look_at = 0.0
 
     def _finish(
         self, fut: Future[TrialResult], running: Running, finished: list[TrialRecord], n_done: int
     ) -> int:
         """Tell the trial of ``fut``, which leaves ``running`` in the same step; returns
-        ``n_done`` with it counted. Raises SearchStopped when the script cannot be probed."""
+        ``n_done`` (the study's finished trials at the last look) with it counted. Raises
+        SearchStopped when the script cannot be probed."""
         trial, spec = running[fut]
         res = fut.result()
         with self._atomic():
@@ -480,7 +588,8 @@ class ProbeSearch:
             del running[fut]
         if script_failure:
             self._stop_for(res)
-        assert rec is not None
+        if rec is None:  # another worker failed it (see _settle)
+            return n_done
         self._first_checked = True
         with self._lock:
             finished.append(rec)
