@@ -426,10 +426,11 @@ def _conclude(
 def _say_sources(final: Any, out: _Outcome) -> None:
     """A worker's recommendation comes from every trial the study finished, also other
     workers' (several machines on one study): say so."""
-    others = sum(r.owner != out.owner for r in out.records) if out.owner else 0
+    used = _settled([r for r in out.records if r.status != "interrupted"])  # as recommend()'s
+    others = sum(r.owner != out.owner for r in used) if out.owner else 0
     if others:
         final.print(
-            f"recommendation from {len(out.records)} trials ({others} run by other workers "
+            f"recommendation from {len(used)} trials ({others} run by other workers "
             "or earlier runs)",
             highlight=False,
         )
