@@ -14,6 +14,11 @@ Protocol (child -> parent), set up by :mod:`autowarm.probe._runner`:
 - ``AUTOWARM_TRIAL``: the :class:`~autowarm.probe._types.TrialSpec` as JSON;
 - ``AUTOWARM_TRIAL_FD``: an inherited pipe's write end; the trial writes one JSON object per
   line (``{"t": "wrap" | "step" | "event" | "end" | "exit" | "crash", ...}``);
+- ``AUTOWARM_TRIAL_FIFO`` instead of the fd in a distributed trial (``torch.distributed.run``
+  closes inherited fds before it starts its ranks): the path of a FIFO the parent reads. Every
+  rank runs the bootstrap and says ``{"t": "rank"}`` when it starts (the parent tells a launcher
+  that failed from a script that did); rank 0 (``RANK``) reports the trial, the other ranks
+  only a crash (each message is one write of < ``PIPE_BUF`` bytes: ranks never interleave);
 - ``AUTOWARM_TRIAL_PID``: set by the bootstrap to its own pid: only that process writes on the
   pipe. Subprocesses of the script that wrap optimizers too (a DDP rank, say) get the forced LR
   and end at ``probe_steps`` but report nothing, and so does a script run by hand with
@@ -35,6 +40,9 @@ The trial ends itself (:class:`TrialEnd`, caught by :func:`run_script`) when
    again at the end of the probe (status ``stalled`` if there still is no progress);
 2) ``probe_steps`` steps are done: ``stable``, or ``spike`` if the monitor saw spikes.
 Only the first wrapped optimizer reports steps and ends the trial; the others just get their LR.
+Under ``torch.distributed`` every rank judges its own monitor and the ranks agree on the stop with
+one small all-reduce per step (:func:`_agree_stop`): they all end at the same step, none is left
+waiting in a collective.
 """
 
 from __future__ import annotations
@@ -71,6 +79,11 @@ FD_ENV = "AUTOWARM_TRIAL_FD"
 # the trial's own process: only it reports on the pipe. A subprocess of the script (a spawned
 # DDP rank, say) inherits the variables but not the pipe; its fd number may be another file.
 PID_ENV = "AUTOWARM_TRIAL_PID"
+FIFO_ENV = "AUTOWARM_TRIAL_FIFO"
+#: what a rank other than 0 sends: that it started, and how it crashed
+_ANY_RANK = ("rank", "crash")
+#: how a trial ends, least to most severe: the ranks agree on the most severe one (MAX)
+_ENDS = ("stable", "spike", "stalled", "diverged", "nonfinite", "interrupted")
 
 
 # the monitor's numbers are read (a host sync on an accelerator) at most this often
@@ -120,13 +133,14 @@ class _Channel:
     killed by a signal (or the OOM killer) has still reported every step it finished.
     """
 
-    def __init__(self, fd: int | None) -> None:
+    def __init__(self, fd: int | None, *, rank: int = 0) -> None:
         self.fd = fd
+        self.rank = rank  # rank 0 (or not distributed) reports the trial
 
     def send(self, msg: dict[str, Any]) -> None:
-        if self.fd is None:
+        if self.fd is None or not (self.rank == 0 or msg.get("t") in _ANY_RANK):
             return
-        data = json.dumps(msg).encode() + b"\n"
+        data = json.dumps({**msg, "rank": self.rank} if self.rank else msg).encode() + b"\n"
         try:
             while data:
                 n = os.write(self.fd, data)
@@ -140,11 +154,11 @@ class _Channel:
 class _Session:
     """Per-process trial state, shared by every wrapped optimizer in the script."""
 
-    def __init__(self, spec: TrialSpec, fd: int | None) -> None:
+    def __init__(self, spec: TrialSpec, channel: _Channel) -> None:
         self.pid = os.getpid()
         self.spec = spec
         self.lr_at = schedule(spec)
-        self.channel = _Channel(fd)
+        self.channel = channel
         self.controllers: list[Controller] = []
         self.ended: TrialEnd | None = None
         self.steps = 0
@@ -190,11 +204,27 @@ _session: _Session | None = None
 def _get_session() -> _Session:
     global _session
     if _session is None or _session.pid != os.getpid():  # new, or a forked subprocess
-        fd_text = os.environ.get(FD_ENV)
-        own = os.environ.get(PID_ENV) == str(os.getpid())
-        fd = int(fd_text) if fd_text and own else None
-        _session = _Session(spec_from_json(os.environ[TRIAL_ENV]), fd)
+        _session = _Session(spec_from_json(os.environ[TRIAL_ENV]), _open_channel())
     return _session
+
+
+def _open_channel() -> _Channel:
+    """The trial's pipe (inherited fd), or its FIFO in a distributed trial; no channel in a
+    subprocess of the script (it is not the bootstrap's process)."""
+    if os.environ.get(PID_ENV) != str(os.getpid()):
+        return _Channel(None)
+    fd_text, fifo = os.environ.get(FD_ENV), os.environ.get(FIFO_ENV)
+    if fd_text:
+        return _Channel(int(fd_text))
+    if not fifo:
+        return _Channel(None)
+    try:
+        # non-blocking open: fails at once (ENXIO) when the parent is gone instead of waiting
+        fd = os.open(fifo, os.O_WRONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+    except OSError:
+        return _Channel(None)
+    os.set_blocking(fd, True)  # a full FIFO waits for the parent to read, as the pipe does
+    return _Channel(fd, rank=int(os.environ.get("RANK", "0")))
 
 
 class Controller:
@@ -263,8 +293,18 @@ class Controller:
         self._step += 1
         if not self.primary:
             return
+        try:
+            stop = self._judge(optimizer.monitor)
+        except TrialEnd as e:  # the parent is gone: the other ranks must hear it too
+            stop = (e.status, e.reason)
+        stop = _agree_stop(stop, self._step, optimizer)
+        if stop is not None:
+            raise self.session.end(*stop)
+
+    def _judge(self, monitor: Any) -> tuple[str, str | None] | None:
+        """Report the steps and events the monitor has recorded since the last call; how the
+        trial ends now (status, reason), or None to go on."""
         session = self.session
-        monitor = optimizer.monitor
         now = time.perf_counter()
         session.steps, session.t_last = self._step, now
         last = self._step >= session.spec.probe_steps
@@ -273,24 +313,9 @@ class Controller:
         if last or self._step == 1 or now - self._last_read >= _READ_INTERVAL_S:
             monitor.flush()
             self._last_read = now
-        history = monitor.history
-        for rec in history[self._sent :]:
-            i = int(_field(rec, "step"))
-            msg = {
-                "t": "step",
-                "i": i,
-                "loss": _field(rec, "loss"),
-                "gn": _field(rec, "grad_norm"),
-                "lr": session.lr_at(i),
-                "s": session.train_s,
-            }
-            if self._sent == 0:
-                msg["script_lr"] = session.script_lr
-            session.channel.send(msg)
-            self._sent += 1
-
+        self._send_steps(monitor.history)
         # 1) the monitor is sure it is unstable: stop now, a longer run teaches nothing
-        stop: tuple[str, str] | None = None
+        stop: tuple[str, str | None] | None = None
         events = monitor.events
         for event in events[self._n_events :]:
             data = event.to_dict()
@@ -306,16 +331,58 @@ class Controller:
             if stop is None and kind in STOPPING_EVENTS:
                 stop = (STOPPING_EVENTS[kind], _describe(data))
         self._n_events = len(events)
-        if stop is not None:
-            raise session.end(*stop)
+        if stop is not None or not last:
+            return stop
         # 2) probe length reached: end the script cleanly
-        if last:
-            if self._stall_in_warmup is not None and _no_progress(monitor):
-                reason = _describe(self._stall_in_warmup) + "; still no progress at the end"
-                raise session.end("stalled", reason)
-            status = "spike" if self._spikes else "stable"
-            reason = f"{self._spikes} spike(s)" if self._spikes else None
-            raise session.end(status, reason)
+        if self._stall_in_warmup is not None and _no_progress(monitor):
+            return "stalled", _describe(self._stall_in_warmup) + "; still no progress at the end"
+        if self._spikes:
+            return "spike", f"{self._spikes} spike(s)"
+        return "stable", None
+
+    def _send_steps(self, history: Any) -> None:
+        session = self.session
+        for rec in history[self._sent :]:
+            i = int(_field(rec, "step"))
+            msg = {
+                "t": "step",
+                "i": i,
+                "loss": _field(rec, "loss"),
+                "gn": _field(rec, "grad_norm"),
+                "lr": session.lr_at(i),
+                "s": session.train_s,
+            }
+            if self._sent == 0:
+                msg["script_lr"] = session.script_lr
+            session.channel.send(msg)
+            self._sent += 1
+
+
+def _agree_stop(
+    stop: tuple[str, str | None] | None, step: int, optimizer: Any
+) -> tuple[str, str | None] | None:
+    """Under ``torch.distributed``: the ranks stop at the same step (one all-reduce MAX of
+    the most severe end any rank wants), else the others would wait forever in the next
+    collective. A rank keeps its own reason; one that saw nothing ends with the agreed status.
+    Outside distributed runs: ``stop`` unchanged, nothing is exchanged."""
+    from autowarm.monitor import _ranks
+
+    if not _ranks._distributed():
+        return stop
+    import torch
+
+    dist = torch.distributed
+    params = [p for g in optimizer.param_groups for p in g["params"]]
+    device = params[0].device if params else torch.device("cpu")
+    # NCCL reduces CUDA tensors only; gloo (and the rest) CPU ones (as the monitor's agree)
+    on = device if dist.get_backend() == "nccl" else torch.device("cpu")
+    code = torch.tensor([0 if stop is None else 1 + _ENDS.index(stop[0])], device=on)
+    dist.all_reduce(code, op=dist.ReduceOp.MAX)
+    agreed = int(code.item())
+    if stop is not None or agreed == 0:
+        return stop
+    status = _ENDS[agreed - 1]
+    return status, f"{status} on another rank at step {step}"
 
 
 def _no_progress(monitor: Any) -> bool:
@@ -481,6 +548,8 @@ def run_script(script: str, args: list[str]) -> int:
     session = _get_session()
     code = 0
     try:
+        if os.environ.get(FIFO_ENV):  # a rank of a distributed trial: it started
+            session.channel.send({"t": "rank"})
         _exec_main(script, args)
         if session.ended is None:  # else the script caught the end and finished its loop
             session.channel.send({"t": "exit", "code": 0, **session.summary()})

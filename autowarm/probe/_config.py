@@ -78,6 +78,7 @@ class ProbeConfig:
     lr_range: tuple[float, float] | None = None
     max_warmup: int | None = None  # None: half the probe
     jobs: int = 1
+    nproc_per_node: int = 1  # > 1: each trial runs under torch.distributed.run with K ranks
     timeout: float | None = None
     trial_timeout: float | None = None
     seed: int | None = None
@@ -168,6 +169,11 @@ def _check_search(config: ProbeConfig) -> None:
         raise AutowarmError(f"--trials must be >= 1 but got {config.trials}.")
     if config.jobs < 1:
         raise AutowarmError(f"--jobs must be >= 1 but got {config.jobs}.")
+    if config.nproc_per_node < 1:
+        raise AutowarmError(
+            f"--nproc-per-node must be >= 1 but got {config.nproc_per_node}; "
+            "pass the number of ranks your script runs on (1: a plain `python train.py`)."
+        )
     if config.lr_range is not None:
         lo, hi = config.lr_range
         if not (0 < lo < math.inf and 0 < hi < math.inf):

@@ -12,11 +12,23 @@ importable by the user's Python, an import that started threads) or when asked
 (``forkserver=False`` or ``AUTOWARM_NO_FORKSERVER=1``), each trial is a fresh
 ``python -c <bootstrap> script.py args``.
 
+A distributed trial (``nproc_per_node`` K > 1) is ``python -m torch.distributed.run
+--standalone --nproc-per-node K --no-python python -c <bootstrap> script.py args``: every rank
+runs the bootstrap, the rendezvous store binds a free port of its own (trials in parallel never
+share one), and the ranks report on a FIFO named in the environment (the launcher closes
+inherited fds); rank 0 reports the trial. A launcher that fails before every rank started the
+script is ``failed``/``launcher`` (tried once more first): it says nothing about the LR.
+
+With several GPUs visible (``CUDA_VISIBLE_DEVICES``, else ``torch.cuda.device_count()``) each
+running trial gets its own (K for a distributed one) through ``CUDA_VISIBLE_DEVICES``: the least
+used ones, so more trials than GPUs share them evenly.
+
 How a result's status is decided, first match wins:
 1) the trial said how it ended (``end`` message): ``stable`` / ``spike`` at the probe length,
    or ``nonfinite`` / ``diverged`` / ``stalled`` stopped early by the monitor;
 2) the runner stopped it: ``pruned`` (``on_step`` returned True), ``timeout``, ``interrupted``;
-3) the script did not compile: ``failed``/``syntax``;
+3) the script did not compile: ``failed``/``syntax``; a distributed trial's launcher failed
+   before every rank started: ``failed``/``launcher``;
 4) it died or exited after an instability the monitor had reported (or a NaN/Inf loss or grad
    norm): that instability (a script that stops itself on NaN is not a crash);
 5) an exception, a non-zero exit or a signal: ``failed``/``crash`` with a one-line reason
@@ -48,6 +60,7 @@ from autowarm._errors import AutowarmError
 from autowarm._io import atomic_write_bytes
 from autowarm.probe._child import (
     FD_ENV,
+    FIFO_ENV,
     PID_ENV,
     TRIAL_ENV,
     descendants,
@@ -71,6 +84,10 @@ _LOG_TAIL_BYTES = 1 << 16
 
 _BOOTSTRAP = "from autowarm.probe._child import main; main()"
 _NO_FORKSERVER_ENV = "AUTOWARM_NO_FORKSERVER"
+# a distributed trial: the rendezvous store on a free port (EADDRINUSE-free with --jobs); the
+# agent checks its ranks every 0.1 s, so a trial that ended is not kept waiting
+_LAUNCHER = ("-m", "torch.distributed.run", "--standalone", "--monitor-interval", "0.1")
+_GPUS_ENV = "CUDA_VISIBLE_DEVICES"
 
 
 class ProbeRunner:
@@ -88,6 +105,8 @@ class ProbeRunner:
         threads: torch/BLAS threads per trial (``OMP_NUM_THREADS`` etc.) where the environment
             sets none; pass ``cpu_count // jobs`` when running trials in parallel.
         log_dir: keep each trial's stdout+stderr as ``trial-<number>.log`` there.
+        nproc_per_node: > 1 runs each trial under ``torch.distributed.run`` with that many
+            ranks (``torchrun --nproc-per-node``); the fork server is then not used.
 
     ``run`` may be called from several threads at once. ``interrupt()`` kills every running
     trial and makes later ``run`` calls return ``"interrupted"`` at once; ``close()`` (or the
@@ -106,6 +125,7 @@ class ProbeRunner:
         forkserver: bool | None = None,
         threads: int | None = None,
         log_dir: str | None = None,
+        nproc_per_node: int = 1,
     ) -> None:
         # 1) validate everything the user typed, before any process starts
         self.cwd = os.path.abspath(cwd if cwd is not None else os.getcwd())
@@ -124,10 +144,15 @@ class ProbeRunner:
         if log_dir is not None and not os.path.isdir(log_dir):
             raise AutowarmError(f"log_dir must be an existing folder but got {log_dir!r}.")
         self.log_dir = log_dir
+        if nproc_per_node < 1:
+            raise AutowarmError(
+                f"nproc_per_node must be >= 1 but got {nproc_per_node}; pass the number of ranks."
+            )
+        self.nproc_per_node = nproc_per_node
 
         # 2) the trials' environment: ours + the user's, never a stale trial's
         base = {**os.environ, **(env or {})}
-        for name in (TRIAL_ENV, FD_ENV, PID_ENV):
+        for name in (TRIAL_ENV, FD_ENV, FIFO_ENV, PID_ENV):
             base.pop(name, None)
         if threads is not None:
             for name in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
@@ -139,8 +164,11 @@ class ProbeRunner:
         self._live: set[_TrialProcess] = set()
         self._interrupted = False
         self._closed = False
+        self._gpus: _Devices | None = None  # found at the first trial (see _devices)
 
         # 3) start the fork server now: it imports torch while the caller sets up its search
+        if nproc_per_node > 1:  # the launcher starts the ranks, not a fork of ours
+            forkserver = False
         if forkserver is None:
             forkserver = (
                 os.name == "posix"
@@ -213,18 +241,45 @@ class ProbeRunner:
         server = self._get_server()  # waits for its start-up on the first trials
         if self._interrupted:
             return TrialResult("interrupted", 0, reason="the search was interrupted")
-        log = tempfile.TemporaryFile()  # noqa: SIM115 (closed below, after the trial)
-        read_fd, write_fd = os.pipe()
-        env = {TRIAL_ENV: spec_to_json(spec)}
+        devices = self._devices().take(self.nproc_per_node)
         try:
-            proc = self._start(server, env, log, write_fd)
+            result = self._run_once(spec, server, devices, on_step)
+            if result.failure == "launcher" and not self._interrupted:
+                # a port taken between the launcher's choice and its bind, say: once more
+                result = self._run_once(spec, server, devices, on_step)
+        finally:
+            self._devices().give_back(devices)
+        result.wall_s = time.perf_counter() - t0
+        return result
+
+    def _devices(self) -> _Devices:
+        with self._lock:
+            if self._gpus is None:
+                self._gpus = _Devices(_visible_gpus(self._env))
+            return self._gpus
+
+    def _run_once(
+        self,
+        spec: TrialSpec,
+        server: ForkServer | None,
+        devices: list[str],
+        on_step: OnStep | None,
+    ) -> TrialResult:
+        log = tempfile.TemporaryFile()  # noqa: SIM115 (closed below, after the trial)
+        channel = _Inbox(fifo=self.nproc_per_node > 1)
+        env = {TRIAL_ENV: spec_to_json(spec)}
+        if devices:
+            env[_GPUS_ENV] = ",".join(devices)
+        try:
+            proc = self._start(server, env, log, channel)
         except BaseException:
-            os.close(read_fd)
+            channel.close()
             log.close()
             raise
         finally:
-            os.close(write_fd)  # the child holds the only write end: EOF when it is gone
-        child = _TrialProcess(spec, proc, read_fd, self.trial_timeout)
+            channel.started()
+        ranks = self.nproc_per_node if channel.fifo is not None else 0
+        child = _TrialProcess(spec, proc, channel.read_fd, self.trial_timeout, ranks=ranks)
         with self._lock:
             self._live.add(child)
             if self._interrupted:
@@ -235,19 +290,21 @@ class ProbeRunner:
             with self._lock:
                 self._live.discard(child)
             child.kill_group(signal.SIGKILL)  # leftovers: workers, subprocesses of the script
-            os.close(read_fd)
+            channel.close()
         log_bytes = _read_log(log, whole=self.log_dir is not None)
         log.close()
         if self.log_dir is not None:
             path = os.path.join(self.log_dir, f"trial-{spec.number}.log")
             atomic_write_bytes(path, log_bytes)
-        result = child.result(log_bytes)
-        result.wall_s = time.perf_counter() - t0
-        return result
+        return child.result(log_bytes)
 
     def _start(
-        self, server: ForkServer | None, env: dict[str, str], log: IO[bytes], write_fd: int
+        self, server: ForkServer | None, env: dict[str, str], log: IO[bytes], channel: _Inbox
     ) -> subprocess.Popen[bytes] | ForkedProcess:
+        if channel.fifo is not None:
+            ranks = ["--nproc-per-node", str(self.nproc_per_node), "--no-python", "--", self.python]
+            command = [self.python, *_LAUNCHER, *ranks, "-c", _BOOTSTRAP, self.script, *self.args]
+            return self._spawn(command, {**env, FIFO_ENV: channel.fifo}, log, ())
         if server is not None:
             try:
                 return server.start(
@@ -256,18 +313,25 @@ class ProbeRunner:
                     cwd=self.cwd,
                     env=env,
                     log_fd=log.fileno(),
-                    chan_fd=write_fd,
+                    chan_fd=channel.write_fd,
                 )
             except ForkServerError as e:
                 self.fallback_reason = str(e)  # the server died: spawn from now on
+        command = [self.python, "-c", _BOOTSTRAP, self.script, *self.args]
+        env = {**env, FD_ENV: str(channel.write_fd)}
+        return self._spawn(command, env, log, (channel.write_fd,))
+
+    def _spawn(
+        self, command: list[str], env: dict[str, str], log: IO[bytes], fds: tuple[int, ...]
+    ) -> subprocess.Popen[bytes]:
         return subprocess.Popen(
-            [self.python, "-c", _BOOTSTRAP, self.script, *self.args],
+            command,
             cwd=self.cwd,
-            env={**self._env, **env, FD_ENV: str(write_fd)},
+            env={**self._env, **env},
             stdin=subprocess.DEVNULL,
             stdout=log,
             stderr=log,
-            pass_fds=(write_fd,),
+            pass_fds=fds,
             start_new_session=True,  # own process group: killpg reaches workers too
         )
 
@@ -299,6 +363,72 @@ class ProbeRunner:
         self.close()
 
 
+class _Inbox:
+    """The parent's end of a trial's messages: a pipe whose write end the trial inherits, or
+    (``fifo``) a FIFO in a private folder whose path the ranks of a distributed trial open."""
+
+    def __init__(self, *, fifo: bool) -> None:
+        self.fifo: str | None = None
+        if not fifo:
+            self.read_fd, self.write_fd = os.pipe()
+            return
+        self._folder = tempfile.mkdtemp(prefix="autowarm-trial-")
+        self.fifo = os.path.join(self._folder, "channel")
+        os.mkfifo(self.fifo, 0o600)
+        self.read_fd = os.open(self.fifo, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+        # our own writer: no EOF before the ranks open it (the trial's end is the process's)
+        self.write_fd = os.open(self.fifo, os.O_WRONLY | os.O_CLOEXEC)
+
+    def started(self) -> None:
+        """The trial has started: a pipe's write end is now the child's alone (EOF when it
+        is gone)."""
+        if self.fifo is None and self.write_fd >= 0:
+            os.close(self.write_fd)
+            self.write_fd = -1
+
+    def close(self) -> None:
+        for fd in (self.read_fd, self.write_fd):
+            if fd >= 0:
+                os.close(fd)
+        self.read_fd = self.write_fd = -1
+        if self.fifo is not None:
+            shutil.rmtree(self._folder, ignore_errors=True)
+
+
+class _Devices:
+    """The GPUs the trials share: each trial takes the least used ones (its own while there
+    are enough) and gives them back when it ends. Fewer than two: nothing is assigned."""
+
+    def __init__(self, ids: list[str]) -> None:
+        self._use = dict.fromkeys(ids if len(ids) > 1 else [], 0)
+        self._lock = threading.Lock()
+
+    def take(self, n: int) -> list[str]:
+        with self._lock:
+            chosen = sorted(self._use, key=self._use.__getitem__)[:n]  # stable: lowest first
+            for device in chosen:
+                self._use[device] += 1
+            return chosen
+
+    def give_back(self, ids: list[str]) -> None:
+        with self._lock:
+            for device in ids:
+                self._use[device] -= 1
+
+
+def _visible_gpus(env: Mapping[str, str]) -> list[str]:
+    """The GPU ids trials may use: ``CUDA_VISIBLE_DEVICES`` as the trials would see it, else
+    ``torch.cuda.device_count()`` (NVML-based: it does not initialise CUDA here)."""
+    text = env.get(_GPUS_ENV)
+    if text is not None:
+        return [d.strip() for d in text.split(",") if d.strip()]
+    try:
+        import torch
+    except ImportError:
+        return []
+    return [str(i) for i in range(torch.cuda.device_count())]
+
+
 class _TrialProcess:
     """The parent's side of one running trial: its messages and how it was stopped."""
 
@@ -308,11 +438,15 @@ class _TrialProcess:
         proc: subprocess.Popen[bytes] | ForkedProcess,
         read_fd: int,
         timeout: float | None,
+        *,
+        ranks: int = 0,
     ) -> None:
         self.spec = spec
         self.proc = proc
         self.pid = proc.pid
         self.read_fd = read_fd
+        self.ranks = ranks  # a distributed trial's rank count (0: a plain process)
+        self.ranks_started = 0
         self.timeout = timeout
         self.started = time.monotonic()
         self.losses: dict[int, float] = {}
@@ -419,9 +553,13 @@ class _TrialProcess:
                 self.events.append(msg["event"])
             elif kind == "wrap":
                 self.wrapped = True
+            elif kind == "rank":
+                self.ranks_started += 1
             elif kind in ("end", "exit", "crash"):
-                if self.final is not None and self.final.get("t") == "end":
-                    continue  # the script caught the end and went on: the end stands
+                if self.final is not None and (self.final.get("t") == "end" or msg.get("rank")):
+                    # the script caught the end and went on: the end stands; and rank 0's
+                    # word, or the first rank's crash, stands over another rank's crash
+                    continue
                 self.final = msg
                 self.wrapped = self.wrapped or bool(msg.get("wrapped"))
                 self.train_s = float(msg.get("train_s") or self.train_s)
@@ -459,6 +597,14 @@ class _TrialProcess:
             return result
         if kind == "crash" and final.get("syntax"):
             result.failure, result.reason = "syntax", final.get("reason")
+            return result
+        if kind is None and self.ranks_started < self.ranks:
+            last = _last_line(log)
+            result.failure = "launcher"
+            result.reason = (
+                f"the launcher failed after {self.ranks_started} of {self.ranks} ranks started"
+                + (f": {last}" if last else "")
+            )
             return result
         # 3) it died or stopped early after an instability (its own NaN check, say)
         unstable = self._instability()

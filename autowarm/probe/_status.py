@@ -31,15 +31,17 @@ Status = Literal[
     "interrupted",
 ]
 
-#: Why a ``failed`` trial failed.
-Failure = Literal["crash", "no_wrap", "no_report", "too_short", "syntax", "not_found"]
+#: Why a ``failed`` trial failed. ``launcher``: ``torch.distributed.run`` failed before every
+#: rank started the script (rendezvous error, port in use, a rank that could not start): it says
+#: nothing about the trial's LR, so it is never an instability.
+Failure = Literal["crash", "no_wrap", "no_report", "too_short", "syntax", "not_found", "launcher"]
 
 #: Statuses of a run that reached the probe length; all others ended early.
 FINISHED = ("stable", "spike")
 #: Statuses that mark the LR as too hot (used for the penalty and the stability boundary).
 UNSTABLE = ("diverged", "nonfinite", "stalled")
 #: Failures that are about the script, not the trial's LR: the search cannot go on.
-SCRIPT_FAILURES = ("no_wrap", "no_report", "too_short", "syntax", "not_found")
+SCRIPT_FAILURES = ("no_wrap", "no_report", "too_short", "syntax", "not_found", "launcher")
 #: Monitor event kind -> the status it ends a trial with. Spikes do not end a trial (warmup
 #: transients recover; the search judges them), AMP skips are normal operation.
 STOPPING_EVENTS = {"nonfinite": "nonfinite", "divergence": "diverged", "stall": "stalled"}

@@ -21,7 +21,7 @@ import pytest
 from autowarm import Recipe
 from autowarm._errors import AutowarmError
 from autowarm.probe._forkserver import ForkServer
-from autowarm.probe._runner import ProbeRunner, _third_party_imports
+from autowarm.probe._runner import ProbeRunner, _Devices, _third_party_imports, _visible_gpus
 from autowarm.probe._types import TrialResult, TrialSpec
 
 pytestmark = pytest.mark.skipif(os.name != "posix", reason="process groups are POSIX")
@@ -291,6 +291,39 @@ def test_concurrent_runs_do_not_mix(script: Script) -> None:
         assert b is not None and (b.status, b.steps) == (a.status, 40)
         assert b.losses == a.losses  # same seed, same LR: the same run
     assert alone[0].losses != alone[1].losses
+
+
+def test_each_running_trial_gets_its_own_gpu(tmp_path: Path) -> None:
+    # issue 13: --jobs 2 on a machine with GPUs 3 and 5 visible: one each, given back after
+    s = Script(tmp_path, env={"CUDA_VISIBLE_DEVICES": "3,5"})
+    seen = tmp_path / "cuda.txt"
+    try:
+        s.config.write_text(json.dumps({"sleep": 0.02, "cuda_out": str(seen)}))
+        threads = [
+            threading.Thread(target=s.runner.run, args=(spec(number=i, probe_steps=40),))
+            for i in range(2)
+        ]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(60)
+        assert sorted(seen.read_text().split()) == ["3", "5"]
+        seen.unlink()
+        assert s.run(spec(probe_steps=12), cuda_out=str(seen)).status == "stable"
+        assert seen.read_text().split() == ["3"]  # both were given back
+    finally:
+        s.runner.close()
+
+
+def test_gpus_are_shared_evenly_and_one_gpu_is_left_alone() -> None:
+    gpus = _Devices(["0", "1"])
+    assert [gpus.take(1) for _ in range(3)] == [["0"], ["1"], ["0"]]  # 3 trials, 2 GPUs
+    gpus.give_back(["0"])
+    gpus.give_back(["0"])
+    assert gpus.take(2) == ["0", "1"]  # a 2-rank trial: the least used first
+    assert _Devices(["0"]).take(1) == []  # one GPU: the trial sees it as the user set it
+    assert _visible_gpus({"CUDA_VISIBLE_DEVICES": " 2, 7 "}) == ["2", "7"]
+    assert _visible_gpus({"CUDA_VISIBLE_DEVICES": ""}) == []
 
 
 def test_spawn_mode_forces_the_lr_too(tmp_path: Path) -> None:

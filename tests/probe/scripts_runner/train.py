@@ -37,12 +37,16 @@ parser.add_argument("--lazy-monitor", action="store_true", help="batched reads, 
 parser.add_argument("--worker-pids", help="each DataLoader worker appends its pid here")
 parser.add_argument("--finally-raise", action="store_true")
 parser.add_argument("--swallow", action="store_true", help="catch BaseException around step()")
+parser.add_argument("--cuda-out", help="append the CUDA_VISIBLE_DEVICES this trial sees here")
 args = parser.parse_args()
 if args.config:
     with open(args.config) as f:
         for key, value in json.load(f).items():
             setattr(args, key, value)
 
+if args.cuda_out:
+    with open(args.cuda_out, "a") as f:
+        f.write(f"{os.environ.get('CUDA_VISIBLE_DEVICES')}\n")
 torch.manual_seed(0)
 torch.set_num_threads(1)
 # sklearn (scipy's own OpenBLAS starts a thread pool at import) for the fork server's sake
