@@ -166,7 +166,7 @@ class _SpikeDetector:
         if not self._nonpositive:
             logs = sorted(self.logs)
             log_med = _median(logs)
-            log_mad = _median(sorted(abs(v - log_med) for v in logs))
+            log_mad = _median(sorted([abs(v - log_med) for v in logs]))
             spread = max(1.4826 * log_mad, t.spread_floor)
             margin = max(t.spike_zscore * spread, math.log(t.spike_ratio))
             # a value spike_hard_ratio x the median is a spike however noisy the window
@@ -174,7 +174,7 @@ class _SpikeDetector:
             return math.exp(log_med), math.exp(log_med + margin)
         s = sorted(self.values)
         med = _median(s)
-        mad = _median(sorted(abs(v - med) for v in s))
+        mad = _median(sorted([abs(v - med) for v in s]))
         spread = max(1.4826 * mad, t.spread_floor * abs(med), 1e-12)
         margin = max(t.spike_zscore * spread, (t.spike_ratio - 1.0) * abs(med))
         if med != 0:  # a ratio to a zero median means nothing: keep the z-score test alone

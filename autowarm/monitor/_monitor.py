@@ -72,10 +72,21 @@ def resolve_actions(actions: str | Mapping[str, str] | None) -> dict[str, str]:
 @dataclass
 class _Pending:
     step: int
-    stats: torch.Tensor  # float32 [loss, grad_norm, amp_found_inf] on the grads' device
+    # [loss, grad_norm, amp_found_inf]: float32 on the grads' device, or floats already read
+    stats: torch.Tensor | tuple[float, float, float]
     has_loss: bool
     lr: float
     can_skip: bool
+
+
+def _rows(pending: list[_Pending]) -> list[Any]:
+    """Each pending step's ``(loss, grad_norm, found_inf)``: device tensors in one transfer
+    for all of them -- the only host-device sync on the way -- floats as they are."""
+    tensors = [p.stats for p in pending if isinstance(p.stats, torch.Tensor)]
+    if not tensors:
+        return [p.stats for p in pending]
+    read = iter(torch.stack(tensors).tolist())
+    return [p.stats if isinstance(p.stats, tuple) else next(read) for p in pending]
 
 
 class History(Sequence[StepRecord]):
@@ -215,7 +226,13 @@ class Monitor:
 
     # -- feeding -------------------------------------------------------------------------------
     def _push(
-        self, step: int, stats: torch.Tensor, *, has_loss: bool, lr: float, can_skip: bool
+        self,
+        step: int,
+        stats: torch.Tensor | tuple[float, float, float],
+        *,
+        has_loss: bool,
+        lr: float,
+        can_skip: bool,
     ) -> None:
         self._pending.append(_Pending(step, stats, has_loss, lr, can_skip))
 
@@ -225,11 +242,7 @@ class Monitor:
         if not self._pending:
             return []
         pending, self._pending = self._pending, []
-        # one transfer for all pending steps: this is the only host-device sync on the way
-        stats = (
-            pending[0].stats[None] if len(pending) == 1 else torch.stack([p.stats for p in pending])
-        )
-        rows = stats.tolist()
+        rows = _rows(pending)
         new: list[Event] = []
         to_raise: Event | None = None
         for p, (loss, grad_norm, found_inf) in zip(pending, rows):

@@ -103,7 +103,7 @@ class MonitoredOptimizer(torch.optim.Optimizer):
         for name in _HOOK_DICTS:
             setattr(self, name, OrderedDict())
         self._patch_step_function()  # so register_step_pre_hook/post_hook work on the wrapper
-        self._loss_sum: torch.Tensor | None = None
+        self._loss_sum: torch.Tensor | float | None = None
         self._n_reports = 0
         self._pre_clip_norm: torch.Tensor | None = None
         self._zeros: dict[torch.device, torch.Tensor] = {}
@@ -176,15 +176,18 @@ class MonitoredOptimizer(torch.optim.Optimizer):
                     f"loss must be a scalar tensor but got shape {tuple(loss.shape)}; "
                     "reduce it (e.g. loss.mean()) before report()."
                 )
-            value = loss.detach().reshape(()).float()
+            # a CPU loss is read now (free); an accelerator's stays there, read with the stats
+            value: torch.Tensor | float = (
+                float(loss) if loss.device.type == "cpu" else loss.detach().reshape(()).float()
+            )
         elif isinstance(loss, (int, float)) and not isinstance(loss, bool):
-            value = torch.tensor(float(loss))
+            value = float(loss)
         else:
             raise AutowarmError(f"loss must be a tensor or a float but got {type(loss).__name__}.")
-        if self._loss_sum is None:
-            self._loss_sum = value
-        else:
-            self._loss_sum = self._loss_sum + value.to(self._loss_sum.device)
+        total = self._loss_sum
+        if isinstance(total, torch.Tensor) and isinstance(value, torch.Tensor):
+            value = value.to(total.device)
+        self._loss_sum = value if total is None else total + value
         self._n_reports += 1
 
     def clip_grad_norm_(self, max_norm: float, *, error_if_nonfinite: bool = False) -> torch.Tensor:
@@ -228,14 +231,12 @@ class MonitoredOptimizer(torch.optim.Optimizer):
         if norm is None:
             norm = _total_norm(grads, device)
         loss = self._take_loss()
-        zero = self._zero(norm.device)
-        stats = torch.stack(
-            [
-                # non_blocking: a float reported from the host must not sync the stream
-                zero if loss is None else loss.to(norm.device, non_blocking=True),
-                norm.float(),
-                zero if found_inf is None else found_inf.to(norm.device).float(),
-            ]
+        # on the CPU the numbers are read every step anyway: as floats, no tensors to stack
+        on_host = norm.device.type == "cpu" and monitor._eager_on_cpu and found_inf is None
+        stats = (
+            (math.nan if loss is None else float(loss), float(norm), 0.0)
+            if on_host
+            else self._device_stats(loss, norm, found_inf)
         )
         # 3) GradScaler with an optimizer that cannot skip on the device: GradScaler itself
         #    would read found_inf here, so doing it costs nothing extra
@@ -245,9 +246,10 @@ class MonitoredOptimizer(torch.optim.Optimizer):
             amp_overflow = bool(found_inf.item())
         # 4) "skip" for non-finite steps with a fused optimizer: its found_inf input skips the
         #    update (and undoes its step count) on the device, so no host decision is needed
-        device_skip = inner_amp and monitor.actions["nonfinite"] == "skip"
+        device_skip = inner_amp and monitor.actions["nonfinite"] == "skip" and not on_host
         skip_flag = found_inf
         if device_skip:
+            assert isinstance(stats, torch.Tensor)
             bad = ~torch.isfinite(stats[:2]).all()
             skip_flag = bad.float() if found_inf is None else torch.maximum(stats[2], bad.float())
         monitor._push(step, stats, has_loss=loss is not None, lr=self._lr(), can_skip=True)
@@ -297,10 +299,7 @@ class MonitoredOptimizer(torch.optim.Optimizer):
         if norm is None:
             norm = _total_norm(grads, grads[0].device if grads else self._first_device())
         loss = self._take_loss()
-        zero = self._zero(norm.device)
-        stats = torch.stack(
-            [zero if loss is None else loss.to(norm.device, non_blocking=True), norm.float(), zero]
-        )
+        stats = self._device_stats(loss, norm, None)
         monitor = self.monitor
         monitor._push(step, stats, has_loss=loss is not None, lr=self._lr(), can_skip=False)
         if (norm.device.type == "cpu" and monitor._eager_on_cpu) or len(
@@ -310,6 +309,22 @@ class MonitoredOptimizer(torch.optim.Optimizer):
         return out
 
     # -- helpers -------------------------------------------------------------------------------
+    def _device_stats(
+        self, loss: torch.Tensor | float | None, norm: torch.Tensor, found_inf: Any
+    ) -> torch.Tensor:
+        """``[loss, grad_norm, found_inf]`` as one tensor on the gradients' device."""
+        zero = self._zero(norm.device)
+        if isinstance(loss, float):
+            loss = torch.tensor(loss)
+        return torch.stack(
+            [
+                # non_blocking: a float reported from the host must not sync the stream
+                zero if loss is None else loss.to(norm.device, non_blocking=True),
+                norm.float(),
+                zero if found_inf is None else found_inf.to(norm.device).float(),
+            ]
+        )
+
     def _decide(self, step: int, device: torch.device, *, decide: bool) -> bool:
         """Read the pending statistics; whether this step's update is skipped. Raises
         :class:`InstabilityError` for "raise", before the update; under DDP the ranks agree
@@ -366,7 +381,7 @@ class MonitoredOptimizer(torch.optim.Optimizer):
             z = self._zeros[device] = torch.zeros((), device=device)
         return z
 
-    def _take_loss(self) -> torch.Tensor | None:
+    def _take_loss(self) -> torch.Tensor | float | None:
         if self._loss_sum is None:
             return None
         loss = self._loss_sum / self._n_reports if self._n_reports > 1 else self._loss_sum
