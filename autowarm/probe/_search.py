@@ -19,7 +19,7 @@ How a search goes (``ProbeSearch.run``):
 6) several workers (processes, machines) may run the same search on one storage: ``--trials``
    counts the study's trials (a worker starts one only while finished + running ones of all
    workers < N), calibration and the anchor happen once (the lowest-numbered RUNNING trial
-   without parameters leads, see ``_calibrate_once``), and a dead worker's trial is failed and
+   leads, see ``_calibrate_once``), and a dead worker's trial is failed and
    re-run by a live one (heartbeats, see :mod:`autowarm.probe._workers`).
 """
 
@@ -181,9 +181,9 @@ class ProbeSearch:
     def _calibrate_once(self) -> tuple[tuple[float, float], float | None]:
         """The search range, calibrating first when the study has no script LR yet. Several
         workers may start at once: each holds a trial (Optuna numbers them atomically) and the
-        lowest-numbered RUNNING trial without parameters leads -- it calibrates and its trial
-        becomes the anchor; the others wait for the study's script LR. A leader that dies
-        is found by its heartbeat and the next one leads."""
+        lowest-numbered RUNNING trial leads -- it calibrates and its trial becomes the anchor;
+        the others wait for the study's script LR. A leader that dies is found by its
+        heartbeat and the next one leads."""
         script_lr = self.study.user_attrs.get(SCRIPT_LR_ATTR)
         if self.config.lr_range is not None or script_lr is not None:
             return self._lr_range(script_lr), script_lr
@@ -208,7 +208,9 @@ class ProbeSearch:
     def _leads(self) -> bool:
         assert self._held is not None
         running = self.study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
-        return min(t.number for t in running if not t.params) >= self._held.number
+        # the lowest RUNNING trial, with or without parameters: a leader's held trial gets
+        # the anchor's parameters just before the script LR is stored
+        return min(t.number for t in running) >= self._held.number
 
     def _lead(self) -> tuple[tuple[float, float], float]:
         """Calibrate; the held trial becomes the anchor of a study without probes yet. Its
@@ -384,11 +386,16 @@ class ProbeSearch:
         lr = trial.suggest_float("peak_lr", lr_range[0], lr_range[1], log=True)
         return float(lr), int(trial.suggest_int("warmup_steps", 0, self.config.warmup_max))
 
-    def _ask(self, lr_range: tuple[float, float]) -> tuple[optuna.Trial, TrialSpec]:
+    def _ask(self, lr_range: tuple[float, float]) -> tuple[optuna.Trial, TrialSpec] | None:
+        """A new trial, or None when the study has its ``--trials`` already (see _ahead)."""
         with self._recording("starting a trial"):
             trial, self._held = self._held, None
             if trial is None:
                 trial = self._claim(self.study.ask())
+            if self._ahead(trial) >= self.config.trials:
+                self._held = trial
+                self._release()
+                return None
             peak_lr, warmup = self._fill(trial, lr_range)
         spec = TrialSpec(
             number=trial.number,
@@ -399,6 +406,14 @@ class ProbeSearch:
             min_lr_ratio=self.config.min_lr_ratio,
         )
         return trial, spec
+
+    def _ahead(self, trial: optuna.Trial) -> int:
+        """Finished and running trials numbered before ``trial``: workers that looked at the
+        study at the same moment all saw room for one more; the storage's atomic trial
+        numbers decide which of them get it."""
+        states = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.RUNNING)
+        trials = self.study.get_trials(deepcopy=False, states=states)
+        return sum(t.number < trial.number for t in trials)
 
     def _release(self) -> None:
         """A held trial the search did not run (stopped before): FAILed, it holds nothing."""
@@ -435,7 +450,6 @@ class ProbeSearch:
         )
         checkpoint = self._checkpoints.get(spec.number)
         rec = None
-        self._heartbeat.remove(trial._trial_id)
         with self._recording(f"recording trial #{spec.number}", quiet=quiet):
             try:
                 rec = tell(
@@ -452,6 +466,8 @@ class ProbeSearch:
                     "heartbeat seen); its parameters run again"
                 )
                 return None, False
+            finally:  # beats until told: a slow tell (many attribute writes) is not death
+                self._heartbeat.remove(trial._trial_id)
         return rec, script_failure
 
     def _abandon(self, running: Running) -> None:
@@ -555,9 +571,12 @@ class ProbeSearch:
                     room, n_done = self._room()
                 while len(running) < slots and room > 0:
                     with self._atomic():  # asked for = in `running` (told by _abandon if need be)
-                        trial, spec = self._ask(lr_range)
-                        running[pool.submit(self._run, spec, finished)] = (trial, spec)
-                    self.reporter.trial_started(spec)
+                        asked = self._ask(lr_range)
+                        if asked is not None:
+                            running[pool.submit(self._run, asked[1], finished)] = asked
+                    if asked is None:
+                        break
+                    self.reporter.trial_started(asked[1])
                     room -= 1
             if not running:
                 with self._recording("reading the study"):

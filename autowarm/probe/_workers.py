@@ -133,11 +133,11 @@ class Heartbeat:
             for tid, n in due:
                 try:
                     self._storage.set_trial_user_attr(tid, HEARTBEAT_ATTR, n)
-                except (UpdateFinishedTrialError, *STORAGE_ERRORS):
-                    # told meanwhile, or failed by a watcher; a failing storage stops the
-                    # search from the main thread, which writes the same storage
+                except UpdateFinishedTrialError:  # told meanwhile, or failed by a watcher
                     self.remove(tid)
                     continue
+                except STORAGE_ERRORS:  # "database is locked": the next beat tries again (a
+                    continue  # storage that stays down stops the search from the main thread)
                 with self._lock:
                     if tid in self._beats:
                         self._beats[tid] = n

@@ -12,6 +12,7 @@ from autowarm.probe._config import ProbeConfig
 from autowarm.probe._record import TrialRecord
 from autowarm.probe._score import penalty
 from autowarm.probe._search import ProbeSearch, Reporter, SearchStopped
+from autowarm.probe._status import settled
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 
@@ -102,3 +103,92 @@ def test_timeout_stops_asking_for_trials() -> None:
     res = ProbeSearch(Slow(), study(), cfg).run()
     assert res.timed_out
     assert 1 <= len(res.records) < 10
+
+
+# -- several workers on one study (the real processes: test_workers.py) ---------------------------
+def _stale_trial(st: optuna.Study) -> optuna.trial.FrozenTrial:
+    """A RUNNING trial of a worker on another host that died: its heartbeat never changes."""
+    from optuna.distributions import FloatDistribution, IntDistribution
+
+    trial = optuna.trial.create_trial(
+        state=TrialState.RUNNING,
+        params={"peak_lr": 0.02, "warmup_steps": 3},
+        distributions={
+            "peak_lr": FloatDistribution(1e-3, 1e-1, log=True),
+            "warmup_steps": IntDistribution(0, 20),
+        },
+        user_attrs={"owner": "elsewhere:1:abc", "heartbeat": 7},
+    )
+    st.add_trial(trial)
+    return st.get_trials(deepcopy=False)[-1]
+
+
+def test_a_dead_workers_trial_is_failed_and_rerun_once_by_a_live_worker() -> None:
+    import time
+
+    from autowarm.probe._workers import Heartbeat, Watcher
+
+    st = study()
+    stale = _stale_trial(st)
+    # two live workers notice it: the FAIL transition lets one of them queue it again
+    watchers = [Watcher(st, Heartbeat(st, 0.05)) for _ in range(2)]
+    assert [w.poll() for w in watchers] == [[], []]  # not before the grace (6 beats)
+    time.sleep(0.35)
+    assert [w.poll() for w in watchers] == [[stale.number], []]
+    assert st.trials[stale.number].state == TrialState.FAIL
+    retries = [t for t in st.trials if t.user_attrs.get("retry_of") == stale.number]
+    assert len(retries) == 1 and retries[0].state == TrialState.WAITING
+    # a search on the study runs it with its parameters; --trials counts the study's trials
+    runner = FakeRunner()
+    cfg = ProbeConfig("x.py", steps=30, trials=4, lr_range=(1e-3, 1e-1), seed=0)
+    ProbeSearch(runner, st, cfg, heartbeat_s=0.05).run()
+    assert (runner.specs[0].peak_lr, runner.specs[0].warmup_steps) == (0.02, 3)
+    assert len([t for t in st.trials if t.state == TrialState.COMPLETE]) == 4
+
+
+def test_a_running_trial_whose_heartbeat_stops_is_recovered_during_the_search() -> None:
+    st = study()
+    cfg = ProbeConfig("x.py", steps=30, trials=3, lr_range=(1e-3, 1e-1), seed=0)
+    stale = _stale_trial(st)  # counts as running: this worker waits, then takes it over
+    runner = FakeRunner()
+    ProbeSearch(runner, st, cfg, heartbeat_s=0.05).run()
+    assert st.trials[stale.number].state == TrialState.FAIL
+    assert len([t for t in st.trials if t.state == TrialState.COMPLETE]) == 3
+    assert (0.02, 3) in {(s.peak_lr, s.warmup_steps) for s in runner.specs}
+
+
+def test_workers_started_at_once_calibrate_once_and_share_the_trial_count(tmp_path) -> None:
+    import threading
+
+    url = f"sqlite:///{tmp_path / 's.db'}"
+    optuna.create_study(study_name="s", storage=url)
+    runners = [FakeRunner() for _ in range(3)]
+    cfg = ProbeConfig("x.py", steps=30, trials=9, jobs=2, seed=0)
+    results = []
+
+    def work(runner: FakeRunner) -> None:
+        st = optuna.load_study(study_name="s", storage=url)
+        # 0.2 s: three searches in one process share the GIL and SQLite's write lock
+        results.append(ProbeSearch(runner, st, cfg, heartbeat_s=0.2).run())
+
+    threads = [threading.Thread(target=work, args=(r,)) for r in runners]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=60)
+    st = optuna.load_study(study_name="s", storage=url)
+    calibrations = [s for r in runners for s in r.specs if s.probe_steps == 2]
+    assert len(calibrations) == 1
+    anchors = [t for t in st.trials if t.params.get("peak_lr") == runners[0].script_lr]
+    assert len(anchors) == 1 and anchors[0].number == 0
+    done = [t for t in st.trials if t.state == TrialState.COMPLETE]
+    assert len(done) == 9  # not 27: --trials counts the study's trials
+    # a trial held while waiting for the calibration and not needed any more is FAILed
+    rest = [t for t in st.trials if t.state != TrialState.COMPLETE]
+    assert all(t.state == TrialState.FAIL and not t.params for t in rest), [
+        (t.state, t.params, t.user_attrs) for t in rest
+    ]
+    # every worker ends with the records of every trial, not only its own
+    assert len(results) == 3
+    # each waited for the others' last trials: all end with the same 9 records
+    assert [len(settled(res.records)) for res in results] == [9, 9, 9]
