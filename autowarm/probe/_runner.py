@@ -598,13 +598,9 @@ class _TrialProcess:
         if kind == "crash" and final.get("syntax"):
             result.failure, result.reason = "syntax", final.get("reason")
             return result
-        if kind is None and self.ranks_started < self.ranks:
-            last = _last_line(log)
-            result.failure = "launcher"
-            result.reason = (
-                f"the launcher failed after {self.ranks_started} of {self.ranks} ranks started"
-                + (f": {last}" if last else "")
-            )
+        launcher = self._launcher_failure(log) if kind is None else None
+        if launcher is not None:
+            result.failure, result.reason = "launcher", launcher
             return result
         # 3) it died or stopped early after an instability (its own NaN check, say)
         unstable = self._instability()
@@ -633,6 +629,15 @@ class _TrialProcess:
             result.failure = "too_short"
             result.reason = f"it ran {steps} of the probe's {self.spec.probe_steps} optimizer steps"
         return result
+
+    def _launcher_failure(self, log: bytes) -> str | None:
+        """Why a distributed trial's launcher failed before every rank started the script
+        (port in use, rendezvous error, a rank that could not start); None if they all did."""
+        if self.ranks_started >= self.ranks:
+            return None
+        last = _last_line(log)
+        started = f"the launcher failed after {self.ranks_started} of {self.ranks} ranks started"
+        return started + (f": {last}" if last else "")
 
     def _instability(self) -> tuple[str, str] | None:
         for event in self.events:
