@@ -84,6 +84,12 @@ def register(sub: argparse._SubParsersAction) -> None:
         f"(default {_D.min_lr_ratio:g})",
     )
     g.add_argument("--jobs", type=positive_int, help=f"trials in parallel (default {_D.jobs})")
+    g.add_argument(
+        "--nproc-per-node",
+        type=positive_int,
+        help="ranks per trial: each trial runs the script under torch.distributed.run, like "
+        f"torchrun --nproc-per-node N (default {_D.nproc_per_node})",
+    )
     g.add_argument("--timeout", type=float, help="seconds for the whole search (no new trials)")
     g.add_argument("--trial-timeout", type=float, help="seconds before one trial is killed")
     g.add_argument("--seed", type=int, help="sampler seed (reproducible search)")
@@ -215,9 +221,14 @@ def probe_command(args: argparse.Namespace) -> int:
     progress, final = _consoles(args.json)
     # 2) the runner validates the script (compiles) before the storage is touched; parallel
     #    trials share the cores: each gets its share of BLAS/torch threads
-    threads = max(1, (os.cpu_count() or 1) // config.jobs) if config.jobs > 1 else None
+    processes = config.jobs * config.nproc_per_node
+    threads = max(1, (os.cpu_count() or 1) // processes) if processes > 1 else None
     runner = ProbeRunner(
-        config.script, config.args, trial_timeout=config.trial_timeout, threads=threads
+        config.script,
+        config.args,
+        trial_timeout=config.trial_timeout,
+        threads=threads,
+        nproc_per_node=config.nproc_per_node,
     )
     report = LiveReport(progress, probe_steps=config.steps)
     if misplaced:

@@ -261,6 +261,12 @@ class ProbeSearch:
                 "the script never wrapped an optimizer; add `optimizer = "
                 "autowarm.wrap(optimizer)` and `optimizer.report(loss)` to it."
             )
+        if res.failure == "launcher":
+            raise SearchStopped(
+                f"torch.distributed.run could not start the script's ranks ({why}); check "
+                f"that this works by hand: torchrun --standalone --nproc-per-node "
+                f"{self.config.nproc_per_node} {self.config.script}"
+            )
         if res.failure == "no_report":
             raise SearchStopped(
                 "the script wraps its optimizer but never reports its loss; add "

@@ -356,3 +356,12 @@ def test_a_worker_with_another_design_gets_one_line(tmp_path: Path) -> None:
     line = one_error_line(autowarm(*common, "--steps", "40", SCRIPT, cwd=tmp_path))
     assert "study 'shared' was probed with other settings: --steps 30 (study) vs 40" in line
     assert "another --study NAME" in line
+
+
+def test_nproc_per_node_reaches_the_config_and_its_check() -> None:
+    from autowarm._cli import build_parser
+    from autowarm.probe._cli import _config
+
+    args = build_parser().parse_args(["probe", "--nproc-per-node", "2", "train.py", "--lr", "3"])
+    config = _config(args)
+    assert (config.nproc_per_node, config.args) == (2, ("--lr", "3"))
