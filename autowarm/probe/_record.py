@@ -146,13 +146,15 @@ def _status(t: FrozenTrial) -> str:
 
 def record_from_frozen(t: FrozenTrial) -> TrialRecord | None:
     """The record of a stored trial; None for a trial that is not a probe (no LR × warmup)."""
-    if "peak_lr" not in t.params or "warmup_steps" not in t.params:
+    # a WAITING trial (queued again, or the anchor) has its parameters only as enqueue_trial's
+    params = t.params if t.state != TrialState.WAITING else t.system_attrs.get("fixed_params", {})
+    if "peak_lr" not in params or "warmup_steps" not in params:
         return None
     a = t.user_attrs
     return TrialRecord(
         number=t.number,
-        peak_lr=float(t.params["peak_lr"]),
-        warmup_steps=int(t.params["warmup_steps"]),
+        peak_lr=float(params["peak_lr"]),
+        warmup_steps=int(params["warmup_steps"]),
         status=_status(t),
         score=a.get("score"),
         value=t.value if t.state == TrialState.COMPLETE else None,

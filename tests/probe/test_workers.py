@@ -108,3 +108,29 @@ def test_two_workers_on_postgres_one_killed(postgres_url: str, tmp_path: Path) -
 
 def test_two_workers_on_a_journal_file_one_killed(tmp_path: Path) -> None:
     _two_workers_one_killed(f"journal://{tmp_path / 'study.log'}", tmp_path)
+
+
+def test_show_lists_running_and_waiting_trials(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    sys.path.insert(0, str(Path(__file__).parent))
+    from probe_fakes import FakeRunner
+
+    from autowarm._cli import main
+    from autowarm.probe._config import ProbeConfig
+    from autowarm.probe._search import ProbeSearch
+
+    url = f"sqlite:///{tmp_path / 's.db'}"
+    cfg = ProbeConfig("x.py", steps=30, trials=3, lr_range=(1e-3, 1e-1), seed=0)
+    st = optuna.create_study(study_name=STUDY, storage=url)
+    for k, v in cfg.to_attrs().items():
+        st.set_user_attr(k, v)
+    ProbeSearch(FakeRunner(), st, cfg).run()
+    running = st.ask({"peak_lr": optuna.distributions.FloatDistribution(1e-3, 1e-1, log=True)})
+    running.suggest_int("warmup_steps", 0, cfg.warmup_max)
+    st.enqueue_trial({"peak_lr": 0.05, "warmup_steps": 2})
+    monkeypatch.setenv("COLUMNS", "200")
+    assert main(["show", "--storage", url, "--study", STUDY]) == 0
+    rows = {line.split()[0]: line for line in capsys.readouterr().out.splitlines() if line.split()}
+    assert "running" in rows[str(running.number)]
+    assert "waiting" in rows[str(running.number + 1)]
