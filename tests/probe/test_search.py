@@ -77,15 +77,17 @@ def test_interrupt_keeps_finished_trials_and_resume_reruns_only_the_rest() -> No
     assert first.interrupted
     done = [t for t in st.trials if t.state == TrialState.COMPLETE]
     failed = [t for t in st.trials if t.state == TrialState.FAIL]
-    assert len(done) == 3
+    # the trial beside the third may have ended before the interrupt reached it: then it is
+    # kept with its result (the search reads the study between trials: a slower loop)
+    assert len(done) in (3, 4) and len(done) + len(failed) == len(st.trials)
     assert all(t.user_attrs["status"] == "interrupted" for t in failed)
     runner = FakeRunner()
     again = ProbeSearch(runner, st, cfg).run()
     assert not again.interrupted
     complete = [t for t in st.trials if t.state == TrialState.COMPLETE]
     assert len(complete) == 8
-    # finished trials were not redone: only 8 - 3 new runs; interrupted ones re-ran as they were
-    assert len(runner.specs) == 5
+    # finished trials were not redone: only the rest ran; interrupted ones re-ran as they were
+    assert len(runner.specs) == 8 - len(done)
     rerun = {(s.peak_lr, s.warmup_steps) for s in runner.specs}
     for t in failed:
         assert (t.params["peak_lr"], t.params["warmup_steps"]) in rerun
