@@ -63,6 +63,7 @@ from dataclasses import fields
 from typing import Any
 
 from autowarm._errors import InstabilityError
+from autowarm.probe import _scratch as scratch
 from autowarm.probe._status import STOPPING_EVENTS
 from autowarm.probe._types import TrialSpec
 from autowarm.schedule._groups import (
@@ -545,6 +546,7 @@ def run_script(script: str, args: list[str]) -> int:
     """
     os.environ[PID_ENV] = str(os.getpid())
     become_subreaper()
+    scratch.install()  # the script's writes go to the trial's scratch folder
     session = _get_session()
     code = 0
     try:

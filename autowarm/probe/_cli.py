@@ -246,6 +246,13 @@ def probe_command(args: argparse.Namespace) -> int:
             report.close()
     finally:
         runner.close()
+    if runner.redirected:  # what the script wrote went to the trials' scratch folders
+        shown = ", ".join(os.path.relpath(p) for p in sorted(runner.redirected)[:3])
+        more = " …" if len(runner.redirected) > 3 else ""
+        report.note(
+            f"the trials wrote {len(runner.redirected)} files ({shown}{more}) into their own "
+            "scratch folders, deleted after each trial: your files are untouched."
+        )
     # 3) the result
     outcome = _Outcome(
         study=study.study_name,

@@ -70,6 +70,7 @@ from autowarm.probe._child import (
     spec_to_json,
 )
 from autowarm.probe._forkserver import ForkedProcess, ForkServer, ForkServerError
+from autowarm.probe._scratch import SCRATCH_ENV
 from autowarm.probe._status import FINISHED, STOPPING_EVENTS
 from autowarm.probe._types import TrialResult, TrialSpec
 
@@ -81,6 +82,9 @@ _TERM_GRACE_S = 2.0
 _EXIT_GRACE_S = 2.0
 _POLL_S = 0.05
 _LOG_TAIL_BYTES = 1 << 16
+
+#: variables that turn experiment trackers off (wandb, and the HF Trainer's wandb callback)
+_TRACKERS_OFF = {"WANDB_MODE": "disabled", "WANDB_DISABLED": "true"}
 
 _BOOTSTRAP = "from autowarm.probe._child import main; main()"
 _NO_FORKSERVER_ENV = "AUTOWARM_NO_FORKSERVER"
@@ -157,8 +161,14 @@ class ProbeRunner:
         if threads is not None:
             for name in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
                 base.setdefault(name, str(threads))
+        # experiment trackers stay off inside trials (20 probe runs are not 20 experiments);
+        # a user who set these variables asked for their own value, which is kept
+        for name, value in _TRACKERS_OFF.items():
+            base.setdefault(name, value)
         self._env = base
 
+        #: the user's paths trials wrote (they went to scratch folders, see _scratch.py)
+        self.redirected: set[str] = set()
         self._lock = threading.Lock()  # the set of live trials
         self._server_lock = threading.Lock()  # starting the server (slow: not under _lock)
         self._live: set[_TrialProcess] = set()
@@ -267,7 +277,9 @@ class ProbeRunner:
     ) -> TrialResult:
         log = tempfile.TemporaryFile()  # noqa: SIM115 (closed below, after the trial)
         channel = _Inbox(fifo=self.nproc_per_node > 1)
-        env = {TRIAL_ENV: spec_to_json(spec)}
+        # what the script writes lands here, never over the user's files (see _scratch.py)
+        scratch_dir = tempfile.mkdtemp(prefix=f"autowarm-trial-{spec.number}-")
+        env = {TRIAL_ENV: spec_to_json(spec), SCRATCH_ENV: scratch_dir}
         if devices:
             env[_GPUS_ENV] = ",".join(devices)
         try:
@@ -296,7 +308,19 @@ class ProbeRunner:
         if self.log_dir is not None:
             path = os.path.join(self.log_dir, f"trial-{spec.number}.log")
             atomic_write_bytes(path, log_bytes)
+        self._sweep(scratch_dir)
         return child.result(log_bytes)
+
+    def _sweep(self, scratch_dir: str) -> None:
+        """Note which of the user's paths the trial wrote (into its scratch), then delete it."""
+        written = [
+            os.sep + os.path.relpath(os.path.join(d, f), scratch_dir)
+            for d, _, files in os.walk(scratch_dir)
+            for f in files
+        ]
+        with self._lock:
+            self.redirected.update(written)
+        shutil.rmtree(scratch_dir, ignore_errors=True)
 
     def _start(
         self, server: ForkServer | None, env: dict[str, str], log: IO[bytes], channel: _Inbox

@@ -1,0 +1,46 @@
+"""A probe never overwrites the user's files: a trial's writes go to its scratch folder."""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+from autowarm.probe._runner import ProbeRunner
+from autowarm.probe._types import TrialSpec
+
+SCRIPT = Path(__file__).parent / "scripts_runner" / "writes_files.py"
+
+
+def _digests(folder: Path) -> dict[str, str]:
+    return {
+        str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(folder.rglob("*"))
+        if p.is_file()
+    }
+
+
+def test_a_probe_trial_leaves_every_pre_existing_file_byte_identical(tmp_path: Path) -> None:
+    (tmp_path / "out").mkdir()
+    (tmp_path / "out" / "ckpt.pt").write_bytes(b"the user's 10-hour checkpoint")
+    (tmp_path / "train.log").write_text("the user's own log\n")
+    before = _digests(tmp_path)
+    with ProbeRunner(str(SCRIPT), cwd=str(tmp_path)) as runner:
+        res = runner.run(TrialSpec(number=0, peak_lr=0.01, warmup_steps=2, probe_steps=20))
+        assert res.status in ("stable", "spike"), res.reason  # it read its own checkpoint back
+        written = {Path(p).relative_to(tmp_path).as_posix() for p in runner.redirected}
+    assert _digests(tmp_path) == before  # nothing changed, nothing new
+    assert written == {"out/ckpt.pt", "train.log", "out/metrics.json"}
+
+
+def test_experiment_trackers_are_off_inside_trials_unless_the_user_set_them(
+    tmp_path: Path,
+) -> None:
+    script = tmp_path / "env.py"
+    script.write_text("import os, sys\nsys.exit('wandb ' + os.environ.get('WANDB_MODE', '-'))\n")
+    reasons = []
+    for env in ({}, {"WANDB_MODE": "offline"}):
+        with ProbeRunner(str(script), cwd=str(tmp_path), env=env) as runner:
+            res = runner.run(TrialSpec(number=0, peak_lr=0.01, warmup_steps=0, probe_steps=5))
+        reasons.append(res.reason)
+    assert reasons[0].endswith("wandb disabled")  # off by default inside a trial
+    assert reasons[1].endswith("wandb offline")  # the user's own setting is kept
