@@ -8,9 +8,9 @@ loggers and tensorboard use) and ``torch.save(obj, path)`` (whose zip writer ope
 in C++) -- is redirected to the same path under ``AUTOWARM_SCRATCH``, the trial's own folder
 that the runner deletes after the trial. A later read of such a path reads the trial's copy
 (a script may load the checkpoint it just saved); appending to, or updating, a file of the
-user's first copies it. Not redirected: ``/dev``, ``/proc``, ``/sys`` and anything that
-is not a regular file (the trial's report FIFO, devices); temp files opened by descriptor
-(``tempfile``) are not opened by path and stay where they are.
+user's first copies it. Not redirected: the system's temp folder (scratch space already,
+where a script's temp files belong), ``/dev``, ``/proc``, ``/sys`` and anything that is not
+a regular file (the trial's report FIFO, devices).
 
 Files written through other calls (``os.open``, a library's own C code) are not seen.
 """
@@ -21,6 +21,7 @@ import builtins
 import io
 import os
 import shutil
+import tempfile
 from typing import Any
 
 SCRATCH_ENV = "AUTOWARM_SCRATCH"
@@ -31,7 +32,8 @@ _SYSTEM = ("/dev/", "/proc/", "/sys/")
 class _Redirect:
     def __init__(self, scratch: str) -> None:
         self.scratch = os.path.realpath(scratch)
-        self.keep = (self.scratch + os.sep, *_SYSTEM)
+        temp = os.path.realpath(tempfile.gettempdir())
+        self.keep = (self.scratch + os.sep, temp + os.sep, *_SYSTEM)
         self.written: set[str] = set()  # the user's paths this trial wrote (in its scratch)
 
     def target(self, path: str) -> str:

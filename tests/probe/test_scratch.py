@@ -3,7 +3,12 @@
 from __future__ import annotations
 
 import hashlib
+import os
+import shutil
+from collections.abc import Iterator
 from pathlib import Path
+
+import pytest
 
 from autowarm.probe._runner import ProbeRunner
 from autowarm.probe._types import TrialSpec
@@ -19,7 +24,17 @@ def _digests(folder: Path) -> dict[str, str]:
     }
 
 
-def test_a_probe_trial_leaves_every_pre_existing_file_byte_identical(tmp_path: Path) -> None:
+@pytest.fixture
+def project() -> Iterator[Path]:
+    """A project folder outside the system's temp folder (where writes are not redirected)."""
+    folder = Path(__file__).resolve().parents[2] / f".test-project-{os.getpid()}"
+    folder.mkdir()
+    yield folder
+    shutil.rmtree(folder, ignore_errors=True)
+
+
+def test_a_probe_trial_leaves_every_pre_existing_file_byte_identical(project: Path) -> None:
+    tmp_path = project
     (tmp_path / "out").mkdir()
     (tmp_path / "out" / "ckpt.pt").write_bytes(b"the user's 10-hour checkpoint")
     (tmp_path / "train.log").write_text("the user's own log\n")
