@@ -169,6 +169,9 @@ class _Session:
         self.wrap_lr: float | None = None  # script's LR (largest group) when wrapped
         self.initial_lr: float | None = None  # its scheduler's initial_lr at the first step
         self.max_script_lr = 0.0  # largest LR the script itself set before a step
+        # the script's loop set param_group["lr"] itself with no torch LR scheduler (nanoGPT):
+        # a scheduler pasted into it would be overwritten every iteration
+        self.sets_lr = False
 
     @property
     def train_s(self) -> float:
@@ -191,6 +194,7 @@ class _Session:
             "train_s": self.train_s,
             "script_lr": self.script_lr,
             "wrapped": bool(self.controllers),
+            "sets_lr": self.sets_lr,
         }
 
     def end(self, status: str, reason: str | None) -> TrialEnd:
@@ -283,6 +287,8 @@ class Controller:
             script_lr = lr_value(groups[reference]["lr"])
             if script_lr != self._forced:  # the script (or its scheduler) set it since
                 session.max_script_lr = max(session.max_script_lr, script_lr)
+                if self._forced is not None and "initial_lr" not in groups[reference]:
+                    session.sets_lr = True  # no torch scheduler did it: the loop itself
             if session.t_first is None:
                 session.t_first = time.perf_counter()
         lr = session.lr_at(self._step)

@@ -479,6 +479,7 @@ class _TrialProcess:
         self.final: dict[str, Any] | None = None  # the child's end / exit / crash message
         self.wrapped = False
         self.script_lr: float | None = None
+        self.sets_lr = False  # the script's loop sets the LR itself (see _child.py)
         self.train_s = 0.0
         self.stop_status: str | None = None  # pruned / timeout / interrupted
         self.stop_reason: str | None = None
@@ -589,6 +590,7 @@ class _TrialProcess:
                 self.train_s = float(msg.get("train_s") or self.train_s)
                 if msg.get("script_lr") is not None:
                     self.script_lr = float(msg["script_lr"])
+                self.sets_lr = bool(msg.get("sets_lr"))
 
     # -- the result --------------------------------------------------------------------------
 
@@ -604,6 +606,7 @@ class _TrialProcess:
             events=self.events,
             train_s=self.train_s,
             script_lr=self.script_lr,
+            sets_lr=self.sets_lr,
         )
         final = self.final or {}
         kind = final.get("t")

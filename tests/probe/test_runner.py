@@ -592,3 +592,15 @@ def test_case11_a_nan_loss_from_the_start_ends_the_trial_at_its_first_step(
     # update, is NaN -> the trial is nonfinite after 1 step whatever its LR
     result = script.run(spec(peak_lr=1e-6, probe_steps=30), nan_loss=True)
     assert (result.status, result.steps) == ("nonfinite", 1)
+
+
+@pytest.mark.parametrize(
+    ("sched", "sets_lr"), [("nanogpt", True), ("lambda", False), ("none", False)]
+)
+def test_the_runner_knows_whether_the_loop_sets_the_lr_itself(
+    script: Script, sched: str, sets_lr: bool
+) -> None:
+    # issue 12: a nanoGPT-style loop overwrites any pasted scheduler every iteration
+    result = script.run(spec(probe_steps=15), sched=sched)
+    assert result.status in ("stable", "spike"), result.reason
+    assert result.sets_lr is sets_lr
