@@ -462,6 +462,8 @@ def _recommend(config: ProbeConfig, out: _Outcome, *, cost: bool) -> Any:
         "script_lr": out.script_lr,
         "lr_range": list(out.lr_range),
         "study": out.study,
+        # the loop sets param_group["lr"] itself: the code to paste is for that loop
+        "script_sets_lr": any(r.sets_lr for r in out.records),
     }
     if cost:
         extra["cost"] = out.cost

@@ -46,6 +46,7 @@ class TrialRecord:
     wall_s: float = 0.0
     event_counts: dict[str, int] = field(default_factory=dict)  # event kind -> how many
     checkpoint_loss: float | None = None  # loss at the cohort pruner's checkpoint
+    sets_lr: bool = False  # the script's loop set the LR itself (no torch scheduler)
     owner: str = ""  # the worker that ran it (host:pid:token; see _workers.new_owner)
 
     def to_json(self) -> dict[str, Any]:
@@ -90,6 +91,7 @@ def _attrs(res: TrialResult, spec: TrialSpec, checkpoint_loss: float | None) -> 
         "wall_s": res.wall_s,
         "event_counts": counts,
         "checkpoint_loss": finite_or_none(checkpoint_loss),
+        "sets_lr": res.sets_lr,
     }
 
 
@@ -169,6 +171,7 @@ def record_from_frozen(t: FrozenTrial) -> TrialRecord | None:
         wall_s=float(a.get("wall_s", 0.0)),
         event_counts=a.get("event_counts", a.get("events", {})),
         checkpoint_loss=a.get("checkpoint_loss"),
+        sets_lr=bool(a.get("sets_lr", False)),
         owner=str(a.get("owner", "")),
     )
 

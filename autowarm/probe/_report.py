@@ -370,7 +370,17 @@ def print_final(
             highlight=False,
         )
         return
-    for target, title in (("torch", "plain PyTorch"), ("transformers", "HF transformers")):
+    targets = (("torch", "plain PyTorch"), ("transformers", "HF transformers"))
+    if (recipe.evidence or {}).get("script_sets_lr"):
+        # a scheduler pasted into such a loop is overwritten every iteration (nanoGPT)
+        console.print()
+        console.print(
+            "The script sets param_group['lr'] itself every iteration (no torch LR scheduler), "
+            "so a pasted scheduler would be overwritten: set the LR from the recipe there.",
+            highlight=False,
+        )
+        targets = (("loop", "where your loop sets the LR"),)
+    for target, title in targets:
         try:
             code = recipe.render(target)
         except Exception as e:  # rendering is a convenience: never lose the result over it

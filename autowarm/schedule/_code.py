@@ -20,7 +20,7 @@ from autowarm.schedule._schedule import Schedule
 if TYPE_CHECKING:
     from autowarm.schedule._recipe import Recipe
 
-TARGETS = ("torch", "transformers", "autowarm")
+TARGETS = ("torch", "transformers", "autowarm", "loop")
 
 
 def _comment(text: str, width: int = 88) -> list[str]:
@@ -45,8 +45,10 @@ def render(recipe: Recipe, target: str, *, path: str | os.PathLike[str] | None =
         )
     schedule = recipe.schedule()
     schedule.require_total()  # every snippet is a complete schedule
-    header = [
-        *_comment(f"autowarm recipe: {recipe.describe()}."),
+    header = [*_comment(f"autowarm recipe: {recipe.describe()}.")]
+    if target == "loop":  # no scheduler to step: the loop sets the LR itself
+        return "\n".join(header) + "\n" + _loop(recipe, path)
+    header += [
         "# Build the optimizer with the peak LR, e.g. "
         f"AdamW(model.parameters(), lr={recipe.peak_lr!r}),",
         "# and call scheduler.step() once after every optimizer.step().",
@@ -315,27 +317,46 @@ def _transformers(schedule: Schedule, peak_lr: float) -> str:
 
 # ----------------------------------------------------------------------------- autowarm
 def _autowarm(recipe: Recipe, path: str | os.PathLike[str] | None) -> str:
-    if path is not None:
+    build = _recipe_expr(recipe, path)
+    if path is not None and recipe.total_steps is not None:
         # total_steps spelled out: the run length is the user's, and a --total-steps override
         # of the file's value must survive the paste
-        load = f"autowarm.Recipe.load({_py(os.fspath(path))})"
-        if recipe.total_steps is None:
-            return f"import autowarm\n\nscheduler = {load}.scheduler(optimizer)\n"
         return (
-            f"import autowarm\n\nrecipe = {load}\n"
+            f"import autowarm\n\nrecipe = {build}\n"
             f"scheduler = recipe.scheduler(optimizer, total_steps={recipe.total_steps})\n"
         )
-    else:
-        args = [repr(recipe.peak_lr), str(recipe.warmup_steps)]
-        if recipe.total_steps is not None:
-            args.append(str(recipe.total_steps))
-        for f in dataclasses.fields(recipe):
-            if f.name in ("peak_lr", "warmup_steps", "total_steps", "evidence"):
-                continue
-            value = getattr(recipe, f.name)
-            if value != f.default:
-                args.append(f"{f.name}={_py(value)}")
-        build = f"autowarm.Recipe({', '.join(args)})"
-        if len(build) > 67:  # one argument per line, as ruff would format it
-            build = "autowarm.Recipe(\n" + "".join(f"    {a},\n" for a in args) + ")"
     return f"import autowarm\n\nscheduler = {build}.scheduler(optimizer)\n"
+
+
+def _recipe_expr(recipe: Recipe, path: str | os.PathLike[str] | None) -> str:
+    """``autowarm.Recipe.load(path)``, or the recipe written out (non-default fields only)."""
+    if path is not None:
+        return f"autowarm.Recipe.load({_py(os.fspath(path))})"
+    args = [repr(recipe.peak_lr), str(recipe.warmup_steps)]
+    if recipe.total_steps is not None:
+        args.append(str(recipe.total_steps))
+    for f in dataclasses.fields(recipe):
+        if f.name in ("peak_lr", "warmup_steps", "total_steps", "evidence"):
+            continue
+        value = getattr(recipe, f.name)
+        if value != f.default:
+            args.append(f"{f.name}={_py(value)}")
+    build = f"autowarm.Recipe({', '.join(args)})"
+    if len(build) > 67:  # one argument per line, as ruff would format it
+        build = "autowarm.Recipe(\n" + "".join(f"    {a},\n" for a in args) + ")"
+    return build
+
+
+# ----------------------------------------------------------------------------- manual-LR loops
+def _loop(recipe: Recipe, path: str | os.PathLike[str] | None) -> str:
+    """For a loop that sets ``param_group["lr"]`` itself every iteration (nanoGPT's
+    ``lr = get_lr(iter_num)``): a pasted scheduler would be overwritten there."""
+    total = f", total_steps={recipe.total_steps}" if path is not None and recipe.total_steps else ""
+    return (
+        "# Your loop sets the LR itself each iteration: set it from the recipe there, in place\n"
+        "# of your own LR function (nanoGPT: lr = get_lr(iter_num)).\n"
+        f"import autowarm\n\nrecipe = {_recipe_expr(recipe, path)}\n\n"
+        f"lr = recipe.lr_at(iter_num{total})  # iter_num: the optimizer steps done so far\n"
+        "for param_group in optimizer.param_groups:\n"
+        '    param_group["lr"] = lr  # a group kept at another ratio: lr * its ratio\n'
+    )

@@ -4,6 +4,7 @@ import io
 
 from rich.console import Console
 
+from autowarm import Recipe
 from autowarm.probe._recommend import recommend
 from autowarm.probe._record import TrialRecord
 from autowarm.probe._report import LiveReport, print_final, stability_map
@@ -110,3 +111,18 @@ def test_case13_status_says_the_step_once() -> None:
     assert status_text(timeout).plain == f"timeout: {reason}"
     stalled = TrialRecord(8, 0.01, 5, "stalled", steps=40, reason="no progress")
     assert status_text(stalled).plain == "stalled: no progress (step 40)"
+
+
+def test_a_loop_that_sets_its_own_lr_gets_code_for_that_loop() -> None:
+    recipe = recommend(RECORDS, probe_steps=100, total_steps=1000, decay="cosine")
+    manual = Recipe(
+        recipe.peak_lr,
+        recipe.warmup_steps,
+        1000,
+        evidence={**recipe.evidence, "script_sets_lr": True},
+    )
+    c = console()
+    print_final(c, RECORDS, manual, lr_range=(1e-4, 1.0), warmup_max=50)
+    out = text(c)
+    assert "sets param_group['lr'] itself" in out and "recipe.lr_at(iter_num)" in out
+    assert "LambdaLR" not in out  # no scheduler to be overwritten

@@ -252,3 +252,15 @@ def test_property_any_recipe_renders_exactly(recipe: Recipe, target: str) -> Non
     steps = recipe.total_steps + 1
     got = [lrs[0] for lrs in _run_snippet(recipe.render(target), steps, (recipe.peak_lr,))]
     _assert_close(got, _expected(recipe, steps))
+
+
+def test_loop_code_sets_the_recipes_lr_where_a_manual_loop_sets_its_own() -> None:
+    import torch
+
+    recipe = Recipe(3e-3, 10, 100, min_lr_ratio=0.1)
+    code = recipe.render("loop")
+    assert "scheduler" not in code.split("\n", 2)[-1]  # nothing to step: the loop sets the LR
+    opt = torch.optim.AdamW([torch.nn.Parameter(torch.ones(1))], lr=1.0)
+    for iter_num in (0, 5, 10, 60, 99):
+        exec(code, {"optimizer": opt, "iter_num": iter_num})
+        assert opt.param_groups[0]["lr"] == pytest.approx(recipe.lr_at(iter_num))
