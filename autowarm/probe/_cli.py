@@ -38,6 +38,8 @@ exit codes: 0 done, 1 no stable trial, 2 bad input, 130 interrupted by Ctrl-C (1
 signal N: 143 SIGTERM, 129 SIGHUP); resume by running the same command again."""
 
 _D = ProbeConfig(script="")  # the defaults, for the help texts
+#: a trial's fixed cost (outside its training steps) worth a line in the report, as a share
+FIXED_COST_NOTE = 0.25
 # argparse takes "-1e-3" for an option (its negative-number pattern has no exponent): a
 # negative LR bound must reach the validation and its one-line message instead
 _NUMBER = re.compile(r"^-(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?$")
@@ -267,6 +269,9 @@ def probe_command(args: argparse.Namespace) -> int:
         owner=result.owner,
     )
     outcome.cost = _cost(outcome.records, wall_s=round(result.wall_s, 3))
+    note = _fixed_cost_note(outcome.cost)
+    if note is not None:
+        report.note(note)
     return _conclude(args, config, outcome, final, save=True)
 
 
@@ -497,11 +502,28 @@ def _settled(records: list[Any]) -> list[Any]:
 
 
 def _cost(records: list[Any], *, wall_s: float | None) -> dict[str, Any]:
+    # a trial's fixed cost: its wall time outside the training steps (interpreter or fork,
+    # the script's setup, a step-0 evaluation, teardown), paid by every trial
+    fixed = sorted(max(0.0, r.wall_s - r.train_s) for r in records if r.wall_s > 0)
     return {
         "optimizer_steps": int(sum(r.steps for r in records)),
         "wall_s": wall_s,
         "train_s": round(sum(r.train_s for r in records), 3),
+        "fixed_s_per_trial": round(fixed[len(fixed) // 2], 3) if fixed else None,
+        "fixed_share": round(sum(fixed) / sum(r.wall_s for r in records), 3) if fixed else None,
     }
+
+
+def _fixed_cost_note(cost: dict[str, Any]) -> str | None:
+    """Say what each trial pays outside its training steps, when it is a large share."""
+    share = cost.get("fixed_share")
+    if share is None or share < FIXED_COST_NOTE:
+        return None
+    return (
+        f"each trial spent {cost['fixed_s_per_trial']:.2f} s (median) outside its training "
+        f"steps -- {share:.0%} of the probe's trial time: put work a probe does not need "
+        "(evaluation, sampling, checkpoints) under `if not autowarm.probing():`."
+    )
 
 
 def _consoles(as_json: bool) -> tuple[Any, Any]:

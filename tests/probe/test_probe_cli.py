@@ -365,3 +365,17 @@ def test_nproc_per_node_reaches_the_config_and_its_check() -> None:
     args = build_parser().parse_args(["probe", "--nproc-per-node", "2", "train.py", "--lr", "3"])
     config = _config(args)
     assert (config.nproc_per_node, config.args) == (2, ("--lr", "3"))
+
+
+def test_the_fixed_cost_every_trial_pays_is_measured_and_said_when_large() -> None:
+    from autowarm.probe._cli import _cost, _fixed_cost_note
+    from autowarm.probe._record import TrialRecord
+
+    slow = [TrialRecord(i, 0.01, 5, "stable", steps=30, wall_s=2.0, train_s=0.5) for i in range(4)]
+    cost = _cost(slow, wall_s=8.5)
+    assert cost["fixed_s_per_trial"] == 1.5 and cost["fixed_share"] == 0.75
+    assert "1.50 s (median) outside its training steps -- 75%" in (_fixed_cost_note(cost) or "")
+    quick = [
+        TrialRecord(i, 0.01, 5, "stable", steps=30, wall_s=1.0, train_s=0.95) for i in range(4)
+    ]
+    assert _fixed_cost_note(_cost(quick, wall_s=4.0)) is None
