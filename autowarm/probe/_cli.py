@@ -201,8 +201,6 @@ class _Outcome:
 
 
 def probe_command(args: argparse.Namespace) -> int:
-    import os
-
     from autowarm._io import check_writable
     from autowarm.probe._config import validate
     from autowarm.schedule._png import require_matplotlib
@@ -217,21 +215,10 @@ def probe_command(args: argparse.Namespace) -> int:
         require_matplotlib()
 
     from autowarm.probe._report import LiveReport
-    from autowarm.probe._runner import ProbeRunner
     from autowarm.probe._search import ProbeSearch, SearchStopped
 
     progress, final = _consoles(args.json)
-    # 2) the runner validates the script (compiles) before the storage is touched; parallel
-    #    trials share the cores: each gets its share of BLAS/torch threads
-    processes = config.jobs * config.nproc_per_node
-    threads = max(1, (os.cpu_count() or 1) // processes) if processes > 1 else None
-    runner = ProbeRunner(
-        config.script,
-        config.args,
-        trial_timeout=config.trial_timeout,
-        threads=threads,
-        nproc_per_node=config.nproc_per_node,
-    )
+    runner = _runner(config)  # it validates the script (compiles) before the storage is touched
     report = LiveReport(progress, probe_steps=config.steps)
     if misplaced:
         report.warn(_misplaced_note(args, misplaced))
@@ -248,13 +235,6 @@ def probe_command(args: argparse.Namespace) -> int:
             report.close()
     finally:
         runner.close()
-    if runner.redirected:  # what the script wrote went to the trials' scratch folders
-        shown = ", ".join(os.path.relpath(p) for p in sorted(runner.redirected)[:3])
-        more = " …" if len(runner.redirected) > 3 else ""
-        report.note(
-            f"the trials wrote {len(runner.redirected)} files ({shown}{more}) into their own "
-            "scratch folders, deleted after each trial: your files are untouched."
-        )
     # 3) the result
     outcome = _Outcome(
         study=study.study_name,
@@ -269,10 +249,41 @@ def probe_command(args: argparse.Namespace) -> int:
         owner=result.owner,
     )
     outcome.cost = _cost(outcome.records, wall_s=round(result.wall_s, 3))
-    note = _fixed_cost_note(outcome.cost)
-    if note is not None:
-        report.note(note)
+    for note in (_scratch_note(runner.redirected), _fixed_cost_note(outcome.cost)):
+        if note is not None:
+            report.note(note)
     return _conclude(args, config, outcome, final, save=True)
+
+
+def _runner(config: ProbeConfig) -> Any:
+    import os
+
+    from autowarm.probe._runner import ProbeRunner
+
+    # parallel trials share the cores: each gets its share of BLAS/torch threads
+    processes = config.jobs * config.nproc_per_node
+    threads = max(1, (os.cpu_count() or 1) // processes) if processes > 1 else None
+    return ProbeRunner(
+        config.script,
+        config.args,
+        trial_timeout=config.trial_timeout,
+        threads=threads,
+        nproc_per_node=config.nproc_per_node,
+    )
+
+
+def _scratch_note(redirected: set[str]) -> str | None:
+    """What the trials wrote went to their scratch folders: say so (see probe/_scratch.py)."""
+    if not redirected:
+        return None
+    import os
+
+    shown = ", ".join(os.path.relpath(p) for p in sorted(redirected)[:3])
+    more = " …" if len(redirected) > 3 else ""
+    return (
+        f"the trials wrote {len(redirected)} files ({shown}{more}) into their own scratch "
+        "folders, deleted after each trial: your files are untouched."
+    )
 
 
 def _misplaced_flags(args: argparse.Namespace) -> list[str]:

@@ -140,32 +140,15 @@ class ProbeRunner:
         self._script_path = os.path.join(self.cwd, self.script)
         source = _read_script(self.script, self._script_path)
         self.python = _resolve_python(python)
-        if trial_timeout is not None and not trial_timeout > 0:
-            raise AutowarmError(f"trial_timeout must be > 0 seconds but got {trial_timeout}.")
-        self.trial_timeout = trial_timeout
-        if threads is not None and threads < 1:
-            raise AutowarmError(f"threads must be >= 1 but got {threads}.")
-        if log_dir is not None and not os.path.isdir(log_dir):
-            raise AutowarmError(f"log_dir must be an existing folder but got {log_dir!r}.")
-        self.log_dir = log_dir
-        if nproc_per_node < 1:
-            raise AutowarmError(
-                f"nproc_per_node must be >= 1 but got {nproc_per_node}; pass the number of ranks."
-            )
-        self.nproc_per_node = nproc_per_node
+        _check_options(trial_timeout, threads, log_dir, nproc_per_node)
+        self.trial_timeout, self.log_dir, self.nproc_per_node = (
+            trial_timeout,
+            log_dir,
+            nproc_per_node,
+        )
 
         # 2) the trials' environment: ours + the user's, never a stale trial's
-        base = {**os.environ, **(env or {})}
-        for name in (TRIAL_ENV, FD_ENV, FIFO_ENV, PID_ENV):
-            base.pop(name, None)
-        if threads is not None:
-            for name in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
-                base.setdefault(name, str(threads))
-        # experiment trackers stay off inside trials (20 probe runs are not 20 experiments);
-        # a user who set these variables asked for their own value, which is kept
-        for name, value in _TRACKERS_OFF.items():
-            base.setdefault(name, value)
-        self._env = base
+        self._env = _trial_env(env, threads)
 
         #: the user's paths trials wrote (they went to scratch folders, see _scratch.py)
         self.redirected: set[str] = set()
@@ -634,28 +617,27 @@ class _TrialProcess:
         if unstable is not None:
             result.status, result.reason = unstable  # type: ignore[assignment]
             return result
+        result.failure, result.reason = self._failure(final, log, steps)
+        return result
+
+    def _failure(self, final: dict[str, Any], log: bytes, steps: int) -> tuple[str, str | None]:
+        """(failure, reason) of a trial that ended without an instability or a stop."""
+        kind = final.get("t")
         # 4) a crash, a bad exit code, a signal
         code = final.get("code") if kind == "exit" else self.proc.poll()
         if kind == "crash":
-            result.failure, result.reason = "crash", final.get("reason")
-        elif getattr(self.proc, "lost", False):
-            result.failure, result.reason = "crash", "the fork server died during the trial"
-        elif code is not None and code < 0:
-            result.failure, result.reason = "crash", _signal_reason(-code, log)
-        elif code:
+            return "crash", final.get("reason")
+        if getattr(self.proc, "lost", False):
+            return "crash", "the fork server died during the trial"
+        if code is not None and code < 0:
+            return "crash", _signal_reason(-code, log)
+        if code:
             last = _last_line(log)
-            result.failure = "crash"
-            result.reason = f"the script exited with code {code}" + (f": {last}" if last else "")
-        # 5) it ended by itself before the probe length
-        elif not self.wrapped:
-            result.failure = "no_wrap"
-            result.reason = (
-                "it ended without wrapping an optimizer"  # the fix is the search's to state
-            )
-        else:
-            result.failure = "too_short"
-            result.reason = f"it ran {steps} of the probe's {self.spec.probe_steps} optimizer steps"
-        return result
+            return "crash", f"the script exited with code {code}" + (f": {last}" if last else "")
+        # 5) it ended by itself before the probe length (the fix is the search's to state)
+        if not self.wrapped:
+            return "no_wrap", "it ended without wrapping an optimizer"
+        return "too_short", f"it ran {steps} of the probe's {self.spec.probe_steps} optimizer steps"
 
     def _launcher_failure(self, log: bytes) -> str | None:
         """Why a distributed trial's launcher failed before every rank started the script
@@ -680,6 +662,36 @@ class _TrialProcess:
             if not math.isfinite(grad_norm):
                 return "nonfinite", f"grad norm {grad_norm} at step {i}"
         return None
+
+
+def _check_options(
+    trial_timeout: float | None, threads: int | None, log_dir: str | None, nproc_per_node: int
+) -> None:
+    if trial_timeout is not None and not trial_timeout > 0:
+        raise AutowarmError(f"trial_timeout must be > 0 seconds but got {trial_timeout}.")
+    if threads is not None and threads < 1:
+        raise AutowarmError(f"threads must be >= 1 but got {threads}.")
+    if log_dir is not None and not os.path.isdir(log_dir):
+        raise AutowarmError(f"log_dir must be an existing folder but got {log_dir!r}.")
+    if nproc_per_node < 1:
+        raise AutowarmError(
+            f"nproc_per_node must be >= 1 but got {nproc_per_node}; pass the number of ranks."
+        )
+
+
+def _trial_env(extra: Mapping[str, str] | None, threads: int | None) -> dict[str, str]:
+    """This process's environment for the trials, less any stale trial's variables."""
+    base = {**os.environ, **(extra or {})}
+    for name in (TRIAL_ENV, FD_ENV, FIFO_ENV, PID_ENV):
+        base.pop(name, None)
+    if threads is not None:
+        for name in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
+            base.setdefault(name, str(threads))
+    # experiment trackers stay off inside trials (20 probe runs are not 20 experiments); a
+    # user who set these variables asked for their own value, which is kept
+    for name, value in _TRACKERS_OFF.items():
+        base.setdefault(name, value)
+    return base
 
 
 def _wait(proc: subprocess.Popen[bytes] | ForkedProcess, timeout: float) -> None:
