@@ -54,7 +54,7 @@ _CREATE_ATTEMPTS = 5
 _RACING = ("already exists", "duplicate key", "UniqueViolation", "UNIQUE constraint", "locked")
 _DRIVERS = {
     "psycopg2": "psycopg2-binary",
-    "psycopg": "'psycopg[binary]'",
+    "psycopg": "'autowarm[postgres]'",  # psycopg 3, what postgresql:// uses
     "MySQLdb": "mysqlclient",
     "pymysql": "PyMySQL",
     "mysql": "mysql-connector-python",

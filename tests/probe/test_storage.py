@@ -126,7 +126,7 @@ def test_sqlite_empty_path_is_one_line_exit_2_from_the_cli(tmp_path: Path) -> No
 
 
 _PSYCOPG2 = "'psycopg2' is not installed; pip install psycopg2-binary."
-_PSYCOPG3 = "'psycopg' is not installed; pip install 'psycopg[binary]'."
+_PSYCOPG3 = "'psycopg' is not installed; pip install 'autowarm[postgres]'."
 
 
 @pytest.mark.parametrize(
