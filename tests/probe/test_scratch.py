@@ -3,12 +3,7 @@
 from __future__ import annotations
 
 import hashlib
-import os
-import shutil
-from collections.abc import Iterator
 from pathlib import Path
-
-import pytest
 
 from autowarm.probe._runner import ProbeRunner
 from autowarm.probe._types import TrialSpec
@@ -20,26 +15,20 @@ def _digests(folder: Path) -> dict[str, str]:
     return {
         str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest()
         for p in sorted(folder.rglob("*"))
-        if p.is_file()
+        if p.is_file() and p.relative_to(folder).parts[0] != "tmp"
     }
 
 
-@pytest.fixture
-def project() -> Iterator[Path]:
-    """A project folder outside the system's temp folder (where writes are not redirected)."""
-    folder = Path(__file__).resolve().parents[2] / f".test-project-{os.getpid()}"
-    folder.mkdir()
-    yield folder
-    shutil.rmtree(folder, ignore_errors=True)
-
-
-def test_a_probe_trial_leaves_every_pre_existing_file_byte_identical(project: Path) -> None:
-    tmp_path = project
+def test_a_probe_trial_leaves_every_pre_existing_file_byte_identical(tmp_path: Path) -> None:
+    # the trial's temp folder elsewhere: writes into the system's temp folder are not
+    # redirected, and pytest's tmp_path (and maybe this checkout) live there
+    (tmp_path / "tmp").mkdir()
     (tmp_path / "out").mkdir()
     (tmp_path / "out" / "ckpt.pt").write_bytes(b"the user's 10-hour checkpoint")
     (tmp_path / "train.log").write_text("the user's own log\n")
     before = _digests(tmp_path)
-    with ProbeRunner(str(SCRIPT), cwd=str(tmp_path)) as runner:
+    env = {"TMPDIR": str(tmp_path / "tmp")}
+    with ProbeRunner(str(SCRIPT), cwd=str(tmp_path), env=env) as runner:
         res = runner.run(TrialSpec(number=0, peak_lr=0.01, warmup_steps=2, probe_steps=20))
         assert res.status in ("stable", "spike"), res.reason  # it read its own checkpoint back
         written = {Path(p).relative_to(tmp_path).as_posix() for p in runner.redirected}
