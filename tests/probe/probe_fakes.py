@@ -12,6 +12,8 @@ import threading
 
 import numpy as np
 
+from autowarm.probe._record import TrialRecord
+from autowarm.probe._search import Reporter
 from autowarm.probe._types import TrialResult, TrialSpec
 
 
@@ -77,3 +79,14 @@ class FakeRunner:
 
     def close(self) -> None:
         pass
+
+
+class InterruptAfter(Reporter):
+    """Ctrl-C (a KeyboardInterrupt from the reporter) once ``n`` trials are done."""
+
+    def __init__(self, n: int) -> None:
+        self.n = n
+
+    def trial_finished(self, rec: TrialRecord, done: int, total: int) -> None:
+        if done >= self.n:
+            raise KeyboardInterrupt

@@ -6,12 +6,11 @@ from __future__ import annotations
 import optuna
 import pytest
 from optuna.trial import TrialState
-from probe_fakes import FakeRunner
+from probe_fakes import FakeRunner, InterruptAfter
 
 from autowarm.probe._config import ProbeConfig
-from autowarm.probe._record import TrialRecord
 from autowarm.probe._score import penalty
-from autowarm.probe._search import ProbeSearch, Reporter, SearchStopped
+from autowarm.probe._search import ProbeSearch, SearchStopped
 from autowarm.probe._status import settled
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
@@ -59,15 +58,6 @@ def test_a_script_that_cannot_be_probed_stops_after_one_trial(
     with pytest.raises(SearchStopped, match=message.replace("(", r"\(")):
         ProbeSearch(runner, study(), cfg, command="python x.py").run()
     assert len(runner.specs) == 1
-
-
-class InterruptAfter(Reporter):
-    def __init__(self, n: int) -> None:
-        self.n = n
-
-    def trial_finished(self, rec: TrialRecord, done: int, total: int) -> None:
-        if done >= self.n:
-            raise KeyboardInterrupt
 
 
 def test_interrupt_keeps_finished_trials_and_resume_reruns_only_the_rest() -> None:

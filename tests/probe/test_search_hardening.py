@@ -19,7 +19,7 @@ import optuna
 import pytest
 import sqlalchemy.exc
 from optuna.trial import TrialState
-from probe_fakes import FakeRunner
+from probe_fakes import FakeRunner, InterruptAfter
 
 from autowarm.probe import _search
 from autowarm.probe._config import ProbeConfig
@@ -46,15 +46,6 @@ def open_study(storage: Any, cfg: ProbeConfig) -> optuna.Study:
 
 def states(study: optuna.Study) -> dict[int, tuple[TrialState, str | None]]:
     return {t.number: (t.state, t.user_attrs.get("status")) for t in study.trials}
-
-
-class InterruptAfter(Reporter):
-    def __init__(self, n: int) -> None:
-        self.n = n
-
-    def trial_finished(self, rec: TrialRecord, done: int, total: int) -> None:
-        if done >= self.n:
-            raise KeyboardInterrupt
 
 
 # -- case 4 ---------------------------------------------------------------------------------------
