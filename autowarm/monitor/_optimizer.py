@@ -254,13 +254,14 @@ class MonitoredOptimizer(torch.optim.Optimizer):
             skip_flag = bad.float() if found_inf is None else torch.maximum(stats[2], bad.float())
         monitor._push(step, stats, has_loss=loss is not None, lr=self._lr(), can_skip=True)
         skip = False
+        decide = monitor.needs_decision()  # skip/raise set: ranks agree (see _decide)
         if (
             (norm.device.type == "cpu" and monitor._eager_on_cpu)
-            or monitor.needs_decision(device_skip=device_skip)
+            or (decide and monitor.needs_decision(device_skip=device_skip))
             or amp_overflow is not None
             or len(monitor._pending) >= monitor.read_every
         ):
-            skip = self._decide(step, norm.device, decide=monitor.needs_decision())
+            skip = self._decide(step, norm.device, decide=decide)
         # 5) the update
         if skip or amp_overflow:
             return None

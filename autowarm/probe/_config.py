@@ -105,15 +105,7 @@ class ProbeConfig:
     def design(self) -> dict[str, Any]:
         """What makes two trials comparable (part of the default study name): an edited
         script, another probe length or another seed is another search, not a resume."""
-        return {
-            "script": script_digest(self.script),
-            "steps": self.steps,
-            "decay": self.decay,
-            "min_lr_ratio": self.min_lr_ratio,
-            "lr_range": list(self.lr_range) if self.lr_range else None,
-            "max_warmup": self.warmup_max,
-            "seed": self.seed,
-        }
+        return {"script": script_digest(self.script), **self.comparable(), "seed": self.seed}
 
     # -- the settings a study stores (its user attributes), one schema for both sides --------
     def to_attrs(self) -> dict[str, Any]:

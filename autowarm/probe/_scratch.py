@@ -44,11 +44,14 @@ class _Redirect:
         if not isinstance(file, (str, bytes, os.PathLike)) or isinstance(file, bytes):
             return file  # a file descriptor or bytes path: left alone
         path = os.fspath(file)
+        reading = not _WRITE & set(mode)
+        if reading and not self.written:
+            return file  # the common case, every data file a script reads: nothing to look up
         real = os.path.realpath(path)
         if real.startswith(self.keep) or (os.path.exists(real) and not os.path.isfile(real)):
             return file
         copy = self.target(path)
-        if not _WRITE & set(mode):
+        if reading:
             return copy if os.path.abspath(path) in self.written else file
         if os.path.abspath(path) not in self.written:
             os.makedirs(os.path.dirname(copy), exist_ok=True)

@@ -12,8 +12,8 @@ import time
 from pathlib import Path
 
 import pytest
+from probe_cli import SCRIPT, start_probe
 
-SCRIPT = str(Path(__file__).parent / "scripts_probe" / "train_tiny.py")
 FAST = ["--steps", "30", "--trials", "4", "--seed", "0"]
 
 
@@ -138,15 +138,7 @@ def test_ctrl_c_keeps_finished_trials_and_the_same_command_resumes(tmp_path: Pat
         "probe", "--steps", "40", "--trials", "5", "--seed", "0", "--lr-range", "0.003", "0.03",
         SCRIPT, "--steps", "100", "--step-sleep", "0.02",
     ]  # fmt: skip
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    p = subprocess.Popen(
-        [sys.executable, "-m", "autowarm", *args],
-        cwd=tmp_path,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        env=env,
-    )
+    p = start_probe(args, cwd=tmp_path)
     # wait until two trials have finished, then Ctrl-C in the middle of the third
     assert p.stderr is not None
     seen = []
@@ -303,14 +295,7 @@ def test_case12_autowarm_options_after_the_script_are_named(tmp_path: Path) -> N
 
 
 def test_case6_ctrl_c_while_reading_the_scripts_lr_exits_130(tmp_path: Path) -> None:
-    p = subprocess.Popen(
-        [sys.executable, "-m", "autowarm", "probe", "--steps", "30", SCRIPT, "--step-sleep", "5"],
-        cwd=tmp_path,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        env={**os.environ, "OMP_NUM_THREADS": "1"},
-    )
+    p = start_probe(["probe", "--steps", "30", SCRIPT, "--step-sleep", "5"], cwd=tmp_path)
     assert p.stderr is not None
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline and "learning rate" not in p.stderr.readline():

@@ -8,8 +8,6 @@ import os
 import re
 import signal
 import sqlite3
-import subprocess
-import sys
 import threading
 import time
 from pathlib import Path
@@ -19,6 +17,7 @@ import optuna
 import pytest
 import sqlalchemy.exc
 from optuna.trial import TrialState
+from probe_cli import start_probe
 from probe_fakes import FakeRunner, InterruptAfter
 
 from autowarm.probe import _search
@@ -220,14 +219,7 @@ def test_case7_sigterm_to_the_cli_keeps_finished_trials_and_says_how_to_resume(
         "probe", "--steps", "40", "--trials", "5", "--lr-range", "0.003", "0.03",
         str(script), "--steps", "100", "--step-sleep", "0.02",
     ]  # fmt: skip
-    p = subprocess.Popen(
-        [sys.executable, "-m", "autowarm", *args],
-        cwd=tmp_path,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        env={**os.environ, "OMP_NUM_THREADS": "1"},
-    )
+    p = start_probe(args, cwd=tmp_path)
     assert p.stderr is not None
     deadline, line = time.monotonic() + 90, "…"
     while time.monotonic() < deadline and line and not line.lstrip().startswith("1/5"):
