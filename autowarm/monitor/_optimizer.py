@@ -177,8 +177,10 @@ class MonitoredOptimizer(torch.optim.Optimizer):
                     "reduce it (e.g. loss.mean()) before report()."
                 )
             # a CPU loss is read now (free); an accelerator's stays there, read with the stats
+            # (detached: reading a tensor that requires grad warns since torch 2.x)
+            loss = loss.detach()
             value: torch.Tensor | float = (
-                float(loss) if loss.device.type == "cpu" else loss.detach().reshape(()).float()
+                float(loss) if loss.device.type == "cpu" else loss.reshape(()).float()
             )
         elif isinstance(loss, (int, float)) and not isinstance(loss, bool):
             value = float(loss)

@@ -320,6 +320,20 @@ def test_report_does_not_keep_the_graph() -> None:
     assert isinstance(kept, float) or (kept is not None and not kept.requires_grad)
 
 
+def test_report_of_a_loss_that_requires_grad_warns_nothing() -> None:
+    # torch warns when a tensor that requires grad is read as a float; report() reads a
+    # detached one, so a user's loop gets no warning from the extra line
+    model = _model()
+    opt = wrap(torch.optim.SGD(model.parameters(), lr=0.1), console=_quiet())
+    loss = torch.nn.functional.mse_loss(model(_batch(0)[0]), _batch(0)[1])
+    loss.backward()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        opt.report(loss)
+        opt.step()
+    assert opt.monitor.history[-1].loss == pytest.approx(float(loss.detach()))
+
+
 def test_torch_clip_grad_norm_before_step_records_the_pre_clip_norm() -> None:
     bare_model, wrapped_model = _model(), _model()
     bare = torch.optim.SGD(bare_model.parameters(), lr=0.5)
