@@ -472,6 +472,7 @@ def _say_sources(final: Any, out: _Outcome) -> None:
 
 def _recommend(config: ProbeConfig, out: _Outcome, *, cost: bool) -> Any:
     from autowarm._json import json_safe
+    from autowarm.probe._doubts import doubts
     from autowarm.probe._recommend import recommend
 
     extra: dict[str, Any] = {
@@ -483,7 +484,7 @@ def _recommend(config: ProbeConfig, out: _Outcome, *, cost: bool) -> Any:
     }
     if cost:
         extra["cost"] = out.cost
-    return recommend(
+    recipe = recommend(
         out.records,
         probe_steps=config.steps,
         total_steps=config.total_steps,
@@ -494,6 +495,11 @@ def _recommend(config: ProbeConfig, out: _Outcome, *, cost: bool) -> Any:
         horizon_exponent=config.horizon_exponent,
         extra_evidence=json_safe(extra),
     )
+    # what the trials could not show: a line each in the report, a list in the evidence
+    unsure = doubts(
+        out.records, recipe.evidence, lr_range=out.lr_range, warmup_max=config.warmup_max
+    )
+    return dataclasses.replace(recipe, evidence={**recipe.evidence, "doubts": unsure})
 
 
 def _save(args: argparse.Namespace, config: ProbeConfig, out: _Outcome, recipe: Any) -> None:

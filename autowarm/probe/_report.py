@@ -324,6 +324,8 @@ def recommendation(recipe: Any) -> Table:
             ),
         ]
         t.add_row("evidence", "; ".join(why))
+    for k, doubt in enumerate(ev.get("doubts") or []):
+        t.add_row("unsure" if k == 0 else "", f"{doubt['text']} (try {doubt['fix']})")
     return t
 
 

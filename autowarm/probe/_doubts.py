@@ -1,0 +1,99 @@
+"""When to say a recommendation is unsure: what the trials could not show.
+
+A search answers inside the box it was given, from the trials it ran. Five things make its
+answer weaker than it looks, and each becomes one line of the report and one entry of
+``recipe.evidence["doubts"]`` (``kind``, ``text``, ``fix``: the flag that addresses it):
+
+1) ``lr_top`` / ``lr_bottom``: the best trial sits at an end of the LR range (its last tenth,
+   in log scale) and nothing beyond it was seen unstable -- the optimum may lie outside;
+2) ``warmup_cap``: every near-best trial uses (about) the longest warmup searched -- the warmup
+   is set by the box, not by the trials;
+3) ``few_near_best``: fewer than three trials within one temperature of the best -- another
+   search seed is likely to pick differently;
+4) ``no_instability``: no trial went unstable, so no stability edge was found and the margin
+   never acted: the LR rests on the probes' short-horizon losses alone (short probes prefer a
+   lower LR than a full run: Wu et al. 2018).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from typing import Any
+
+from autowarm.probe._recommend import _is_unstable
+from autowarm.probe._record import TrialRecord
+
+#: "at the end of the range": within this fraction of the range's log width from an end
+EDGE = 0.1
+#: "at the warmup cap": at least this fraction of the longest warmup searched
+CAP = 0.8
+#: fewer near-best trials than this and a search's pick is likely to move with its seed
+FEW = 3
+
+
+def doubts(
+    records: Sequence[TrialRecord],
+    evidence: dict[str, Any],
+    *,
+    lr_range: tuple[float, float],
+    warmup_max: int,
+) -> list[dict[str, str]]:
+    """The doubts about one recommendation (its ``evidence`` as :func:`recommend` made it)."""
+    by_number = {r.number: r for r in records}
+    near = [by_number[n] for n in evidence.get("near_best_trials", []) if n in by_number]
+    best_lr = evidence.get("best_peak_lr")
+    # as recommend() counts them: a stall below the best LR is a run too cold, not unstable
+    cold = float(best_lr) if best_lr is not None else math.inf
+    unstable = [
+        r for r in records if _is_unstable(r) and (r.status != "stalled" or r.peak_lr > cold)
+    ]
+    out: list[dict[str, str]] = []
+    if best_lr is not None:
+        out += _lr_edge(float(best_lr), lr_range, unstable)
+    if near and warmup_max > 0 and all(r.warmup_steps >= CAP * warmup_max for r in near):
+        out.append({
+            "kind": "warmup_cap",
+            "text": f"every near-best trial warms up for about the longest warmup searched "
+            f"({warmup_max} probe steps): a longer one may be better still",
+            "fix": f"--max-warmup {2 * warmup_max} (with --steps at least that)",
+        })  # fmt: skip
+    if 0 < len(near) < FEW:
+        out.append({
+            "kind": "few_near_best",
+            "text": f"only {len(near)} trial{'s' if len(near) > 1 else ''} near the best: "
+            "another search seed is likely to pick differently",
+            "fix": "more --trials",
+        })  # fmt: skip
+    if not unstable:
+        out.append({
+            "kind": "no_instability",
+            "text": "no trial went unstable, so no stability edge was found: the LR rests on "
+            "the probes' losses alone, which favour a lower LR than a full run does",
+            "fix": "a wider --lr-range upwards",
+        })  # fmt: skip
+    return out
+
+
+def _lr_edge(
+    best_lr: float, lr_range: tuple[float, float], unstable: Sequence[TrialRecord]
+) -> list[dict[str, str]]:
+    lo, hi = lr_range
+    if not (0 < lo < hi):
+        return []
+    width = math.log(hi / lo)
+    if math.log(hi / best_lr) <= EDGE * width and not any(r.peak_lr > best_lr for r in unstable):
+        return [{
+            "kind": "lr_top",
+            "text": f"the best trial's LR {best_lr:.3g} is at the top of the range searched "
+            f"({lo:.3g}-{hi:.3g}) and nothing above it went unstable: the best LR may be higher",
+            "fix": f"--lr-range {lo:.3g} {hi * 10:.3g}",
+        }]  # fmt: skip
+    if math.log(best_lr / lo) <= EDGE * width:
+        return [{
+            "kind": "lr_bottom",
+            "text": f"the best trial's LR {best_lr:.3g} is at the bottom of the range searched "
+            f"({lo:.3g}-{hi:.3g}): the best LR may be lower",
+            "fix": f"--lr-range {lo / 10:.3g} {hi:.3g}",
+        }]  # fmt: skip
+    return []

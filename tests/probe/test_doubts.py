@@ -1,0 +1,86 @@
+from __future__ import annotations
+
+from autowarm.probe._doubts import doubts
+from autowarm.probe._recommend import recommend
+from autowarm.probe._record import TrialRecord
+
+RANGE = (1e-4, 5e-2)  # the default range around a script LR of 1e-3
+
+
+def rec(n: int, lr: float, w: int, status: str = "stable", score: float | None = None):
+    if score is None and status in ("stable", "spike"):
+        score = 1.0
+    return TrialRecord(number=n, peak_lr=lr, warmup_steps=w, status=status, score=score)
+
+
+def kinds(records: list[TrialRecord], warmup_max: int = 50) -> list[str]:
+    recipe = recommend(records, probe_steps=100, total_steps=1000, decay="cosine")
+    found = doubts(records, recipe.evidence, lr_range=RANGE, warmup_max=warmup_max)
+    for d in found:  # every doubt says what it is and what to pass
+        assert d["text"] and d["fix"].strip()
+    return [d["kind"] for d in found]
+
+
+def _spread(score_at: dict[float, float], w: int = 20) -> list[TrialRecord]:
+    return [rec(i, lr, w, score=s) for i, (lr, s) in enumerate(score_at.items())]
+
+
+def test_a_best_trial_at_the_top_of_the_range_with_nothing_unstable_says_so() -> None:
+    records = _spread({3e-4: 1.6, 1e-3: 1.3, 4e-3: 1.1, 1.5e-2: 1.0, 4.5e-2: 0.8})
+    found = kinds(records)
+    assert "lr_top" in found and "no_instability" in found
+    recipe = recommend(records, probe_steps=100, total_steps=1000, decay="cosine")
+    top = next(d for d in doubts(records, recipe.evidence, lr_range=RANGE, warmup_max=50)
+               if d["kind"] == "lr_top")  # fmt: skip
+    assert top["fix"] == "--lr-range 0.0001 0.5"
+
+
+def test_an_unstable_trial_above_the_best_is_the_edge_found() -> None:
+    records = _spread({3e-4: 1.6, 1e-3: 1.3, 4e-3: 1.1, 1.5e-2: 1.0, 4.5e-2: 0.8})
+    records.append(rec(9, 4.9e-2, 20, "diverged"))
+    found = kinds(records)
+    assert "lr_top" not in found and "no_instability" not in found
+
+
+def test_a_best_trial_at_the_bottom_of_the_range_says_so() -> None:
+    records = _spread({1.1e-4: 0.8, 1e-3: 1.0, 4e-3: 1.2, 1.5e-2: 1.5})
+    records.append(rec(9, 4e-2, 20, "diverged"))
+    assert kinds(records) == ["lr_bottom", "few_near_best"]
+
+
+def test_a_best_trial_inside_the_range_with_many_near_best_and_an_edge_is_sure() -> None:
+    records = [
+        rec(i, lr, w, score=1.0 + 0.01 * i)
+        for i, (lr, w) in enumerate([(2e-3, 10), (3e-3, 20), (4e-3, 5), (5e-3, 30)])
+    ]
+    records.append(rec(9, 3e-2, 30, "diverged"))  # fmt: skip
+    assert kinds(records) == []
+
+
+def test_every_near_best_trial_at_the_warmup_cap_says_so() -> None:
+    records = [rec(i, lr, 48, score=1.0 + 0.01 * i) for i, lr in enumerate([2e-3, 3e-3, 4e-3])]
+    records += [rec(5, 3e-3, 5, score=1.5), rec(9, 3e-2, 50, "diverged")]
+    assert kinds(records) == ["warmup_cap"]
+
+
+def test_a_cold_stall_is_not_an_instability() -> None:
+    records = _spread({2e-3: 1.0, 3e-3: 1.01, 4e-3: 1.02})
+    records.append(rec(9, 2e-4, 20, "stalled"))  # too cold to learn: below the best LR
+    assert kinds(records) == ["no_instability"]
+
+
+def test_the_report_prints_each_doubt_with_its_fix() -> None:
+    import io
+
+    from rich.console import Console
+
+    from autowarm.probe._report import recommendation
+
+    records = _spread({3e-4: 1.6, 1e-3: 1.3, 4e-3: 1.1, 1.5e-2: 1.0, 4.5e-2: 0.8})
+    recipe = recommend(records, probe_steps=100, total_steps=1000, decay="cosine")
+    recipe.evidence["doubts"] = doubts(records, recipe.evidence, lr_range=RANGE, warmup_max=50)
+    console = Console(file=io.StringIO(), width=200)
+    console.print(recommendation(recipe))
+    text = console.file.getvalue()  # type: ignore[attr-defined]
+    assert "unsure" in text and "at the top of the range" in text
+    assert "(try --lr-range 0.0001 0.5)" in text
