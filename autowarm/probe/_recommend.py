@@ -57,6 +57,7 @@ from autowarm.probe._config import (
 )
 from autowarm.probe._record import TrialRecord
 from autowarm.probe._status import FINISHED, UNSTABLE, settled
+from autowarm.schedule._carry import carry
 
 #: "similar" warmup for the boundary: an unstable trial at warmup w_u bounds candidates with
 #: warmup w <= SIMILAR * w_u + 5% of the probe
@@ -223,23 +224,6 @@ def _fmt_counts(counts: dict[str, int]) -> str:
     return ", ".join(f"{n} {k}" for k, n in sorted(counts.items())) or "no trials"
 
 
-def horizon_factor(probe_steps: int, total_steps: int | None, exponent: float) -> float:
-    """How much lower the full run's peak LR is than the probe's best: ``(probe/total)^exponent``
-    for a run longer than the probe; 1 when the run length is unknown or not longer."""
-    if total_steps is None or total_steps <= probe_steps:
-        return 1.0
-    return float((probe_steps / total_steps) ** exponent)
-
-
-def carry_warmup(warmup: int, *, probe_steps: int, total_steps: int | None, how: str) -> int:
-    """The probe's warmup in the full run: the same number of steps (``steps``), or the same
-    fraction of the run (``fraction``); never more than half the run."""
-    if total_steps is None:
-        return warmup
-    w = warmup if how == "steps" else round(warmup / probe_steps * total_steps)
-    return int(min(w, total_steps // 2))
-
-
 def recommend(
     records: Sequence[TrialRecord],
     *,
@@ -256,10 +240,14 @@ def recommend(
     from autowarm import Recipe
 
     choice = choose(records, probe_steps=probe_steps, margin=margin)
-    warmup = carry_warmup(
-        choice.warmup_steps, probe_steps=probe_steps, total_steps=total_steps, how=warmup_transfer
+    peak_lr, warmup, factor = carry(
+        choice.peak_lr,
+        choice.warmup_steps,
+        probe_steps=probe_steps,
+        total_steps=total_steps,
+        how=warmup_transfer,
+        exponent=horizon_exponent,
     )
-    factor = horizon_factor(probe_steps, total_steps, horizon_exponent)
     evidence = {
         **choice.evidence,
         "probe_peak_lr": choice.peak_lr,
@@ -270,7 +258,7 @@ def recommend(
         **(extra_evidence or {}),
     }
     return Recipe(
-        peak_lr=float(f"{choice.peak_lr * factor:.3g}"),
+        peak_lr=peak_lr,
         warmup_steps=warmup,
         total_steps=total_steps,
         decay=decay,

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 import sys
 from typing import Any
@@ -14,6 +13,7 @@ from rich.text import Text
 from autowarm._args import positive_int
 from autowarm._errors import AutowarmError
 from autowarm._io import atomic_write_bytes, check_writable
+from autowarm.schedule._carry import probe_of
 from autowarm.schedule._code import TARGETS
 from autowarm.schedule._png import require_matplotlib, schedule_png
 from autowarm.schedule._recipe import Recipe
@@ -58,13 +58,10 @@ def run(args: argparse.Namespace, *, console: Console | None = None) -> int:
         check_writable(args.png)
         require_matplotlib()
     recipe = Recipe.load(args.recipe)
+    carried = None
     if args.total_steps is not None:
-        if args.total_steps < recipe.warmup_steps:
-            raise AutowarmError(
-                f"--total-steps must be >= the recipe's warmup_steps but got "
-                f"{args.total_steps} < {recipe.warmup_steps}."
-            )
-        recipe = dataclasses.replace(recipe, total_steps=args.total_steps)
+        carried = _carried(recipe, args.total_steps)
+        recipe = recipe.for_run(args.total_steps)
     if recipe.total_steps is None and recipe.decay in NEEDS_TOTAL:
         raise AutowarmError(
             f"total_steps is required for decay {recipe.decay!r} but {args.recipe!r} has none; "
@@ -80,6 +77,8 @@ def run(args: argparse.Namespace, *, console: Console | None = None) -> int:
     if args.json:
         console = Console(quiet=True)
     console = console or Console()
+    if carried:
+        console.print(Text(carried), soft_wrap=True)
     show_schedule(recipe, console=console)
     if code is not None:
         console.print()
@@ -91,6 +90,28 @@ def run(args: argparse.Namespace, *, console: Console | None = None) -> int:
     if args.json:
         sys.stdout.write(json.dumps(_document(recipe, code, args.png), allow_nan=False) + "\n")
     return 0
+
+
+def _carried(recipe: Recipe, total_steps: int) -> str | None:
+    """Validate ``--total-steps``; the line saying how a probe's recipe was carried to it."""
+    if probe_of(recipe.evidence) is None:
+        if total_steps < recipe.warmup_steps:
+            raise AutowarmError(
+                f"--total-steps must be >= the recipe's warmup_steps but got "
+                f"{total_steps} < {recipe.warmup_steps}."
+            )
+        return None
+    stretched = recipe.for_run(total_steps)
+    if (stretched.peak_lr, stretched.warmup_steps) == (recipe.peak_lr, recipe.warmup_steps):
+        return None
+    ev = recipe.evidence
+    return (
+        f"carried to {total_steps} steps from the probe, as `autowarm show --total-steps "
+        f"{total_steps}` would: warmup {stretched.warmup_steps} steps "
+        f"({ev.get('warmup_transfer', 'fraction')} of the probe's "
+        f"{ev['probe_warmup_steps']}/{ev['probe_steps']}), peak LR {stretched.peak_lr:.3g} "
+        f"(recipe file: {recipe.warmup_steps} steps, {recipe.peak_lr:.3g})"
+    )
 
 
 def _document(recipe: Recipe, code: str | None, png: str | None) -> dict[str, Any]:

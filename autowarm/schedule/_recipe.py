@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 from autowarm._errors import AutowarmError
 from autowarm._io import atomic_write_text
 from autowarm._json import json_safe
+from autowarm.schedule._carry import carry, probe_of
 from autowarm.schedule._schedule import Schedule, check_positive
 
 if TYPE_CHECKING:
@@ -74,15 +75,36 @@ class Recipe:
         object.__setattr__(self, "_schedule", schedule)
 
     # ------------------------------------------------------------------ the schedule
+    def for_run(self, total_steps: int | None) -> Recipe:
+        """This recipe for a run of ``total_steps`` optimizer steps (``None``: as it is).
+
+        A recipe made by ``autowarm probe`` is carried from its probe, by the same rule the
+        probe used (:mod:`autowarm.schedule._carry`: by default the warmup keeps its fraction
+        of the run, and the peak LR scales with the run length), so ``autowarm show
+        --total-steps N``, ``autowarm schedule --total-steps N`` and
+        ``recipe.scheduler(optimizer, total_steps=N)`` give the same schedule. A recipe with no
+        probe in its evidence keeps its peak LR and warmup steps.
+        """
+        if total_steps is None or total_steps == self.total_steps:
+            return self
+        probe = probe_of(self.evidence)
+        if probe is None:
+            return dataclasses.replace(self, total_steps=total_steps)
+        lr, warmup, factor = carry(**probe, total_steps=total_steps)
+        evidence = {**self.evidence, "horizon_factor": factor}
+        return dataclasses.replace(
+            self, peak_lr=lr, warmup_steps=warmup, total_steps=total_steps, evidence=evidence
+        )
+
     def schedule(self, total_steps: int | None = None) -> Schedule:
-        """The :class:`Schedule` of this recipe, for a run of ``total_steps`` if given."""
+        """The :class:`Schedule` of this recipe, for a run of ``total_steps`` if given
+        (:meth:`for_run`)."""
         cached = getattr(self, "_schedule", None)
         if cached is not None and total_steps in (None, self.total_steps):
             return cached
-        fields = {f.name: getattr(self, f.name) for f in dataclasses.fields(Schedule)}
         if total_steps is not None:
-            fields["total_steps"] = total_steps
-        return Schedule(**fields)
+            return self.for_run(total_steps).schedule()
+        return Schedule(**{f.name: getattr(self, f.name) for f in dataclasses.fields(Schedule)})
 
     def multiplier(self, step: int, total_steps: int | None = None) -> float:
         """The LR multiplier at ``step`` (1.0 at the peak)."""
@@ -90,7 +112,8 @@ class Recipe:
 
     def lr_at(self, step: int, total_steps: int | None = None) -> float:
         """The learning rate of the reference param group (most parameters) at ``step``."""
-        return self.peak_lr * self.multiplier(step, total_steps)
+        recipe = self.for_run(total_steps)
+        return recipe.peak_lr * recipe.multiplier(step)
 
     def scheduler(
         self,
@@ -121,11 +144,12 @@ class Recipe:
         """
         from autowarm.schedule._code import hf_equivalent
 
-        schedule = self.schedule(total_steps)
+        recipe = self.for_run(total_steps)
+        schedule = recipe.schedule()
         schedule.require_total()
-        name, kwargs, reasons = hf_equivalent(schedule, self.peak_lr)
+        name, kwargs, reasons = hf_equivalent(schedule, recipe.peak_lr)
         out: dict[str, Any] = {
-            "learning_rate": self.peak_lr,
+            "learning_rate": recipe.peak_lr,
             "warmup_steps": schedule.warmup_steps,
             "lr_scheduler_type": name,
         }

@@ -32,8 +32,9 @@ class RecipeLR(LambdaLR):
       silently continuing on another schedule (HF's schedulers cannot tell: nothing of their
       ``partial`` lambdas is saved).
 
-    ``total_steps`` overrides ``recipe.total_steps``; decaying shapes need one of them and
-    raise here, at construction, when both are ``None``.
+    ``total_steps`` overrides ``recipe.total_steps`` (through :meth:`Recipe.for_run`: a probe's
+    recipe is carried to that length as ``autowarm show --total-steps`` would); decaying shapes
+    need one of them and raise here, at construction, when both are ``None``.
     """
 
     def __init__(
@@ -46,7 +47,8 @@ class RecipeLR(LambdaLR):
     ) -> None:
         if not isinstance(optimizer, torch.optim.Optimizer):
             raise TypeError(f"{type(optimizer).__name__} is not a torch.optim.Optimizer")
-        schedule = recipe.schedule(total_steps)
+        recipe = recipe.for_run(total_steps)  # a probe's recipe is carried to that length
+        schedule = recipe.schedule()
         schedule.require_total()  # fail now, not at the first step()
         self.recipe = recipe
         self.schedule = schedule

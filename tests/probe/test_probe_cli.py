@@ -14,6 +14,8 @@ from pathlib import Path
 import pytest
 from probe_cli import SCRIPT, start_probe
 
+from autowarm import Recipe
+
 FAST = ["--steps", "30", "--trials", "4", "--seed", "0"]
 
 
@@ -73,6 +75,15 @@ def test_stable_script_with_two_jobs_json_and_show(tmp_path: Path) -> None:
     assert longer["recipe"]["total_steps"] == 8000
     # a longer run: the same probe evidence, a lower peak LR (the horizon factor)
     assert longer["recipe"]["peak_lr"] < recipe["peak_lr"]
+    # every path that stretches the recipe file to 8000 steps gives show's schedule
+    sched = autowarm("schedule", "autowarm.json", "--json", "--total-steps", "8000", cwd=tmp_path)
+    stretched = json.loads(sched.stdout)["recipe"]
+    for key in ("peak_lr", "warmup_steps", "total_steps"):
+        assert stretched[key] == longer["recipe"][key]
+    from_file = Recipe.load(tmp_path / "autowarm.json")
+    shown_8000 = Recipe.from_dict(longer["recipe"])
+    for step in (0, 1, shown_8000.warmup_steps, 5000, 7999):
+        assert from_file.lr_at(step, 8000) == pytest.approx(shown_8000.lr_at(step))
 
 
 def test_nan_at_high_lr_is_reported_and_avoided(tmp_path: Path) -> None:

@@ -5,8 +5,9 @@ import math
 import pytest
 
 from autowarm import AutowarmError, Recipe
-from autowarm.probe._recommend import boundary, carry_warmup, choose, recommend
+from autowarm.probe._recommend import boundary, choose, recommend
 from autowarm.probe._record import TrialRecord
+from autowarm.schedule._carry import carry_warmup
 
 
 def rec(n: int, lr: float, w: int, status: str = "stable", score: float | None = None, **kw):

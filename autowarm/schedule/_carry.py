@@ -1,0 +1,63 @@
+"""How a probe's answer carries to a run of another length: the one rule for every path.
+
+``autowarm probe --total-steps``, ``autowarm show --total-steps``, ``autowarm schedule
+--total-steps``, ``Recipe.for_run()`` and everything built on it (``Recipe.scheduler(
+total_steps=)``, ``lr_at(step, total_steps)``, ``training_args(total_steps)``) stretch a recipe
+made by a probe with :func:`carry`, from what the recipe's evidence says of the probe: its
+length, its (peak LR, warmup) and the transfer settings. A recipe with no probe behind it (one
+written by hand) keeps its peak LR and warmup steps. See :mod:`autowarm.probe._recommend`
+(step 6) for why the rule is what it is.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+#: the evidence keys a probe's recipe carries (:func:`probe_of` reads them)
+PROBE_KEYS = ("probe_steps", "probe_peak_lr", "probe_warmup_steps")
+
+
+def horizon_factor(probe_steps: int, total_steps: int | None, exponent: float) -> float:
+    """How much lower the full run's peak LR is than the probe's best: ``(probe/total)^exponent``
+    for a run longer than the probe; 1 when the run length is unknown or not longer."""
+    if total_steps is None or total_steps <= probe_steps:
+        return 1.0
+    return float((probe_steps / total_steps) ** exponent)
+
+
+def carry_warmup(warmup: int, *, probe_steps: int, total_steps: int | None, how: str) -> int:
+    """The probe's warmup in the full run: the same number of steps (``steps``), or the same
+    fraction of the run (``fraction``); never more than half the run."""
+    if total_steps is None:
+        return warmup
+    w = warmup if how == "steps" else round(warmup / probe_steps * total_steps)
+    return int(min(w, total_steps // 2))
+
+
+def carry(
+    probe_lr: float,
+    probe_warmup: int,
+    *,
+    probe_steps: int,
+    total_steps: int | None,
+    how: str,
+    exponent: float,
+) -> tuple[float, int, float]:
+    """(peak LR, warmup steps, horizon factor) for a run of ``total_steps``; the LR is rounded
+    to 3 significant digits, as a recipe file shows it."""
+    factor = horizon_factor(probe_steps, total_steps, exponent)
+    warmup = carry_warmup(probe_warmup, probe_steps=probe_steps, total_steps=total_steps, how=how)
+    return float(f"{probe_lr * factor:.3g}"), warmup, factor
+
+
+def probe_of(evidence: dict[str, Any]) -> dict[str, Any] | None:
+    """:func:`carry`'s arguments from a recipe's evidence; None when no probe made it."""
+    if not all(isinstance(evidence.get(k), (int, float)) for k in PROBE_KEYS):
+        return None
+    return {
+        "probe_lr": float(evidence["probe_peak_lr"]),
+        "probe_warmup": int(evidence["probe_warmup_steps"]),
+        "probe_steps": int(evidence["probe_steps"]),
+        "how": str(evidence.get("warmup_transfer", "fraction")),
+        "exponent": float(evidence.get("horizon_exponent", 0.0)),
+    }
