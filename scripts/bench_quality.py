@@ -1,47 +1,48 @@
-"""Quality benchmark: does autowarm's schedule train as well as brute force, for less?
+"""Quality benchmark: does autowarm's schedule train as well as brute force, on scripts it was
+never tuned on?
 
-    python scripts/bench_quality.py                     # all recipes, full grid (~2 h on 2 cores)
-    python scripts/bench_quality.py --quick             # small grid, 1 seed: a smoke check
-    python scripts/bench_quality.py --recipes charlm --workers 2 --long-run
-    python scripts/bench_quality.py --long-run --holdout --probe-seeds 0,1,2,3,4,5   # README
+    python scripts/bench_quality.py                          # the whole suite (~1.5 h on 2 cores)
+    python scripts/bench_quality.py --split tuning           # only what design changes may use
+    python scripts/bench_quality.py --workloads gru_lm,edge --workers 2
+    python scripts/bench_quality.py --quick                  # a small grid, 1 seed: a smoke check
 
-For every recipe in recipes/*/train.py, on the same data and seeds:
+The suite (WORKLOADS below) is split in two. The **tuning set** is what design decisions may
+be tuned on; the **held-out set** is never looked at while tuning: a change that helps the
+tuning set and hurts the held-out set does not stay. Both are reported separately.
 
-1) oracle     full trainings over warmup (6 values, 0..30% of the run) x peak LR (10 log-spaced
-              values, under-training .. divergence) x 4 seeds; the best mean eval loss;
-2) default    the optimizer's default LR (the script's own), no warmup;
-3) lr-finder  torch-lr-finder's LR range test (exp ramp 1e-7..10 over 100 steps, steepest-
-              gradient suggestion), run in this process on the recipe's own model, optimizer
-              and batches (imported from the script: build_model/build_optimizer/build_data/
-              get_batch), with the untuned warmup rule 2/(1-beta2) for Adam-family (capped at 30%
-              of the run) or 5% of the run for SGD;
-4) optuna-tpe plain Optuna TPE over *full* runs (training seed 0), as many as autowarm's
-              mean tuning cost buys (at least 1), same search box as the oracle grid; one study
-              per sampler seed (--tpe-seeds, default the probe seeds), since at ~2 trials TPE
-              is still sampling at random and one study is one lucky or unlucky draw;
-5) autowarm   `autowarm probe train.py --json --seed K --total-steps FULL` for K = 0, 1, 2.
+For every workload, on the same data and seeds:
 
-Every method's choice is then trained in full on the evaluation seeds (0..3), and scored by
-its mean final eval loss; regret = (loss - oracle) / oracle, with its standard error from the
-per-seed differences to the oracle's cell (paired by seed: two seeds of one cell differ by
-1-5% near the optimum, so a regret is only known to about that SE). With --holdout every choice,
-the oracle's cell included, is also retrained on seeds 4..7 that no method chose on, and the
-table adds that regret: the oracle's cell is the best of 60 noisy means, so on the seeds it
-was picked on its loss is biased low (the winner's curse). A run "diverged" when its eval
-loss is not finite or above its initial training loss. Each full run is its own process
-(`--workers` at a time) and its metrics are cached under scripts/.cache/quality/, keyed by
-the recipe file's hash and the run's arguments; probe results are cached by the recipe's and
-the autowarm package's source hashes -- so a rerun after changing autowarm redoes only the
-probes and the runs of new choices. Output: a table on the terminal, a markdown file and a PNG
-(the oracle's grid as a heatmap per recipe, each method's choice marked).
+1) oracle     full trainings over warmup (0, 5, 15, 30% of the run) x peak LR (6 or 7
+              log-spaced values over the workload's box, under-training .. divergence) x 2
+              seeds; the best mean is the oracle (the best of ~25 noisy means is flattered by
+              its seeds, so regrets against it lean pessimistic);
+2) default    the script's own default LR, no warmup;
+3) lr-finder  an LR range test (scripts/lr_range_test.py: torch-lr-finder's exponential ramp
+              1e-7..10 over 100 steps and its steepest-descent suggestion, run on the script
+              itself) with the untuned warmup rule 2/(1-beta2) for Adam-family (capped at 30%
+              of the run) or 5% of the run otherwise;
+4) range/warm the same compute as autowarm spent on four LR range tests, one per warmup
+              (0, 5, 15, 30% of the test); the warmup whose test reached the lowest smoothed
+              loss, with that test's suggestion;
+5) optuna-tpe plain Optuna TPE over *full* runs (training seed 0), as many as autowarm's mean
+              cost buys (at least 1), in the oracle's box; one study per probe seed;
+6) autowarm   `autowarm probe --json --seed K --total-steps FULL script` for each probe seed.
+
+Every choice is trained in full on the grid's seeds (0, 1) and scored by its mean final eval loss;
+regret = (loss - oracle) / oracle, with its standard error from the per-seed differences to
+the oracle's cell (paired by seed). A run "diverged" when its eval loss is not finite or above
+its initial training loss. Each full run is its own process (`--workers` at a time), cached
+under scripts/.cache/quality/ by the script's hash and the run's arguments; probes are cached
+by the script's and the autowarm package's hashes, so a rerun after changing autowarm redoes
+only the probes and the runs of their new choices. Output: the tables on the terminal, a
+markdown file and a PNG (each oracle grid as a heatmap with each method's choice).
 """
 
 from __future__ import annotations
 
 import argparse
-import contextlib
+import ast
 import hashlib
-import importlib.util
 import io
 import json
 import math
@@ -63,18 +64,65 @@ from autowarm._io import atomic_write_bytes, atomic_write_text
 
 ROOT = Path(__file__).resolve().parents[1]
 CACHE = ROOT / "scripts" / ".cache" / "quality"
-EVAL_SEEDS = (0, 1, 2, 3)
-#: --holdout: seeds no method (the oracle included) chose on, for an unbiased regret
-HOLDOUT_SEEDS = (4, 5, 6, 7)
-WARMUP_FRACTIONS = (0.0, 0.02, 0.05, 0.1, 0.2, 0.3)
+GRID_SEEDS = (0, 1)
+#: every choice is trained on these (paired with the oracle's cell on the same seeds)
+EVAL_SEEDS = GRID_SEEDS
+WARMUP_FRACTIONS = (0.0, 0.05, 0.15, 0.3)
 
-#: per recipe: the oracle's LR box (10 log-spaced values), from clear under-training to clear
-#: divergence -- measured by hand first (see the recipes' docstrings)
-LR_BOX = {
-    "charlm": (3e-4, 1e-1),
-    "digits_resnet": (1e-2, 10.0),
-    "deep_mlp": (1e-4, 1e-1),
-}
+
+@dataclass(frozen=True)
+class Workload:
+    name: str
+    script: str  # relative to the repository root
+    split: str  # "tuning" or "held-out"
+    lr_box: tuple[float, float]  # the oracle's LR range: clear under-training .. divergence
+    what: str
+    steps: int | None = None  # None: the script's own DEFAULTS["steps"]
+    n_lr: int = 6
+    warmups: tuple[float, ...] = WARMUP_FRACTIONS
+    grid_seeds: tuple[int, ...] = GRID_SEEDS
+
+    @property
+    def path(self) -> Path:
+        return ROOT / self.script
+
+    def defaults(self) -> dict[str, Any]:
+        """The script's ``DEFAULTS = dict(...)``, read without importing it."""
+        for node in ast.walk(ast.parse(self.path.read_text())):
+            if isinstance(node, ast.Assign) and getattr(node.targets[0], "id", "") == "DEFAULTS":
+                call = node.value
+                assert isinstance(call, ast.Call)
+                return {k.arg: ast.literal_eval(k.value) for k in call.keywords}
+        raise ValueError(f"{self.script} has no DEFAULTS = dict(...)")
+
+    @property
+    def full_steps(self) -> int:
+        return self.steps or int(self.defaults()["steps"])
+
+    def script_args(self) -> list[str]:
+        """What every run and probe passes the script (its run length, where not its default)."""
+        return ["--steps", str(self.full_steps)] if self.steps else []
+
+
+# the LR boxes were measured by hand first (a one-seed sweep per script, warmup 0 and 10%)
+WORKLOADS: tuple[Workload, ...] = (
+    # -- tuning set
+    Workload("charlm", "recipes/charlm/train.py", "tuning", (3e-4, 1e-1),
+             "post-LN char Transformer, AdamW, clip 1.0", n_lr=7),
+    Workload("digits_resnet", "recipes/digits_resnet/train.py", "tuning", (1e-2, 10.0),
+             "BatchNorm ResNet, SGD momentum, batch 256", n_lr=7),
+    Workload("deep_mlp", "recipes/deep_mlp/train.py", "tuning", (1e-4, 1e-1),
+             "10-layer plain ReLU MLP, Adam", n_lr=7),
+    Workload("long_mlp", "scripts/workloads/long_mlp.py", "tuning", (2e-4, 1e-1),
+             "4x64 MLP, Adam, a long run (5,000 steps)"),
+    # -- held-out set: never looked at while tuning
+    Workload("finetune", "scripts/workloads/finetune.py", "held-out", (1e-4, 3e-2),
+             "MLP pretrained in the script on task A, fine-tuned on B (300 examples), AdamW"),
+    Workload("hf_trainer", "scripts/workloads/hf_trainer.py", "held-out", (3e-4, 1e-1),
+             "tiny GPT-2 (from a config) through the HF Trainer, clip 1.0"),
+    Workload("lightning_mlp", "scripts/workloads/lightning_mlp.py", "held-out", (3e-4, 1e-1),
+             "MLP on digits through lightning.Trainer, AdamW, clip 1.0"),
+)  # fmt: skip
 
 
 # -----------------------------------------------------------------------------------------
@@ -92,28 +140,29 @@ def autowarm_hash() -> str:
     return file_hash(*sorted((ROOT / "autowarm").rglob("*.py")))
 
 
+def clean_env() -> dict[str, str]:
+    """No AUTOWARM_* variable leaks into a run or a probe."""
+    return {k: v for k, v in os.environ.items() if not k.startswith("AUTOWARM_")}
+
+
 @dataclass(frozen=True)
 class Run:
-    recipe: str
+    workload: Workload
     lr: float
     warmup: int
     seed: int
-    steps: int
     min_lr_ratio: float = 0.0
-
-    @property
-    def script(self) -> Path:
-        return ROOT / "recipes" / self.recipe / "train.py"
 
     def args(self) -> list[str]:
         return [
-            "--steps", str(self.steps), "--lr", repr(self.lr), "--warmup", str(self.warmup),
-            "--seed", str(self.seed), "--min-lr-ratio", repr(self.min_lr_ratio),
+            "--steps", str(self.workload.full_steps), "--lr", repr(self.lr),
+            "--warmup", str(self.warmup), "--seed", str(self.seed),
+            "--min-lr-ratio", repr(self.min_lr_ratio),
         ]  # fmt: skip
 
     def cache_path(self) -> Path:
-        key = hashlib.sha256(" ".join([file_hash(self.script), *self.args()]).encode())
-        return CACHE / self.recipe / f"{key.hexdigest()[:20]}.json"
+        key = hashlib.sha256(" ".join([file_hash(self.workload.path), *self.args()]).encode())
+        return CACHE / self.workload.name / f"{key.hexdigest()[:20]}.json"
 
 
 def run_full(run: Run) -> dict[str, Any]:
@@ -123,14 +172,13 @@ def run_full(run: Run) -> dict[str, Any]:
         return json.loads(path.read_text())
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp) / "metrics.json"
-        env = {k: v for k, v in os.environ.items() if not k.startswith("AUTOWARM_")}
         proc = subprocess.run(
-            [sys.executable, str(run.script), *run.args(), "--metrics-out", str(out)],
-            cwd=ROOT, env=env, capture_output=True, text=True, timeout=900,
+            [sys.executable, str(run.workload.path), *run.args(), "--metrics-out", str(out)],
+            cwd=tmp, env=clean_env(), capture_output=True, text=True, timeout=1800,
         )  # fmt: skip
         if proc.returncode != 0 or not out.exists():
             tail = proc.stderr.strip().splitlines()[-1:] or ["no output"]
-            raise RuntimeError(f"{run.recipe} {' '.join(run.args())} failed: {tail[0]}")
+            raise RuntimeError(f"{run.workload.name} {' '.join(run.args())} failed: {tail[0]}")
         metrics = json.loads(out.read_text())
     path.parent.mkdir(parents=True, exist_ok=True)
     atomic_write_text(path, json.dumps(metrics))
@@ -155,104 +203,76 @@ def eval_loss(m: dict) -> float:
 
 
 # -----------------------------------------------------------------------------------------
-# the recipe as a module (for its defaults and for the in-process LR range test)
+# LR range tests (scripts/lr_range_test.py on the script itself), cached
 
 
-def load_recipe(name: str) -> Any:
-    spec = importlib.util.spec_from_file_location(
-        f"recipe_{name}", ROOT / "recipes" / name / "train.py"
-    )
-    assert spec and spec.loader
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+def range_test(w: Workload, iters: int, warmup_frac: float = 0.0) -> dict[str, Any]:
+    args = ["--start", "1e-7", "--end", "10", "--iters", str(iters),
+            "--warmup-frac", repr(warmup_frac)]  # fmt: skip
+    tester = ROOT / "scripts" / "lr_range_test.py"
+    key = " ".join([file_hash(w.path, tester), *args, *w.script_args()])
+    path = CACHE / w.name / f"range-{hashlib.sha256(key.encode()).hexdigest()[:20]}.json"
+    if path.exists():
+        return json.loads(path.read_text())
+    with tempfile.TemporaryDirectory() as tmp:
+        cmd = [sys.executable, str(tester), *args, "--out", f"{tmp}/rt.json", str(w.path),
+               *w.script_args()]  # fmt: skip
+        proc = subprocess.run(cmd, cwd=tmp, env=clean_env(), capture_output=True, text=True)
+        if proc.returncode != 0:
+            tail = (proc.stderr.strip().splitlines() or ["no output"])[-1]
+            raise RuntimeError(f"range test on {w.name} failed: {tail}")
+        doc = json.loads(Path(f"{tmp}/rt.json").read_text())
+    path.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(path, json.dumps(doc))
+    return doc
 
 
-def lr_finder_suggestion(module: Any, seed: int = 0, num_iter: int = 100) -> tuple[float, float]:
-    """torch-lr-finder's range test on the recipe's own model/optimizer/batches.
-
-    The recipes' models take (inputs, targets) and return the loss, so the finder's "model" is
-    a thin adapter and its criterion passes the loss through. Returns (suggested LR, seconds)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    import torch
-    from torch_lr_finder import LRFinder
-
-    torch.set_num_threads(1)
-    t0 = time.perf_counter()
-    data = module.build_data()
-    train = data[:1] if len(data) == 2 else data[:2]  # charlm: (train, val); others: x, y, ...
-
-    class Batches(torch.utils.data.IterableDataset):
-        def __iter__(self):
-            gen = torch.Generator().manual_seed(seed)
-            while True:
-                x, y = module.get_batch(*train, gen)
-                yield (x, y), y
-
-    class Adapter(torch.nn.Module):
-        def __init__(self, inner: torch.nn.Module) -> None:
-            super().__init__()
-            self.inner = inner
-
-        def forward(self, inputs: tuple) -> torch.Tensor:
-            return self.inner(*inputs)
-
-    model = Adapter(module.build_model(seed))
-    optimizer = module.build_optimizer(model.inner, 1e-7)
-    finder = LRFinder(model, optimizer, lambda loss, _labels: loss, device="cpu")
-    loader = torch.utils.data.DataLoader(Batches(), batch_size=None)
-    with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
-        finder.range_test(loader, start_lr=1e-7, end_lr=10, num_iter=num_iter, step_mode="exp")
-        fig, ax = plt.subplots()
-        _, suggestion = finder.plot(ax=ax, suggest_lr=True)
-        plt.close(fig)
-    return float(suggestion), time.perf_counter() - t0
-
-
-def untuned_warmup(module: Any, steps: int) -> int:
+def untuned_warmup(betas: list[float] | None, steps: int) -> int:
     """2/(1-beta2) steps for Adam-family (Ma & Yarats 2019), capped at 30% of the run (the
-    rule gives 2,000 steps for beta2=0.999, longer than these runs); 5% of the run for SGD."""
-    opt = module.build_optimizer(module.build_model(0), 1e-3)
-    betas = opt.param_groups[0].get("betas")
-    if betas is None:  # SGD and friends
+    rule gives 2,000 steps for beta2=0.999, longer than most of these runs); 5% otherwise."""
+    if not betas:
         return round(0.05 * steps)
     return min(round(2 / (1 - betas[1])), round(0.3 * steps))
 
 
+def fallback_lr(doc: dict[str, Any], default: float) -> float:
+    """A range test that found no steepest point (it diverged at once) suggests the script's
+    default, as a user would fall back to it."""
+    return float(doc["suggestion"]) if doc.get("suggestion") else default
+
+
+def range_per_warmup(w: Workload, budget_steps: float, default_lr: float) -> tuple[Method, str]:
+    """autowarm's compute spent on one range test per warmup fraction."""
+    iters = max(50, int(budget_steps // len(WARMUP_FRACTIONS)))
+    tests = [(f, range_test(w, iters, f)) for f in WARMUP_FRACTIONS]
+    best = lambda d: min((y for y in d["smoothed"] if y is not None), default=math.inf)  # noqa: E731
+    frac, doc = min(tests, key=lambda t: best(t[1]))
+    cost = sum(d["steps"] for _, d in tests)
+    wall = sum(d["wall_s"] for _, d in tests)
+    choice = (fallback_lr(doc, default_lr), round(frac * w.full_steps))
+    return Method("range test per warmup", [choice], cost, wall), f"{iters}-step tests"
+
+
 # -----------------------------------------------------------------------------------------
-# autowarm probe (cached by recipe + autowarm source + arguments)
+# autowarm probe (cached by script + autowarm source + arguments)
 
 
-def autowarm_cli(command: str, args: list[str], *, cwd: Path) -> dict[str, Any]:
-    """Run ``autowarm COMMAND --json ARGS`` (no AUTOWARM_* variables leaking in) and return
-    its JSON document; a failure raises with the command's last stderr line."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("AUTOWARM_")}
-    cmd = [sys.executable, "-m", "autowarm", command, "--json", *args]
-    proc = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, timeout=3600)
-    if proc.returncode != 0:
-        tail = (proc.stderr.strip().splitlines() or ["no output"])[-1]
-        raise RuntimeError(f"autowarm {command} {' '.join(args)}: exit {proc.returncode}: {tail}")
-    return json.loads(proc.stdout)
-
-
-def probe(recipe: str, seed: int, total_steps: int, extra: list[str]) -> dict[str, Any]:
-    script = ROOT / "recipes" / recipe / "train.py"
-    args = ["--seed", str(seed), "--total-steps", str(total_steps), *extra]
-    key = hashlib.sha256(" ".join([file_hash(script), autowarm_hash(), "--json", *args]).encode())
-    path = CACHE / recipe / f"probe-{key.hexdigest()[:20]}.json"
+def probe(w: Workload, seed: int, extra: list[str]) -> dict[str, Any]:
+    args = ["--seed", str(seed), "--total-steps", str(w.full_steps), *extra]
+    key = " ".join([file_hash(w.path), autowarm_hash(), "--json", *args, *w.script_args()])
+    path = CACHE / w.name / f"probe-{hashlib.sha256(key.encode()).hexdigest()[:20]}.json"
     if path.exists():
         return json.loads(path.read_text())
     with tempfile.TemporaryDirectory() as tmp:
         t0 = time.perf_counter()
-        doc = autowarm_cli(
-            "probe",
-            [*args, "--storage", f"sqlite:///{tmp}/probe.db", "--out", f"{tmp}/recipe.json",
-             str(script)],
-            cwd=Path(tmp),
-        )  # fmt: skip
+        cmd = [sys.executable, "-m", "autowarm", "probe", "--json", *args,
+               "--storage", f"sqlite:///{tmp}/probe.db", "--out", f"{tmp}/recipe.json",
+               str(w.path), *w.script_args()]  # fmt: skip
+        proc = subprocess.run(cmd, cwd=tmp, env=clean_env(), capture_output=True, text=True)
+        if proc.returncode != 0:
+            tail = (proc.stderr.strip().splitlines() or ["no output"])[-1]
+            raise RuntimeError(f"autowarm probe on {w.name} (seed {seed}): {tail}")
+        doc = json.loads(proc.stdout)
         doc["bench_wall_s"] = time.perf_counter() - t0
     path.parent.mkdir(parents=True, exist_ok=True)
     atomic_write_text(path, json.dumps(doc))
@@ -260,112 +280,135 @@ def probe(recipe: str, seed: int, total_steps: int, extra: list[str]) -> dict[st
 
 
 # -----------------------------------------------------------------------------------------
-# one recipe
+# one workload
 
 
 @dataclass
 class Method:
     name: str
-    choices: list[tuple[float, int]]  # (peak LR, warmup) -- one per probe seed for autowarm
-    cost_steps: float = 0.0  # tuning cost in optimizer steps (mean over probe seeds)
+    choices: list[tuple[float, int]]  # (peak LR, warmup) -- one per search
+    cost_steps: float = 0.0  # tuning cost in optimizer steps (mean over searches)
     tune_wall_s: float = 0.0
     min_lr_ratio: float = 0.0
-    losses: list[float] = field(default_factory=list)
-    regret_se: float = math.nan  # % points, from the per-seed differences to the oracle's cell
-    holdout_loss: float = math.nan  # mean eval loss on HOLDOUT_SEEDS (--holdout)
+    losses: list[float] = field(default_factory=list)  # choice-major x EVAL_SEEDS
+    regret: float = math.nan  # %
+    regret_se: float = math.nan  # % points, paired by seed with the oracle's cell
     diverged: int = 0
     runs: int = 0
     note: str = ""
 
 
-def bench_recipe(name: str, opts: argparse.Namespace, console: Console) -> dict[str, Any]:
-    module = load_recipe(name)
-    steps = int(module.DEFAULTS["steps"])
-    default_lr = float(module.DEFAULTS["lr"])
-    lo, hi = LR_BOX[name]
-    n_lr, fracs, seeds = (
-        (5, (0.0, 0.05, 0.3), (0,)) if opts.quick else (10, WARMUP_FRACTIONS, EVAL_SEEDS)
-    )
-    lrs = [float(f"{v:.3g}") for v in np.geomspace(lo, hi, n_lr)]
+@dataclass
+class Grid:
+    lrs: list[float]
+    warmups: list[int]
+    mean: np.ndarray  # [warmup, lr] mean eval loss over the grid seeds
+    best: tuple[int, int]  # the oracle's cell: [warmup index, LR index]
+    wall_s: float
+    runs: int
+    by_run: dict[Run, dict]
+
+
+def oracle_grid(w: Workload, opts: argparse.Namespace, console: Console) -> Grid:
+    steps = w.full_steps
+    n_lr, fracs, seeds = (5, (0.0, 0.15), (0,)) if opts.quick else (w.n_lr, w.warmups, w.grid_seeds)
+    lrs = [float(f"{v:.3g}") for v in np.geomspace(*w.lr_box, n_lr)]
     warmups = [round(f * steps) for f in fracs]
-    console.rule(f"[bold]{name}[/]  ({steps} steps, default LR {default_lr:g})")
-
-    # 1) oracle grid
-    grid_runs = [Run(name, lr, w, s, steps) for w in warmups for lr in lrs for s in seeds]
-    # --reverse-grid: a second bench process filling the same cache from the other end
-    order = grid_runs[::-1] if opts.reverse_grid else grid_runs
-    grid = run_many(order, opts.workers, console, "oracle grid")
-    grid = grid[::-1] if opts.reverse_grid else grid
-    mean = np.zeros((len(warmups), len(lrs)))
-    by_run = dict(zip(grid_runs, grid))
-    for i, w in enumerate(warmups):
-        for j, lr in enumerate(lrs):
-            mean[i, j] = np.mean([eval_loss(by_run[Run(name, lr, w, s, steps)]) for s in seeds])
-    horizons = horizon_study(grid_runs, by_run, mean, lrs, warmups, seeds, steps)
+    runs = [Run(w, lr, wu, s) for wu in warmups for lr in lrs for s in seeds]
+    results = run_many(runs, opts.workers, console, "oracle grid")
+    by_run = dict(zip(runs, results))
+    mean = np.array(
+        [[np.mean([eval_loss(by_run[Run(w, lr, wu, s)]) for s in seeds]) for lr in lrs]
+         for wu in warmups]
+    )  # fmt: skip
     bi, bj = np.unravel_index(np.argmin(mean), mean.shape)
-    oracle_loss = float(mean[bi, bj])
-    grid_wall = sum(m["wall_s"] for m in grid)
+    best = (int(bi), int(bj))
+    wall = sum(m["wall_s"] for m in by_run.values())
+    return Grid(lrs, warmups, mean, best, wall, len(by_run), by_run)
 
-    methods: list[Method] = [
-        Method("oracle grid", [(lrs[bj], warmups[bi])], len(grid_runs) * steps, grid_wall)
-    ]
-    # 2) default LR, no warmup
-    methods.append(Method("default LR, no warmup", [(default_lr, 0)]))
-    # 3) LR range test + untuned warmup
-    sugg, finder_s = lr_finder_suggestion(module)
-    methods.append(
-        Method("lr-finder + rule warmup", [(sugg, untuned_warmup(module, steps))], 100, finder_s)
+
+def baselines(
+    w: Workload, grid: Grid, budget: float, opts: argparse.Namespace, console: Console
+) -> list[Method]:
+    steps, default_lr = w.full_steps, float(w.defaults()["lr"])
+    finder = range_test(w, 100)
+    rule = untuned_warmup((finder.get("optimizer") or {}).get("betas"), steps)
+    per_warm, note = range_per_warmup(w, budget, default_lr)
+    per_warm.note = note
+    tpe = tpe_method(w, grid, max(1, round(budget / steps)), opts, console)
+    return [
+        Method("default LR, no warmup", [(default_lr, 0)]),
+        Method("lr-finder + rule warmup", [(fallback_lr(finder, default_lr), rule)],
+               finder["steps"], finder["wall_s"]),
+        per_warm,
+        tpe,
+    ]  # fmt: skip
+
+
+def autowarm_method(
+    w: Workload, opts: argparse.Namespace, console: Console
+) -> tuple[Method, list[dict]]:
+    t0 = time.perf_counter()
+    with ThreadPoolExecutor(min(opts.workers, len(opts.probe_seeds))) as pool:
+        probes = list(pool.map(lambda k: probe(w, k, opts.probe_args), opts.probe_seeds))
+    console.print(f"  autowarm probes: {time.perf_counter() - t0:.0f} s")
+    recipes = [p["recipe"] for p in probes]
+    method = Method(
+        "autowarm",
+        [(float(r["peak_lr"]), int(r["warmup_steps"])) for r in recipes],
+        float(np.mean([p["cost"]["optimizer_steps"] for p in probes])),
+        float(np.mean([p["cost"]["wall_s"] for p in probes])),
+        min_lr_ratio=float(recipes[0].get("min_lr_ratio", 0.0)),
     )
-    # 5) autowarm (before TPE: TPE gets the same compute)
-    probes = []
+    decays = {r.get("decay") for r in recipes}
+    if decays != {"cosine"}:
+        method.note = f"recipe decay {decays} != the scripts' cosine"
+    return method, probes
+
+
+def score(w: Workload, grid: Grid, m: Method, opts: argparse.Namespace, console: Console) -> None:
+    """Train every choice of ``m`` on the evaluation seeds; its regret, paired by seed."""
+    seeds = (0,) if opts.quick else EVAL_SEEDS
+    runs = [Run(w, lr, wu, s, m.min_lr_ratio) for lr, wu in m.choices for s in seeds]
+    results = run_many(runs, opts.workers, console, m.name)
+    m.losses = [eval_loss(r) for r in results]
+    bi, bj = grid.best
+    oracle = np.array([eval_loss(grid.by_run[Run(w, grid.lrs[bj], grid.warmups[bi], s)])
+                       for s in seeds])  # fmt: skip
+    per_seed = np.array(m.losses).reshape(len(m.choices), len(seeds)).mean(axis=0)
+    diff = 100 * (per_seed - oracle) / oracle.mean()
+    m.regret = float(diff.mean())
+    m.regret_se = float(diff.std(ddof=1) / math.sqrt(len(diff))) if len(diff) > 1 else math.nan
+    m.diverged = sum(bool(r["diverged"]) for r in results)
+    m.runs = len(results)
+
+
+def bench_workload(w: Workload, opts: argparse.Namespace, console: Console) -> dict[str, Any]:
+    steps = w.full_steps
+    console.rule(f"[bold]{w.name}[/] ({w.split}; {steps} steps; {w.what})")
+    # 1) the oracle grid
+    grid = oracle_grid(w, opts, console)
+    bi, bj = grid.best
+    oracle = Method("oracle grid", [(grid.lrs[bj], grid.warmups[bi])], grid.runs * steps,
+                    grid.wall_s)  # fmt: skip
+    # 2) autowarm first: the compute-matched baselines get what it spent
+    methods: list[Method] = [oracle]
+    probes: list[dict] = []
+    budget = 2.0 * steps
     if not opts.skip_autowarm:
-        t0 = time.perf_counter()
-        with ThreadPoolExecutor(min(opts.workers, len(opts.probe_seeds))) as pool:
-            probes = list(
-                pool.map(lambda k: probe(name, k, steps, opts.probe_args), opts.probe_seeds)
-            )
-        console.print(f"  autowarm probes: {time.perf_counter() - t0:.0f} s")
-        recipes = [p["recipe"] for p in probes]
-        aw = Method(
-            "autowarm",
-            [(float(r["peak_lr"]), int(r["warmup_steps"])) for r in recipes],
-            float(np.mean([p["cost"]["optimizer_steps"] for p in probes])),
-            float(np.mean([p["cost"]["wall_s"] for p in probes])),
-            min_lr_ratio=float(recipes[0].get("min_lr_ratio", 0.0)),
-        )
-        decays = {r.get("decay") for r in recipes}
-        if decays != {"cosine"}:
-            aw.note = f"recipe decay {decays} != the scripts' cosine"
+        aw, probes = autowarm_method(w, opts, console)
+        budget = aw.cost_steps
+    methods += baselines(w, grid, budget, opts, console)
+    if probes:
         methods.append(aw)
-    # 4) plain Optuna TPE over full runs, same compute as autowarm
-    budget = max(1, round((methods[-1].cost_steps if probes else 2 * steps) / steps))
-    methods.insert(3, tpe_method(name, steps, lrs, warmups, budget, opts, console))
-
-    def train(m: Method, on: tuple[int, ...]) -> list[dict]:
-        """Every choice of ``m`` trained in full on the seeds ``on`` (choice-major order)."""
-        runs = [Run(name, lr, w, s, steps, m.min_lr_ratio) for lr, w in m.choices for s in on]
-        return run_many(runs, opts.workers, console, m.name)
-
-    # 6) train every choice in full on the evaluation seeds
+    # 3) every choice trained in full on the evaluation seeds
     for m in methods:
-        results = train(m, seeds)
-        m.losses = [eval_loss(r) for r in results]
-        # paired by seed: mean over this method's choices at seed s minus the oracle cell at s
-        per_seed = np.array(m.losses).reshape(len(m.choices), len(seeds)).mean(axis=0)
-        oracle_seed = [eval_loss(by_run[Run(name, lrs[bj], warmups[bi], s, steps)]) for s in seeds]
-        diff = 100 * (per_seed - np.array(oracle_seed)) / oracle_loss
-        m.regret_se = float(diff.std(ddof=1) / math.sqrt(len(diff))) if len(diff) > 1 else math.nan
-        m.diverged = sum(bool(r["diverged"]) for r in results)
-        m.runs = len(results)
-    # 7) --holdout: the oracle's cell is the best of 60 noisy means, so its loss on the seeds it
-    #    was picked on is biased low (winner's curse); retrain every choice, the oracle's
-    #    included, on seeds nobody chose on
-    if opts.holdout:
-        for m in methods:
-            m.holdout_loss = float(np.mean([eval_loss(r) for r in train(m, HOLDOUT_SEEDS)]))
+        score(w, grid, m, opts, console)
+    full_wall = float(np.median([m["wall_s"] for m in grid.by_run.values()]))
     return {
-        "name": name, "steps": steps, "lrs": lrs, "warmups": warmups, "mean": mean,
-        "oracle": oracle_loss, "methods": methods, "probes": probes, "horizons": horizons,
+        "workload": w, "steps": steps, "grid": grid, "oracle": float(np.mean(oracle.losses)),
+        "methods": methods, "probes": probes, "full_wall": full_wall,
+        "horizons": horizon_study(w, grid),
     }  # fmt: skip
 
 
@@ -375,92 +418,71 @@ def spearman(a: np.ndarray, b: np.ndarray) -> float:
     return float(np.corrcoef(ra, rb)[0, 1])
 
 
-def horizon_study(
-    runs: list[Run],
-    by_run: dict[Run, dict],
-    mean: np.ndarray,
-    lrs: list[float],
-    warmups: list[int],
-    seeds: tuple[int, ...],
-    steps: int,
-) -> list[dict[str, Any]]:
+def horizon_study(w: Workload, grid: Grid) -> list[dict[str, Any]]:
     """Short-horizon bias, measured on the oracle grid for free: what would a probe that runs
-    the *first h steps of the full schedule* pick? For each h, the training loss around step h
-    (mean of the logged losses over the last 20% of the first h steps, mean over seeds) ranks
-    the grid cells; we report its argmin, that cell's full-run regret, and the rank correlation
-    between the short-horizon loss and the final eval loss over all cells."""
+    the *first h steps of the full schedule* pick? For each h (a fraction of the run), the
+    training loss around step h (mean of the logged losses over the last 20% of the first h
+    steps, mean over the grid seeds) ranks the grid cells; we report its argmin, that cell's
+    full-run regret, and the rank correlation between the short-horizon loss and the final
+    eval loss over all cells."""
     out = []
-    name = runs[0].recipe
-    for h in (100, 200, 300, 500):
-        if h >= steps:
-            continue
-        short = np.zeros_like(mean)
-        for i, w in enumerate(warmups):
-            for j, lr in enumerate(lrs):
+    steps = w.full_steps
+    every = max(1, steps // 100)  # the scripts log every (steps // 100) steps
+    for frac in (0.1, 0.2, 0.3, 0.5):
+        h = int(frac * steps)
+        short = np.zeros_like(grid.mean)
+        for i, wu in enumerate(grid.warmups):
+            for j, lr in enumerate(grid.lrs):
                 vals = []
-                for s in seeds:
-                    m = by_run[Run(name, lr, w, s, steps)]
-                    every = max(1, steps // 100)  # the scripts log every (steps // 100) steps
-                    logged = np.array(m["train_losses"], dtype=float)
-                    tl = logged[int(0.8 * h) // every : h // every]
-                    vals.append(np.mean(tl) if np.all(np.isfinite(tl)) else np.inf)
+                for s in w.grid_seeds:
+                    m = grid.by_run.get(Run(w, lr, wu, s))
+                    logged = np.array(m["train_losses"] if m else [], dtype=float)
+                    tl = logged[int(0.8 * h) // every : max(1, h // every)]
+                    vals.append(np.mean(tl) if tl.size and np.all(np.isfinite(tl)) else np.inf)
                 short[i, j] = np.mean(vals)
         si, sj = np.unravel_index(np.argmin(short), short.shape)
-        ok = np.isfinite(short) & np.isfinite(mean)
-        rho = spearman(short[ok], mean[ok]) if ok.sum() > 2 else float("nan")
+        ok = np.isfinite(short) & np.isfinite(grid.mean)
+        rho = spearman(short[ok], grid.mean[ok]) if ok.sum() > 2 else float("nan")
+        best = grid.mean.min()
         out.append({
-            "h": h, "lr": lrs[sj], "warmup": warmups[si],
-            "regret": 100 * (mean[si, sj] - mean.min()) / mean.min(), "rho": float(rho),
+            "h": h, "lr": grid.lrs[sj], "warmup": grid.warmups[si],
+            "regret": 100 * (grid.mean[si, sj] - best) / best, "rho": float(rho),
         })  # fmt: skip
     return out
 
 
 def tpe_method(
-    name: str,
-    steps: int,
-    lrs: list[float],
-    warmups: list[int],
-    budget: int,
-    opts: argparse.Namespace,
-    console: Console,
+    w: Workload, grid: Grid, budget: int, opts: argparse.Namespace, console: Console
 ) -> Method:
-    """One TPE study per sampler seed in ``opts.tpe_seeds``, ``budget`` full runs each (on
-    training seed 0), its best trial being that seed's choice. With a budget of ~2 full runs
-    TPE is still in its random start-up phase, so one study is one random draw: its regret is
-    only comparable to autowarm's (a mean over probe seeds) as a mean over as many studies."""
+    """One TPE study per sampler seed, ``budget`` full runs each (training seed 0), its best
+    trial being that seed's choice. With ~2 full runs TPE is still in its random start-up, so
+    one study is one random draw: it compares with autowarm's mean over as many searches."""
     import optuna
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
 
-    def study(k: int) -> tuple[tuple[float, int], float, int]:
-        """(best choice, wall seconds, new runs) of the study with sampler seed ``k``."""
+    def study(k: int) -> tuple[tuple[float, int], float]:
         st = optuna.create_study(sampler=optuna.samplers.TPESampler(seed=k))
-        wall, todo = 0.0, 0
+        wall = 0.0
         for _ in range(budget):
             trial = st.ask()
-            lr = trial.suggest_float("lr", lrs[0], lrs[-1], log=True)
-            w = trial.suggest_int("warmup", 0, warmups[-1])
-            run = Run(name, float(f"{lr:.4g}"), w, 0, steps)
-            todo += not run.cache_path().exists()
-            m = run_full(run)
+            lr = trial.suggest_float("lr", grid.lrs[0], grid.lrs[-1], log=True)
+            wu = trial.suggest_int("warmup", 0, grid.warmups[-1])
+            m = run_full(Run(w, float(f"{lr:.4g}"), wu, 0))
             wall += m["wall_s"]
             # a diverged run is a bad score, not a FAILed trial (which would teach TPE nothing)
-            st.tell(
-                trial,
-                min(eval_loss(m), m["initial_loss"]) if not m["diverged"] else m["initial_loss"],
-            )
+            bad = m["diverged"] or not math.isfinite(eval_loss(m))
+            st.tell(trial, m["initial_loss"] if bad else min(eval_loss(m), m["initial_loss"]))
         best = st.best_params
-        return (float(f"{best['lr']:.4g}"), int(best["warmup"])), wall, todo
+        return (float(f"{best['lr']:.4g}"), int(best["warmup"])), wall
 
     t0 = time.perf_counter()
     with ThreadPoolExecutor(opts.workers) as pool:  # the studies are independent
-        choices, walls, todos = zip(*pool.map(study, opts.tpe_seeds))
-    if sum(todos):
-        console.print(f"  optuna TPE: {sum(todos)} new runs in {time.perf_counter() - t0:.0f} s")
-    n = len(choices)
+        choices, walls = zip(*pool.map(study, opts.probe_seeds))
+    console.print(f"  optuna TPE: {time.perf_counter() - t0:.0f} s")
     return Method(
-        "optuna TPE (full runs)", list(choices), budget * steps, sum(walls) / n,
-        note=f"{budget} full runs per study, {n} studies",
+        "optuna TPE (full runs)", list(choices), budget * w.full_steps,
+        sum(walls) / len(choices), note=f"{budget} full runs per study",
     )  # fmt: skip
 
 
@@ -472,91 +494,113 @@ def fmt_regret(regret: float, se: float) -> str:
     return f"{regret:+.2f}%" + (f" ± {se:.2f}" if math.isfinite(se) and se > 0 else "")
 
 
-def render(results: list[dict], opts: argparse.Namespace, console: Console) -> str:
-    lines = [
-        "| recipe | method | peak LR | warmup | mean eval loss | regret ± SE | diverged | "
-        "tuning cost (steps) | full-run equiv. | tuning wall (s) |"
-        + (" held-out regret |" if opts.holdout else ""),
-        "|---|---|---|---|---|---|---|---|---|---|" + ("---|" if opts.holdout else ""),
+def spread(values: list[float]) -> float:
+    return max(values) / max(min(values), 1e-12) if values else math.nan
+
+
+def method_rows(res: dict[str, Any]) -> list[list[str]]:
+    rows = []
+    for m in res["methods"]:
+        lrs, ws = sorted(lr for lr, _ in m.choices), sorted(wu for _, wu in m.choices)
+        lr_s = f"{lrs[0]:.3g}" if len(set(lrs)) == 1 else f"{lrs[0]:.3g}..{lrs[-1]:.3g}"
+        w_s = f"{ws[0]}" if len(set(ws)) == 1 else f"{ws[0]}..{ws[-1]}"
+        rows.append([
+            res["workload"].name, m.name, lr_s, w_s, f"{np.mean(m.losses):.4f}",
+            fmt_regret(m.regret, m.regret_se), f"{m.diverged}/{m.runs}",
+            f"{m.cost_steps:,.0f}", f"{m.cost_steps / res['steps']:.2f}",
+            f"{m.tune_wall_s / res['full_wall']:.2f}" if m.tune_wall_s else "0",
+        ])  # fmt: skip
+    return rows
+
+
+METHOD_COLS = ["workload", "method", "peak LR", "warmup", "eval loss", "regret ± SE", "div.",
+               "cost (steps)", "full-run equiv.", "wall, full-run equiv."]  # fmt: skip
+SUMMARY_COLS = ["workload", "steps", "oracle LR / warmup", "autowarm regret ± SE",
+                "worst search", "best baseline", "cost (full runs)", "wall (full runs)",
+                "LR spread", "warmup spread", "diverged"]  # fmt: skip
+
+
+def summary_row(res: dict[str, Any]) -> list[str]:
+    methods = {m.name: m for m in res["methods"]}
+    oracle, aw = methods["oracle grid"], methods.get("autowarm")
+    base = min((m for m in res["methods"][1:] if m.name != "autowarm"), key=lambda m: m.regret)
+    row = [res["workload"].name, str(res["steps"]),
+           f"{oracle.choices[0][0]:.3g} / {oracle.choices[0][1]}"]  # fmt: skip
+    if aw is None:
+        return row + ["-"] * 3 + [f"{base.name} {fmt_regret(base.regret, base.regret_se)}"]
+    per = np.array(aw.losses).reshape(len(aw.choices), -1).mean(axis=1)
+    worst = 100 * (per.max() - res["oracle"]) / res["oracle"]
+    return [
+        *row, fmt_regret(aw.regret, aw.regret_se), f"{worst:+.2f}%",
+        f"{base.name}: {fmt_regret(base.regret, base.regret_se)}",
+        f"{aw.cost_steps / res['steps']:.2f}", f"{aw.tune_wall_s / res['full_wall']:.2f}",
+        f"{spread([lr for lr, _ in aw.choices]):.2f}x",
+        f"{spread([max(1, wu) for _, wu in aw.choices]):.2f}x", f"{aw.diverged}/{aw.runs}",
+    ]  # fmt: skip
+
+
+def md_table(cols: list[str], rows: list[list[str]]) -> list[str]:
+    return ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)] + [
+        "| " + " | ".join(r) + " |" for r in rows
     ]
-    table = Table(title="quality benchmark (mean final eval loss over seeds "
-                  f"{','.join(map(str, EVAL_SEEDS))})")  # fmt: skip
-    cols = ["recipe", "method", "peak LR", "warmup", "eval loss", "regret ± SE", "div.",
-            "cost (steps)", "full runs", "wall s"]  # fmt: skip
-    cols += ["held-out"] if opts.holdout else []
+
+
+def print_table(console: Console, title: str, cols: list[str], rows: list[list[str]]) -> None:
+    table = Table(title=title)
     for col in cols:
-        table.add_column(col, justify="left" if col in ("recipe", "method") else "right")
-    for res in results:
-        for m in res["methods"]:
-            loss = float(np.mean(m.losses))
-            regret = 100 * (loss - res["oracle"]) / res["oracle"]
-            lrs = sorted(lr for lr, _ in m.choices)
-            ws = sorted(w for _, w in m.choices)
-            lr_s = f"{lrs[0]:.3g}" if len(lrs) == 1 else f"{lrs[0]:.3g}..{lrs[-1]:.3g}"
-            w_s = f"{ws[0]}" if len(ws) == 1 else f"{ws[0]}..{ws[-1]}"
-            row = [
-                res["name"], m.name, lr_s, w_s, f"{loss:.4f}", fmt_regret(regret, m.regret_se),
-                f"{m.diverged}/{m.runs}", f"{m.cost_steps:,.0f}",
-                f"{m.cost_steps / res['steps']:.2f}", f"{m.tune_wall_s:.0f}",
-            ]  # fmt: skip
-            if opts.holdout:
-                oracle_h = res["methods"][0].holdout_loss
-                row.append(f"{100 * (m.holdout_loss - oracle_h) / oracle_h:+.2f}%")
-            table.add_row(*row)
-            lines.append("| " + " | ".join(row) + " |")
-        table.add_section()
+        table.add_column(col, justify="left" if col in ("workload", "method") else "right")
+    for r in rows:
+        table.add_row(*r)
     console.print(table)
-    md = "\n".join(lines) + "\n"
-    # probe-seed agreement and the long-run case
-    notes = []
-    for res in results:
-        if res["probes"]:
-            lrs = [float(p["recipe"]["peak_lr"]) for p in res["probes"]]
-            ws = [max(1, int(p["recipe"]["warmup_steps"])) for p in res["probes"]]
-            notes.append(
-                f"- {res['name']}: probe seeds {list(opts.probe_seeds)} -> peak LR spread "
-                f"{max(lrs) / min(lrs):.2f}x (target <= 1.5x), warmup spread "
-                f"{max(ws) / min(ws):.2f}x (target <= 2x)"
-            )
-        if res.get("long"):
-            lg = res["long"]
-            notes.append(
-                f"- {res['name']} long run (--total-steps {lg['total']}): probe cost "
-                f"{lg['cost']:,} steps = {100 * lg['cost'] / lg['total']:.1f}% of the run "
-                f"(target <= 10%); recommends peak LR {lg['lr']:.3g}, warmup {lg['warmup']}"
-            )
-            if "loss" in lg:
-                so_lr, so_w, so_loss = lg["short_oracle"]
-                notes.append(
-                    f"  trained {lg['total']} steps, seed 0: that recipe {lg['loss']:.4f} vs the "
-                    f"{res['steps']}-step oracle's schedule (LR {so_lr:.3g}, warmup {so_w}) "
-                    f"{so_loss:.4f} ({100 * (lg['loss'] - so_loss) / so_loss:+.1f}%)"
-                )
+
+
+def set_summary(split: str, results: list[dict]) -> str:
+    """Mean and worst autowarm regret over one split."""
+    regrets = [m.regret for r in results for m in r["methods"] if m.name == "autowarm"]
+    if not regrets:
+        return f"- {split} set: no autowarm rows"
+    return (
+        f"- {split} set ({len(regrets)} workloads): autowarm's mean regret "
+        f"{np.mean(regrets):+.2f}%, worst {max(regrets):+.2f}%"
+    )
+
+
+def render(results: list[dict], console: Console) -> str:
+    md: list[str] = []
+    for split in ("tuning", "held-out"):
+        part = [r for r in results if r["workload"].split == split]
+        if not part:
+            continue
+        rows = [summary_row(r) for r in part]
+        print_table(console, f"{split} set: autowarm against the oracle", SUMMARY_COLS, rows)
+        console.print(set_summary(split, part))
+        md += [f"### {split} set", "", *md_table(SUMMARY_COLS, rows), "",
+               set_summary(split, part), ""]  # fmt: skip
+    rows = [row for r in results for row in method_rows(r)]
+    print_table(console, "every method (mean over its searches and seeds 0..3)", METHOD_COLS, rows)
+    md += ["### every method", "", *md_table(METHOD_COLS, rows), "", *notes(results)]
+    return "\n".join(md) + "\n"
+
+
+def notes(results: list[dict]) -> list[str]:
+    out = []
     for res in results:  # a mean over several choices hides how far the worst one was
         for m in res["methods"]:
             if len(m.choices) > 1:
                 per = np.array(m.losses).reshape(len(m.choices), -1).mean(axis=1)
                 regrets = 100 * (per - res["oracle"]) / res["oracle"]
                 ranked = sorted(zip(regrets, m.choices))
-                notes.append(
-                    f"- {res['name']} {m.name}: regret per choice (peak LR/warmup; mean over the "
-                    "evaluation seeds) "
-                    + ", ".join(f"{r:+.2f}% ({lr:.3g}/{w})" for r, (lr, w) in ranked)
-                    + f"; median {np.median(regrets):+.2f}%"
+                out.append(
+                    f"- {res['workload'].name} {m.name}: regret per search (peak LR/warmup) "
+                    + ", ".join(f"{r:+.2f}% ({lr:.3g}/{wu})" for r, (lr, wu) in ranked)
                 )
-    for res in results:
-        bi, bj = np.unravel_index(np.argmin(res["mean"]), res["mean"].shape)
-        best = f"full-run best: LR {res['lrs'][bj]:.3g}, warmup {res['warmups'][bi]}"
         parts = [
             f"h={d['h']}: LR {d['lr']:.3g}, warmup {d['warmup']}, regret {d['regret']:+.1f}%, "
             f"rho {d['rho']:.2f}"
             for d in res["horizons"]
         ]
-        notes.append(f"- {res['name']} short-horizon argmin ({best}): " + "; ".join(parts))
-    if notes:
-        console.print("\n".join(notes))
-        md += "\n" + "\n".join(notes) + "\n"
-    return md
+        out.append(f"- {res['workload'].name} short-horizon argmin: " + "; ".join(parts))
+    return out
 
 
 def plot(results: list[dict], path: Path) -> None:
@@ -566,116 +610,76 @@ def plot(results: list[dict], path: Path) -> None:
     import matplotlib.pyplot as plt
 
     markers = {
-        "oracle grid": ("*", "white"),
-        "default LR, no warmup": ("s", "black"),
-        "lr-finder + rule warmup": ("^", "magenta"),
-        "optuna TPE (full runs)": ("D", "orange"),
-        "autowarm": ("o", "red"),
-    }
-    fig, axes = plt.subplots(1, len(results), figsize=(6 * len(results), 5.6), squeeze=False)
-    for ax, res in zip(axes[0], results):
-        mean = np.where(np.isfinite(res["mean"]), res["mean"], np.nan)
-        # colour range: best .. a bit above the default run, so the interesting part is visible
-        vmax = float(np.nanpercentile(mean, 75))
+        "oracle grid": ("*", "white"), "default LR, no warmup": ("s", "black"),
+        "lr-finder + rule warmup": ("^", "magenta"), "range test per warmup": ("v", "cyan"),
+        "optuna TPE (full runs)": ("D", "orange"), "autowarm": ("o", "red"),
+    }  # fmt: skip
+    cols = min(4, len(results))
+    rows = math.ceil(len(results) / cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(5.2 * cols, 4.8 * rows), squeeze=False)
+    for ax in axes.flat[len(results) :]:
+        ax.axis("off")
+    for ax, res in zip(axes.flat, results):
+        grid = res["grid"]
+        mean = np.where(np.isfinite(grid.mean), grid.mean, np.nan)
         im = ax.imshow(mean, origin="lower", aspect="auto", cmap="viridis_r",
-                       vmin=res["oracle"], vmax=vmax)  # fmt: skip
-        ax.set_xticks(range(len(res["lrs"])), [f"{v:.2g}" for v in res["lrs"]], rotation=60)
-        ax.set_yticks(range(len(res["warmups"])), [str(w) for w in res["warmups"]])
-        ax.set_xlabel("peak LR")
-        ax.set_ylabel("warmup steps")
-        ax.set_title(f"{res['name']}: mean eval loss ({res['steps']} steps)")
+                       vmin=np.nanmin(mean), vmax=float(np.nanpercentile(mean, 75)))  # fmt: skip
+        ax.set_xticks(range(len(grid.lrs)), [f"{v:.2g}" for v in grid.lrs], rotation=60)
+        ax.set_yticks(range(len(grid.warmups)), [str(wu) for wu in grid.warmups])
+        ax.set_title(f"{res['workload'].name} ({res['workload'].split}, {res['steps']} steps)")
         fig.colorbar(im, ax=ax)
-        for (i, j), v in np.ndenumerate(res["mean"]):  # the numbers, small, in each cell
-            text = f"{v:.2f}" if math.isfinite(v) else "nan"
-            ax.text(j, i, text, ha="center", va="center", fontsize=5, color="grey")
-        loglrs = np.log(res["lrs"])
+        loglrs = np.log(grid.lrs)
         for m in res["methods"]:
-            mk, colour = markers.get(m.name, ("x", "cyan"))
-            for k, (lr, w) in enumerate(m.choices):
-                x = np.interp(
-                    math.log(lr), loglrs, range(len(loglrs)), left=-0.4, right=len(loglrs) - 0.6
-                )
-                y = np.interp(w, res["warmups"], range(len(res["warmups"])))
-                ax.scatter([x], [y], marker=mk, s=120, c=colour, edgecolors="black",
+            mk, colour = markers.get(m.name, ("x", "grey"))
+            for k, (lr, wu) in enumerate(m.choices):
+                x = np.interp(math.log(lr), loglrs, range(len(loglrs)), left=-0.4,
+                              right=len(loglrs) - 0.6)  # fmt: skip
+                y = np.interp(wu, grid.warmups, range(len(grid.warmups)))
+                ax.scatter([x], [y], marker=mk, s=90, c=colour, edgecolors="black",
                            label=m.name if k == 0 else None, zorder=3)  # fmt: skip
-        # below the map, not over it; choices outside the grid sit on its edge
-        ax.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.28), ncol=2)
+    axes.flat[0].legend(fontsize=7, loc="upper left")
     fig.tight_layout()
     buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=110)
+    fig.savefig(buf, format="png", dpi=90)
     plt.close(fig)
     atomic_write_bytes(path, buf.getvalue())
 
 
-def main(argv: list[str] | None = None) -> int:
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--recipes", default=",".join(LR_BOX), help="comma-separated recipe names")
+    names = [w.name for w in WORKLOADS]
+    p.add_argument("--workloads", default=",".join(names), help="comma-separated names")
+    p.add_argument("--split", choices=("tuning", "held-out"), help="only this set")
     p.add_argument("--workers", type=int, default=2, help="full runs in parallel")
-    p.add_argument("--quick", action="store_true", help="5 LRs x 3 warmups x 1 seed grid")
-    p.add_argument(
-        "--probe-seeds", type=lambda s: [int(v) for v in s.split(",")], default=[0, 1, 2]
-    )
-    p.add_argument(
-        "--tpe-seeds",
-        type=lambda s: [int(v) for v in s.split(",")],
-        help="sampler seeds of the TPE baseline's studies (default: the probe seeds)",
-    )
+    p.add_argument("--quick", action="store_true", help="5 LRs x 2 warmups x 1 seed grid")
+    p.add_argument("--probe-seeds", type=lambda s: [int(v) for v in s.split(",")],
+                   default=[0, 1, 2])  # fmt: skip
     p.add_argument("--probe-args", default="", help="extra `autowarm probe` flags, quoted")
     p.add_argument("--skip-autowarm", action="store_true", help="oracle and baselines only")
-    p.add_argument("--reverse-grid", action="store_true", help="run the grid back to front")
-    p.add_argument("--long-run", action="store_true", help="also probe with 20x --total-steps")
-    p.add_argument(
-        "--holdout",
-        action="store_true",
-        help=f"also retrain every choice on seeds {HOLDOUT_SEEDS} (the oracle's too)",
-    )
     p.add_argument("--md", type=Path, default=ROOT / "scripts" / "bench_quality.md")
     p.add_argument("--png", type=Path, default=ROOT / "scripts" / "bench_quality.png")
     opts = p.parse_args(argv)
     opts.probe_args = opts.probe_args.split()
-    opts.tpe_seeds = opts.tpe_seeds or opts.probe_seeds
-    global EVAL_SEEDS
-    if opts.quick:
-        EVAL_SEEDS = (0,)
-    console = Console(width=max(140, Console().width))  # the table needs ~130 columns
-    names = [n.strip() for n in opts.recipes.split(",") if n.strip()]
-    unknown = [n for n in names if n not in LR_BOX]
+    chosen = [n.strip() for n in opts.workloads.split(",") if n.strip()]
+    unknown = [n for n in chosen if n not in names]
     if unknown:
-        p.error(f"--recipes: unknown recipe {unknown[0]!r}; known: {', '.join(LR_BOX)}.")
+        p.error(f"--workloads: unknown workload {unknown[0]!r}; known: {', '.join(names)}.")
+    opts.chosen = [w for w in WORKLOADS if w.name in chosen and opts.split in (None, w.split)]
+    return opts
+
+
+def main(argv: list[str] | None = None) -> int:
+    opts = parse_args(argv)
+    console = Console(width=max(150, Console().width))  # the tables need ~140 columns
     t0 = time.perf_counter()
-    results = []
-    for name in names:
-        res = bench_recipe(name, opts, console)
-        if opts.long_run and not opts.skip_autowarm:
-            total = 20 * res["steps"]
-            doc = probe(name, opts.probe_seeds[0], total, opts.probe_args)
-            res["long"] = {
-                "total": total, "cost": doc["cost"]["optimizer_steps"],
-                "lr": doc["recipe"]["peak_lr"], "warmup": doc["recipe"]["warmup_steps"],
-            }  # fmt: skip
-            # does the long-run recipe beat carrying the short run's best schedule over?
-            # one seed each (a 20x run is minutes on one core)
-            oracle_lr, oracle_w = res["methods"][0].choices[0]
-            pair = [
-                Run(
-                    name,
-                    float(doc["recipe"]["peak_lr"]),
-                    int(doc["recipe"]["warmup_steps"]),
-                    0,
-                    total,
-                ),
-                Run(name, oracle_lr, oracle_w, 0, total),
-            ]
-            got = run_many(pair, opts.workers, console, "long runs")
-            res["long"]["loss"] = eval_loss(got[0])
-            res["long"]["short_oracle"] = (pair[1].lr, pair[1].warmup, eval_loss(got[1]))
-        results.append(res)
-    md = render(results, opts, console)
+    results = [bench_workload(w, opts, console) for w in opts.chosen]
+    md = render(results, console)
     cmd = "python scripts/bench_quality.py " + " ".join(argv if argv is not None else sys.argv[1:])
     md = (
         f"Command: `{cmd.strip()}` ({time.perf_counter() - t0:.0f} s for this invocation; runs "
-        "and probes already in scripts/.cache/quality were reused). Tuning wall times are sums "
-        "of per-run wall seconds on 2 CPU cores shared with other jobs.\n\n" + md
+        "and probes already in scripts/.cache/quality were reused). Wall times in full-run "
+        "equivalents divide a method's tuning wall seconds by the median full run's, both "
+        "measured on 2 CPU cores shared with other jobs.\n\n" + md
     )
     atomic_write_text(opts.md, md)
     plot(results, opts.png)
