@@ -45,7 +45,12 @@ an MLP regression -- x 5 seeds; 13,650 healthy steps, faults injected at step 15
    that has barely progressed "gives back its progress" on noise; the largest healthy values in the
    bench were 0.095 of progress (at a 0.17 rise) and a 2.3x rise (at 0.01 of progress). A median
    over 12 steps only moves when more than 6 of the last 12 losses are high, so a transient warmup
-   rise ("catapult") that recovers within a few steps is not a divergence. Bench: LR x10 and x100
+   rise ("catapult") that recovers within a few steps is not a divergence. A third condition
+   keeps long runs quiet: the rise must also exceed ``divergence_noise`` (3) robust standard
+   deviations of single-step losses (the loss window's MAD when the best was seen). Over
+   thousands of steps of a noisy loss the best running median is itself a low outlier -- a
+   healthy 5,000-step MLP run with batch 128 (scripts/workloads/long_mlp.py) gave 7 false
+   divergences without it, from medians 0.2 above a best reached by luck. Bench: LR x10 and x100
    mid-run caught in at most 18 and 6 steps. One event per episode: it re-arms when the smoothed
    loss comes back below the threshold.
 5) ``stall``: after ``stall_steps`` (100) steps with a finite loss, the best smoothed loss never
@@ -78,6 +83,7 @@ class Thresholds:
     divergence_window: int = 12
     divergence_fraction: float = 0.09
     divergence_rise: float = 0.2
+    divergence_noise: float = 3.0
     stall_steps: int = 100
     stall_tolerance: float = 0.05
     amp_skip_patience: int = 16
@@ -152,6 +158,7 @@ class _SpikeDetector:
         self._nonpositive = 0  # values <= 0 in the window (then: linear statistics)
         self.flagged: list[float] = []
         self.regime_shift = max(2, t.window // 8)
+        self.noise = 0.0  # robust standard deviation of the window's values, in their units
 
     def _push(self, x: float) -> None:
         if len(self.values) == self.values.maxlen and self.values[0] <= 0:
@@ -168,6 +175,7 @@ class _SpikeDetector:
             log_med = _median(logs)
             log_mad = _median(sorted([abs(v - log_med) for v in logs]))
             spread = max(1.4826 * log_mad, t.spread_floor)
+            self.noise = math.exp(log_med) * 1.4826 * log_mad
             margin = max(t.spike_zscore * spread, math.log(t.spike_ratio))
             # a value spike_hard_ratio x the median is a spike however noisy the window
             margin = min(margin, math.log(t.spike_hard_ratio))
@@ -176,6 +184,7 @@ class _SpikeDetector:
         med = _median(s)
         mad = _median(sorted([abs(v - med) for v in s]))
         spread = max(1.4826 * mad, t.spread_floor * abs(med), 1e-12)
+        self.noise = 1.4826 * mad
         margin = max(t.spike_zscore * spread, (t.spike_ratio - 1.0) * abs(med))
         if med != 0:  # a ratio to a zero median means nothing: keep the z-score test alone
             margin = min(margin, (t.spike_hard_ratio - 1.0) * abs(med))
@@ -217,6 +226,7 @@ class Detector:
         self._n_losses = 0
         self.initial_loss: float | None = None
         self.best_loss: float | None = None
+        self._noise_at_best = 0.0
         self.smoothed_loss: float | None = None
         self._diverged = False
         self._stall_checked = False
@@ -273,14 +283,23 @@ class Detector:
         self.smoothed_loss = smoothed
         if self.initial_loss is None:
             self.initial_loss = smoothed
-        self.best_loss = smoothed if self.best_loss is None else min(self.best_loss, smoothed)
+        if self.best_loss is None or smoothed < self.best_loss:
+            self.best_loss = smoothed
+            self._noise_at_best = self._spikes["loss"].noise
         initial, best = self.initial_loss, self.best_loss
         found: list[Finding] = []
 
-        # divergence: gave back part of the progress made AND rose well above the best. Each
-        # alone false-alarms: near-zero losses double on noise (rise), and runs that barely
-        # progressed give back "half their progress" on noise (fraction).
-        needed = max(t.divergence_fraction * (initial - best), t.divergence_rise * abs(best), 1e-12)
+        # divergence: gave back part of the progress made AND rose well above the best AND by
+        # more than the batches' noise. Each alone false-alarms: near-zero losses double on
+        # noise (rise), runs that barely progressed give back "half their progress" on noise
+        # (fraction), and over thousands of steps the best running median is itself a low
+        # outlier of a noisy loss (noise: the spread of single losses when the best was seen)
+        needed = max(
+            t.divergence_fraction * (initial - best),
+            t.divergence_rise * abs(best),
+            t.divergence_noise * self._noise_at_best,
+            1e-12,
+        )
         if smoothed - best >= needed:
             if not self._diverged:
                 self._diverged = True

@@ -461,6 +461,7 @@ def wrap(
     divergence_window: int = _DEFAULTS.divergence_window,
     divergence_fraction: float = _DEFAULTS.divergence_fraction,
     divergence_rise: float = _DEFAULTS.divergence_rise,
+    divergence_noise: float = _DEFAULTS.divergence_noise,
     stall_steps: int = _DEFAULTS.stall_steps,
     stall_tolerance: float = _DEFAULTS.stall_tolerance,
     amp_skip_patience: int = _DEFAULTS.amp_skip_patience,

@@ -206,6 +206,36 @@ def test_near_zero_loss_doubling_on_noise_is_not_divergence() -> None:
     assert [f.kind for _, f in found if f.kind == "divergence"] == []
 
 
+def _long_noisy_run(seed: int, n: int = 5000, sigma: float = 0.25) -> list[float | None]:
+    """A healthy long run with a noisy batch loss: fast progress from 2.8, then a slow drift
+    from 0.7 to 0.5 with log-normal batch noise (a small batch on a 16-class task)."""
+    rng = random.Random(seed)
+    out: list[float | None] = []
+    for i in range(n):
+        level = 0.5 + 0.2 * (1 - i / n) + 2.1 * math.exp(-i / 60)
+        out.append(level * math.exp(rng.gauss(0.0, sigma)))
+    return out
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_a_long_noisy_healthy_run_is_no_divergence(seed: int) -> None:
+    # over thousands of steps the best 12-step median is a low outlier of the noise; a median
+    # 0.2 above it is noise, not a divergence (7 false alarms on a 5,000-step run before)
+    losses = _long_noisy_run(seed)
+    assert [i for i, f in _feed(Detector(), losses) if f.kind == "divergence"] == []
+    # the same run with the noise guard off false-alarms: the guard is what keeps it quiet
+    loose = Thresholds(divergence_noise=1e-9)
+    assert [i for i, f in _feed(Detector(loose), losses) if f.kind == "divergence"]
+
+
+def test_a_real_divergence_late_in_a_long_noisy_run_is_still_caught() -> None:
+    rng = random.Random(7)
+    losses = _long_noisy_run(0, n=4000)
+    losses += [2.5 * math.exp(rng.gauss(0.0, 0.25)) for _ in range(40)]  # LR x10: loss x4
+    div = [i for i, f in _feed(Detector(), losses) if f.kind == "divergence"]
+    assert div and 4000 <= div[0] <= 4000 + 12
+
+
 # -- stall ----------------------------------------------------------------------------------------
 def test_flat_loss_is_a_stall_reported_once() -> None:
     found = _feed(Detector(), list(_noisy(300, level=4.0, sigma=0.02)))
