@@ -115,6 +115,10 @@ WORKLOADS: tuple[Workload, ...] = (
              "10-layer plain ReLU MLP, Adam", n_lr=7),
     Workload("long_mlp", "scripts/workloads/long_mlp.py", "tuning", (2e-4, 1e-1),
              "4x64 MLP, Adam, a long run (5,000 steps)"),
+    Workload("gpt_nano", "scripts/workloads/gpt_nano.py", "tuning", (3e-4, 1e-1),
+             "pre-LN GPT in nanoGPT's style: manual LR, clip, 2 groups, accumulation"),
+    Workload("gru_lm", "scripts/workloads/gru_lm.py", "tuning", (1e-3, 3e-1),
+             "GRU char LM, Adam, clip 1.0"),
     # -- held-out set: never looked at while tuning
     Workload("finetune", "scripts/workloads/finetune.py", "held-out", (1e-4, 3e-2),
              "MLP pretrained in the script on task A, fine-tuned on B (300 examples), AdamW"),
@@ -122,6 +126,13 @@ WORKLOADS: tuple[Workload, ...] = (
              "tiny GPT-2 (from a config) through the HF Trainer, clip 1.0"),
     Workload("lightning_mlp", "scripts/workloads/lightning_mlp.py", "held-out", (3e-4, 1e-1),
              "MLP on digits through lightning.Trainer, AdamW, clip 1.0"),
+    Workload("adamw_shallow", "scripts/workloads/adamw_shallow.py", "held-out", (1e-3, 3e-1),
+             "LayerNorm MLP, AdamW: the best warmup is ~0"),
+    Workload("edge", "scripts/workloads/edge.py", "held-out", (0.01, 3.0),
+             "linear regression, plain SGD: the best LR sits just under divergence"),
+    Workload("edge_long", "scripts/workloads/edge.py", "held-out", (0.03, 3.0),
+             "edge.py as a long run (5,000 steps), coarse grid", steps=5000, n_lr=5,
+             warmups=(0.0, 0.05, 0.3)),
 )  # fmt: skip
 
 
