@@ -268,15 +268,28 @@ def range_per_warmup(w: Workload, budget_steps: float, default_lr: float) -> tup
 # autowarm probe (cached by script + autowarm source + arguments)
 
 
-def probe(w: Workload, seed: int, extra: list[str]) -> dict[str, Any]:
-    args = ["--seed", str(seed), "--total-steps", str(w.full_steps), *extra]
-    key = " ".join([file_hash(w.path), autowarm_hash(), "--json", *args, *w.script_args()])
-    path = CACHE / w.name / f"probe-{hashlib.sha256(key.encode()).hexdigest()[:20]}.json"
+def probe_key(w: Workload, seed: int, extra: list[str]) -> str:
+    args = ["--seed", str(seed), "--total-steps", str(w.full_steps), *extra, *w.script_args()]
+    return hashlib.sha256(" ".join([file_hash(w.path), "--json", *args]).encode()).hexdigest()[:20]
+
+
+def probe(w: Workload, seed: int, extra: list[str], *, replay: bool = False) -> dict[str, Any]:
+    """``autowarm probe --json`` on the workload (cached by the script, the arguments and the
+    autowarm source). ``replay``: the newest cached search for these arguments, whatever
+    autowarm made it, its recipe recommended again from its trials by the current code -- a
+    change to the recommendation rule is then measured on the very same trials."""
+    key = probe_key(w, seed, extra)
+    path = CACHE / w.name / f"probe-{key}-{autowarm_hash()}.json"
+    if replay:
+        found = sorted((CACHE / w.name).glob(f"probe-{key}-*.json"), key=os.path.getmtime)
+        if found:
+            return replayed(json.loads(found[-1].read_text()))
     if path.exists():
         return json.loads(path.read_text())
     with tempfile.TemporaryDirectory() as tmp:
         t0 = time.perf_counter()
-        cmd = [sys.executable, "-m", "autowarm", "probe", "--json", *args,
+        cmd = [sys.executable, "-m", "autowarm", "probe", "--json", "--seed", str(seed),
+               "--total-steps", str(w.full_steps), *extra,
                "--storage", f"sqlite:///{tmp}/probe.db", "--out", f"{tmp}/recipe.json",
                str(w.path), *w.script_args()]  # fmt: skip
         proc = subprocess.run(cmd, cwd=tmp, env=clean_env(), capture_output=True, text=True)
@@ -288,6 +301,27 @@ def probe(w: Workload, seed: int, extra: list[str]) -> dict[str, Any]:
     path.parent.mkdir(parents=True, exist_ok=True)
     atomic_write_text(path, json.dumps(doc))
     return doc
+
+
+def replayed(doc: dict[str, Any]) -> dict[str, Any]:
+    """``doc`` with its recipe recommended again from its trials by this autowarm."""
+    from autowarm.probe._doubts import doubts
+    from autowarm.probe._recommend import recommend
+    from autowarm.probe._record import TrialRecord
+
+    fields = ("number", "peak_lr", "warmup_steps", "status", "score", "steps", "failure")
+    records = [TrialRecord(**{k: t.get(k) for k in fields}) for t in doc["trials"]]
+    old = doc["recipe"]
+    ev = old["evidence"]
+    recipe = recommend(
+        records, probe_steps=int(ev["probe_steps"]), total_steps=old["total_steps"],
+        decay=old["decay"], min_lr_ratio=float(old["min_lr_ratio"]),
+    )  # fmt: skip
+    warmup_max = int(ev["probe_steps"]) // 2
+    recipe.evidence["doubts"] = doubts(
+        records, recipe.evidence, lr_range=tuple(ev["lr_range"]), warmup_max=warmup_max
+    )
+    return {**doc, "recipe": recipe.to_dict()}
 
 
 # -----------------------------------------------------------------------------------------
@@ -361,7 +395,9 @@ def autowarm_method(
 ) -> tuple[Method, list[dict]]:
     t0 = time.perf_counter()
     with ThreadPoolExecutor(min(opts.workers, len(opts.probe_seeds))) as pool:
-        probes = list(pool.map(lambda k: probe(w, k, opts.probe_args), opts.probe_seeds))
+        probes = list(
+            pool.map(lambda k: probe(w, k, opts.probe_args, replay=opts.replay), opts.probe_seeds)
+        )
     console.print(f"  autowarm probes: {time.perf_counter() - t0:.0f} s")
     recipes = [p["recipe"] for p in probes]
     method = Method(
@@ -667,6 +703,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                    default=[0, 1, 2])  # fmt: skip
     p.add_argument("--probe-args", default="", help="extra `autowarm probe` flags, quoted")
     p.add_argument("--skip-autowarm", action="store_true", help="oracle and baselines only")
+    p.add_argument(
+        "--replay",
+        action="store_true",
+        help="recommend again from the newest cached searches' trials (a rule change, measured "
+        "on the same trials) instead of probing anew with this autowarm",
+    )
     p.add_argument("--md", type=Path, default=ROOT / "scripts" / "bench_quality.md")
     p.add_argument("--png", type=Path, default=ROOT / "scripts" / "bench_quality.png")
     opts = p.parse_args(argv)

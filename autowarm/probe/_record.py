@@ -59,6 +59,7 @@ class TrialRecord:
             "value": self.value,
             "steps": self.steps,
             "reason": self.reason,
+            "failure": self.failure,
             "train_s": round(self.train_s, 4),
             "wall_s": round(self.wall_s, 4),
         }
