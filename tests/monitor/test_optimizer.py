@@ -279,6 +279,41 @@ def test_step_hooks_registered_on_the_wrapper_run() -> None:
     assert calls == [("pre", 0), ("post", 1), ("pre", 1), ("post", 2)]
 
 
+def test_global_optimizer_hooks_run_once_per_step_and_a_pre_hook_can_swap_the_closure() -> None:
+    from torch.optim.optimizer import (
+        register_optimizer_step_post_hook,
+        register_optimizer_step_pre_hook,
+    )
+
+    model = _model()
+    opt = wrap(torch.optim.SGD(model.parameters(), lr=0.1), console=_quiet())
+    seen: list[str] = []
+    handles = [
+        register_optimizer_step_pre_hook(lambda o, a, k: seen.append(type(o).__name__)),
+        register_optimizer_step_post_hook(lambda o, a, k: seen.append(type(o).__name__)),
+    ]
+    try:
+        _train(opt, model, 2)
+    finally:
+        for h in handles:
+            h.remove()
+    # the wrapped optimizer's step runs them; the wrapper does not run them a second time
+    assert seen == ["SGD"] * 4
+    x, y = _batch(0)
+    swapped = []
+
+    def closure() -> torch.Tensor:
+        swapped.append(True)
+        opt.zero_grad()
+        loss = torch.nn.functional.mse_loss(model(x), y)
+        loss.backward()
+        return loss
+
+    opt.register_step_pre_hook(lambda o, a, k: ((o, closure), {}))
+    opt.step(lambda: torch.tensor(0.0))
+    assert swapped == [True]  # the hook's closure ran, as torch's own hook wrapper allows
+
+
 # -- loss reporting, clipping, accumulation -------------------------------------------------------
 def test_gradient_accumulation_records_the_mean_loss() -> None:
     model = _model()
