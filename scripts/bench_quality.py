@@ -717,7 +717,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     unknown = [n for n in chosen if n not in names]
     if unknown:
         p.error(f"--workloads: unknown workload {unknown[0]!r}; known: {', '.join(names)}.")
-    opts.chosen = [w for w in WORKLOADS if w.name in chosen and opts.split in (None, w.split)]
+    by_name = {w.name: w for w in WORKLOADS}  # in the order given: cheap ones first, say
+    opts.chosen = [by_name[n] for n in chosen if opts.split in (None, by_name[n].split)]
     return opts
 
 
