@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -91,6 +92,8 @@ def run(repo: Path, script: Path, iters: int, seed: int, spike_at: int | None) -
     seeded = repo / f"train_autowarm_{seed}.py"
     seeded.write_text(src)
     env = {"AUTOWARM_DUMP": str(dump), "OMP_NUM_THREADS": "1", "PATH": "/usr/bin:/bin"}
+    if "PYTHONPATH" in os.environ:  # to try an autowarm checkout that is not installed
+        env["PYTHONPATH"] = os.environ["PYTHONPATH"]
     if spike_at is not None:
         env["SPIKE_AT"] = str(spike_at)
     config = args.pop()

@@ -26,7 +26,7 @@ import torch
 
 _lock = threading.Lock()
 _original: Callable[..., torch.Tensor] | None = None
-# the last clip: (ids of the parameters that had gradients, the pre-clip total norm)
+# the last clip: (ids of the parameters that had gradients, the pre-clip total norm, max_norm)
 _last = threading.local()
 
 
@@ -57,20 +57,20 @@ def _tap(original: Callable[..., torch.Tensor]) -> Callable[..., torch.Tensor]:
         total = original(params, max_norm, *args, **kwargs)
         norm_type = kwargs.get("norm_type", args[0] if args else 2.0)
         if float(norm_type) == 2.0:  # the monitor's norm is the L2 one
-            _last.clip = ({id(p) for p in params if p.grad is not None}, total)
+            _last.clip = ({id(p) for p in params if p.grad is not None}, total, float(max_norm))
         return total
 
     clip_grad_norm_.__autowarm_tap__ = True  # type: ignore[attr-defined]
     return clip_grad_norm_
 
 
-def take(grad_param_ids: Callable[[], set[int]]) -> torch.Tensor | None:
-    """The pre-clip norm of the last clip, if it clipped exactly this optimizer's gradients
-    (``grad_param_ids()``: the ids of its parameters that have one); consumed either way, so
-    a clip is never reused by a later step."""
+def take(grad_param_ids: Callable[[], set[int]]) -> tuple[torch.Tensor, float] | None:
+    """(pre-clip norm, max_norm) of the last clip, if it clipped exactly this optimizer's
+    gradients (``grad_param_ids()``: the ids of its parameters that have one); consumed either
+    way, so a clip is never reused by a later step."""
     clip = getattr(_last, "clip", None)
     if clip is None:
         return None
     _last.clip = None
-    ids, total = clip
-    return total if ids == grad_param_ids() else None
+    ids, total, max_norm = clip
+    return (total, max_norm) if ids == grad_param_ids() else None

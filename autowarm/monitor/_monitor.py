@@ -77,6 +77,7 @@ class _Pending:
     has_loss: bool
     lr: float
     can_skip: bool
+    clip_at: float | None = None  # the user's clip threshold (max_norm), when this step clipped
 
 
 def _rows(pending: list[_Pending]) -> list[Any]:
@@ -233,8 +234,9 @@ class Monitor:
         has_loss: bool,
         lr: float,
         can_skip: bool,
+        clip_at: float | None = None,
     ) -> None:
-        self._pending.append(_Pending(step, stats, has_loss, lr, can_skip))
+        self._pending.append(_Pending(step, stats, has_loss, lr, can_skip, clip_at))
 
     def flush(self) -> list[Event]:
         """Read the device-side statistics of the steps not yet read (one host sync on CUDA),
@@ -248,8 +250,9 @@ class Monitor:
         for p, (loss, grad_norm, found_inf) in zip(pending, rows):
             amp = found_inf > 0
             findings = self._detector.update(
-                p.step, loss if p.has_loss else None, grad_norm, amp_overflow=amp
-            )
+                p.step, loss if p.has_loss else None, grad_norm, amp_overflow=amp,
+                clip_at=p.clip_at,
+            )  # fmt: skip
             skipped = amp
             for f in findings:
                 action = self.actions[f.kind]

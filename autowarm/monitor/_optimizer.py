@@ -108,7 +108,7 @@ class MonitoredOptimizer(torch.optim.Optimizer):
             setattr(self, name, OrderedDict())
         self._loss_sum: torch.Tensor | float | None = None
         self._n_reports = 0
-        self._pre_clip_norm: torch.Tensor | None = None
+        self._pre_clip_norm: tuple[torch.Tensor, float] | None = None  # (norm, max_norm)
         self._zeros: dict[torch.device, torch.Tensor] = {}
 
     # -- forwarded state (setters too: schedulers and checkpoint code assign these) ------------
@@ -203,7 +203,7 @@ class MonitoredOptimizer(torch.optim.Optimizer):
         norm = _total_norm(grads, self._first_device())
         if error_if_nonfinite and not torch.isfinite(norm):
             raise RuntimeError(f"the total norm of the gradients is non-finite: {norm.item()}")
-        self._pre_clip_norm = norm
+        self._pre_clip_norm = (norm, float(max_norm))
         if grads:
             coef = torch.clamp(max_norm / (norm + 1e-6), max=1.0)
             for device, group in _by_device(grads).items():
@@ -244,9 +244,8 @@ class MonitoredOptimizer(torch.optim.Optimizer):
             for dev, group in _by_device(grads).items():
                 torch._foreach_mul_(group, inv_scale.to(dev))
         # 2) the per-step numbers, on the device
-        norm = self._clipped_norm()
-        if norm is None:
-            norm = _total_norm(grads, device)
+        clip = self._clipped_norm()
+        norm, clip_at = clip if clip is not None else (_total_norm(grads, device), None)
         loss = self._take_loss()
         # on the CPU the numbers are read every step anyway: as floats, no tensors to stack
         on_host = norm.device.type == "cpu" and monitor._eager_on_cpu and found_inf is None
@@ -269,7 +268,9 @@ class MonitoredOptimizer(torch.optim.Optimizer):
             assert isinstance(stats, torch.Tensor)
             bad = ~torch.isfinite(stats[:2]).all()
             skip_flag = bad.float() if found_inf is None else torch.maximum(stats[2], bad.float())
-        monitor._push(step, stats, has_loss=loss is not None, lr=self._lr(), can_skip=True)
+        monitor._push(
+            step, stats, has_loss=loss is not None, lr=self._lr(), can_skip=True, clip_at=clip_at
+        )
         skip = False
         decide = monitor.needs_decision()  # skip/raise set: ranks agree (see _decide)
         if (
@@ -313,13 +314,15 @@ class MonitoredOptimizer(torch.optim.Optimizer):
             self._loss_sum, self._n_reports = None, 0
             self.report(out)
         grads = self._grads()
-        norm = self._clipped_norm()  # a clip inside the closure measured it
-        if norm is None:
-            norm = _total_norm(grads, grads[0].device if grads else self._first_device())
+        clip = self._clipped_norm()  # a clip inside the closure measured it
+        device = grads[0].device if grads else self._first_device()
+        norm, clip_at = clip if clip is not None else (_total_norm(grads, device), None)
         loss = self._take_loss()
         stats = self._device_stats(loss, norm, None)
         monitor = self.monitor
-        monitor._push(step, stats, has_loss=loss is not None, lr=self._lr(), can_skip=False)
+        monitor._push(
+            step, stats, has_loss=loss is not None, lr=self._lr(), can_skip=False, clip_at=clip_at
+        )
         if (norm.device.type == "cpu" and monitor._eager_on_cpu) or len(
             monitor._pending
         ) >= monitor.read_every:
@@ -366,12 +369,12 @@ class MonitoredOptimizer(torch.optim.Optimizer):
             raise raised
         return skip
 
-    def _clipped_norm(self) -> torch.Tensor | None:
-        """The norm before clipping, when a clip since the last step measured it: ours
+    def _clipped_norm(self) -> tuple[torch.Tensor, float] | None:
+        """(norm before clipping, max_norm), when a clip since the last step measured it: ours
         (:meth:`clip_grad_norm_`) or the user's ``torch.nn.utils.clip_grad_norm_``."""
-        norm, self._pre_clip_norm = self._pre_clip_norm, None
+        mine, self._pre_clip_norm = self._pre_clip_norm, None
         tapped = _clip.take(self._grad_param_ids)
-        return norm if norm is not None else tapped
+        return mine if mine is not None else tapped
 
     def _grad_param_ids(self) -> set[int]:
         return {

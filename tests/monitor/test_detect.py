@@ -101,6 +101,21 @@ def test_spike_caught_at_that_step_with_the_median_as_reference(signal: str) -> 
     assert "x the median of the last 64 steps" in found[0][1].detail
 
 
+@pytest.mark.parametrize("ratio, clip_at, spike", [
+    (5.0, 1.0, False),  # clipped (5 > 1.0): the update was bounded, not 8x: no spike
+    (12.0, 1.0, True),  # clipped but 12x the median: a hard spike all the same
+    (5.0, None, True),  # no clipping: 5x is a spike
+    (5.0, 100.0, True),  # a clip threshold above the value: it was not clipped
+])  # fmt: skip
+def test_a_clipped_grad_norm_spikes_only_at_the_hard_ratio(ratio, clip_at, spike) -> None:
+    det = Detector(NO_STALL)
+    norms = _noisy(60, level=1.5, sigma=0.05)
+    for i, g in enumerate(norms):
+        det.update(i, 2.0, g, clip_at=clip_at)
+    found = det.update(60, 2.0, 1.5 * ratio, clip_at=clip_at)
+    assert [f.kind for f in found if f.signal == "grad_norm"] == (["spike"] if spike else [])
+
+
 def test_no_spike_before_min_history() -> None:
     losses: list[float | None] = [2.0] * 10 + [200.0] + [2.0] * 9 + [2.0] * 5 + [200.0]
     found = _feed(Detector(Thresholds(min_history=20, stall_steps=10_000)), losses)

@@ -395,6 +395,27 @@ def test_torch_clip_grad_norm_before_step_records_the_pre_clip_norm() -> None:
     ]
 
 
+@pytest.mark.parametrize("factor, warned", [(5.0, False), (100.0, True)])
+def test_under_clipping_a_clipped_moderate_excursion_is_no_spike(factor, warned) -> None:
+    # nanoGPT's loop: clip_grad_norm_(params, 1.0) with pre-clip norms above 1.0 most steps
+    model = _model()
+    opt = wrap(torch.optim.SGD(model.parameters(), lr=0.01), console=_quiet())
+    for step in range(60):
+        x, y = _batch(step % 4)
+        opt.zero_grad()
+        loss = torch.nn.functional.mse_loss(model(x), y)
+        loss.backward()
+        if step == 50:
+            for p in model.parameters():
+                p.grad.mul_(factor)  # type: ignore[union-attr]
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1e-3)
+        opt.report(loss)
+        opt.step()
+    spikes = [e.step for e in opt.monitor.events if e.kind == "spike" and e.signal == "grad_norm"]
+    assert spikes == ([50] if warned else [])
+    assert opt.monitor.history[50].grad_norm > 1e-3  # the pre-clip norm, as before
+
+
 def test_wrapper_clip_grad_norm_matches_torch_and_records_pre_clip_norm() -> None:
     bare_model, wrapped_model = _model(), _model()
     wrapped = wrap(torch.optim.SGD(wrapped_model.parameters(), lr=0.5), console=_quiet())
