@@ -303,6 +303,18 @@ def probe(w: Workload, seed: int, extra: list[str], *, replay: bool = False) -> 
     return doc
 
 
+def set_rule(spec: str) -> None:
+    """``--rule NAME=VALUE,...``: set the recommendation's module constants for a replay."""
+    from autowarm.probe import _recommend
+
+    for item in filter(None, spec.split(",")):
+        name, value = item.split("=", 1)
+        if not hasattr(_recommend, name):
+            raise SystemExit(f"--rule: autowarm.probe._recommend has no {name!r}.")
+        old = getattr(_recommend, name)
+        setattr(_recommend, name, type(old)(value) if not isinstance(old, bool) else value == "1")
+
+
 def replayed(doc: dict[str, Any]) -> dict[str, Any]:
     """``doc`` with its recipe recommended again from its trials by this autowarm."""
     from autowarm.probe._doubts import doubts
@@ -709,6 +721,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help="recommend again from the newest cached searches' trials (a rule change, measured "
         "on the same trials) instead of probing anew with this autowarm",
     )
+    p.add_argument(
+        "--rule",
+        default="",
+        help="with --replay: recommendation-rule settings for this replay, NAME=VALUE,... "
+        "(module constants of autowarm.probe._recommend, e.g. WARMUP_RULE=centre)",
+    )
     p.add_argument("--md", type=Path, default=ROOT / "scripts" / "bench_quality.md")
     p.add_argument("--png", type=Path, default=ROOT / "scripts" / "bench_quality.png")
     opts = p.parse_args(argv)
@@ -724,6 +742,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     opts = parse_args(argv)
+    set_rule(opts.rule)
     console = Console(width=max(150, Console().width))  # the tables need ~140 columns
     t0 = time.perf_counter()
     results = [bench_workload(w, opts, console) for w in opts.chosen]

@@ -114,10 +114,10 @@ def choose(
     # 4) soft ties: the weighted centre of the good region
     soft = _soft_tie(eligible, temperature)
     # 5) the longest near-best warmup, lengthened past spiky runs at a similar LR (within 2x)
-    warmup = max(r.warmup_steps for r in soft.near)
+    warmup = _warmup(soft)
     spiky = [r for r in done if r.status == "spike" and soft.lr / 2 <= r.peak_lr <= soft.lr * 2]
     spike_warmup = max((r.warmup_steps for r in spiky), default=None)
-    if spike_warmup is not None:
+    if spike_warmup is not None and SPIKE_WARMUP:
         warmup = min(max(warmup, spike_warmup), probe_steps // 2)
     edge = boundary(unstable, warmup, probe_steps)
     lr = min(soft.lr, edge / margin)
@@ -139,6 +139,19 @@ def choose(
         "spike_warmup": spike_warmup,
     }
     return Choice(peak_lr=lr, warmup_steps=int(warmup), evidence=evidence)
+
+
+#: step 5's rule: "longest" near-best warmup, or the soft-weighted "centre" of the warmups
+WARMUP_RULE = "longest"
+#: lengthen the warmup to the longest of spiky trials at a similar LR
+SPIKE_WARMUP = True
+
+
+def _warmup(soft: _SoftTie) -> int:
+    if WARMUP_RULE == "centre":
+        w = np.array([r.warmup_steps for r in soft.eligible], dtype=float)
+        return round(float(np.sum(soft.weights * w) / soft.weights.sum()))
+    return max(r.warmup_steps for r in soft.near)
 
 
 def _score(r: TrialRecord) -> float:
