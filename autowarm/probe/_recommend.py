@@ -145,6 +145,9 @@ def choose(
 WARMUP_RULE = "longest"
 #: lengthen the warmup to the longest of spiky trials at a similar LR
 SPIKE_WARMUP = True
+#: step 4's centre: over every eligible trial ("weighted") or the "near"-best ones only
+LR_RULE = "weighted"
+NEAR = math.exp(-1) - 1e-12  # weight of a near-best trial: within one temperature of the best
 
 
 def _warmup(soft: _SoftTie) -> int:
@@ -229,7 +232,8 @@ def _soft_tie(eligible: list[TrialRecord], temperature: float) -> _SoftTie:
     temp = temperature * abs(_score(best)) if best.score != 0 else temperature
     weights = np.array([math.exp(-(_score(r) - _score(best)) / temp) for r in eligible])
     log_lrs = np.log([r.peak_lr for r in eligible])
-    lr = float(math.exp(np.sum(weights * log_lrs) / weights.sum()))
+    w_lr = weights if LR_RULE == "weighted" else np.where(weights >= NEAR, weights, 0.0)
+    lr = float(math.exp(np.sum(w_lr * log_lrs) / w_lr.sum()))
     return _SoftTie(eligible, best, temp, weights, lr)
 
 
