@@ -329,7 +329,9 @@ def replayed(doc: dict[str, Any]) -> dict[str, Any]:
         records, probe_steps=int(ev["probe_steps"]), total_steps=old["total_steps"],
         decay=old["decay"], min_lr_ratio=float(old["min_lr_ratio"]),
     )  # fmt: skip
-    warmup_max = int(ev["probe_steps"]) // 2
+    from autowarm.probe._config import ProbeConfig
+
+    warmup_max = ProbeConfig(steps=int(ev["probe_steps"])).warmup_max  # the default cap's rule
     recipe.evidence["doubts"] = doubts(
         records, recipe.evidence, lr_range=tuple(ev["lr_range"]), warmup_max=warmup_max
     )

@@ -206,7 +206,7 @@ class _SoftTie:
     @property
     def near(self) -> list[TrialRecord]:
         """The near-best trials: within one temperature of the best (weight >= 1/e)."""
-        return [r for r, wt in zip(self.eligible, self.weights) if wt >= math.exp(-1) - 1e-12]
+        return [r for r, wt in zip(self.eligible, self.weights) if wt >= NEAR]
 
     def evidence(self) -> dict[str, Any]:
         top = sorted(zip(self.eligible, self.weights), key=lambda t: -t[1])[:8]
