@@ -331,7 +331,7 @@ def replayed(doc: dict[str, Any]) -> dict[str, Any]:
     )  # fmt: skip
     from autowarm.probe._config import ProbeConfig
 
-    warmup_max = ProbeConfig(steps=int(ev["probe_steps"])).warmup_max  # the default cap's rule
+    warmup_max = ProbeConfig("", steps=int(ev["probe_steps"])).warmup_max  # its default cap
     recipe.evidence["doubts"] = doubts(
         records, recipe.evidence, lr_range=tuple(ev["lr_range"]), warmup_max=warmup_max
     )
