@@ -2,12 +2,14 @@
 
 Almost every real loop clips: nanoGPT calls ``torch.nn.utils.clip_grad_norm_(params, 1.0)``,
 the HF Trainer clips through accelerate's ``clip_grad_norm_``, Lightning through its precision
-plugin -- and all of them end in ``torch.nn.utils.clip_grad_norm_``. After it the gradients
-are clipped: a x100 gradient spike reads as a norm of 1.0. But the function *returns* the total
-norm it measured before clipping, so the first :func:`autowarm.wrap` replaces it (in
-``torch.nn.utils`` and ``torch.nn.utils.clip_grad``, where code looks it up at call time) with
-a wrapper that keeps that tensor for the next ``step()`` of the optimizer whose gradients it
-clipped. The monitor then records the pre-clip norm and skips its own norm pass: no second
+plugin -- and all of them end in ``torch.nn.utils.clip_grad_norm_`` or, in accelerate >= 1.10
+and recent transformers, in its two halves ``get_total_norm`` + ``clip_grads_with_norm_``.
+After it the gradients are clipped: a x100 gradient spike reads as a norm of 1.0. But
+``clip_grad_norm_`` *returns* the total norm it measured before clipping, and
+``clip_grads_with_norm_`` is *given* it, so the first :func:`autowarm.wrap` replaces both (in
+``torch.nn.utils`` and ``torch.nn.utils.clip_grad``, where code looks them up at call time)
+with wrappers that keep that tensor for the next ``step()`` of the optimizer whose gradients
+they clipped. The monitor then records the pre-clip norm and skips its own norm pass: no second
 pass, no host sync (the norm stays a device tensor).
 
 A name bound before the first ``wrap()`` (``from torch.nn.utils import clip_grad_norm_`` at
@@ -42,6 +44,9 @@ def install() -> None:
         tapped = _tap(_original)
         clip_grad.clip_grad_norm_ = tapped  # type: ignore[assignment]
         torch.nn.utils.clip_grad_norm_ = tapped  # type: ignore[assignment]
+        with_norm = getattr(torch.nn.utils, "clip_grads_with_norm_", None)  # torch >= 2.6
+        if with_norm is not None:
+            torch.nn.utils.clip_grads_with_norm_ = _tap_with_norm(with_norm)  # type: ignore[attr-defined]
 
 
 def _tap(original: Callable[..., torch.Tensor]) -> Callable[..., torch.Tensor]:
@@ -62,6 +67,29 @@ def _tap(original: Callable[..., torch.Tensor]) -> Callable[..., torch.Tensor]:
 
     clip_grad_norm_.__autowarm_tap__ = True  # type: ignore[attr-defined]
     return clip_grad_norm_
+
+
+def _tap_with_norm(original: Callable[..., None]) -> Callable[..., None]:
+    @functools.wraps(original)
+    def clip_grads_with_norm_(
+        parameters: torch.Tensor | Iterable[torch.Tensor],
+        max_norm: float,
+        total_norm: torch.Tensor,
+        *args: Any,
+        **kwargs: Any,
+    ) -> None:
+        params = [parameters] if isinstance(parameters, torch.Tensor) else list(parameters)
+        ids = {id(p) for p in params if p.grad is not None}
+        original(params, max_norm, total_norm, *args, **kwargs)
+        # one clip may come in parts (accelerate clips each device mesh's parameters with the
+        # same total): the parts of one total are one clip
+        last = getattr(_last, "clip", None)
+        if last is not None and last[1] is total_norm:
+            ids |= last[0]
+        _last.clip = (ids, total_norm, float(max_norm))
+
+    clip_grads_with_norm_.__autowarm_tap__ = True  # type: ignore[attr-defined]
+    return clip_grads_with_norm_
 
 
 def take(grad_param_ids: Callable[[], set[int]]) -> tuple[torch.Tensor, float] | None:

@@ -395,6 +395,29 @@ def test_torch_clip_grad_norm_before_step_records_the_pre_clip_norm() -> None:
     ]
 
 
+@pytest.mark.skipif(not hasattr(torch.nn.utils, "get_total_norm"), reason="torch < 2.6")
+def test_a_clip_in_two_halves_records_the_pre_clip_norm() -> None:
+    # accelerate >= 1.10 and transformers clip as get_total_norm + clip_grads_with_norm_,
+    # in parts when parameters live on different meshes: the parts of one total are one clip
+    model = _model()
+    opt = wrap(torch.optim.SGD(model.parameters(), lr=0.5), console=_quiet())
+    norms = []
+    for step in range(4):
+        x, y = _batch(step)
+        opt.zero_grad()
+        loss = torch.nn.functional.mse_loss(model(x), y)
+        loss.backward()
+        params = list(model.parameters())
+        total = torch.nn.utils.get_total_norm([p.grad for p in params])
+        torch.nn.utils.clip_grads_with_norm_(params[:1], 0.1, total)
+        torch.nn.utils.clip_grads_with_norm_(params[1:], 0.1, total)
+        norms.append(total.item())
+        opt.report(loss)
+        opt.step()
+    assert min(norms) > 0.1
+    assert [r.grad_norm for r in opt.monitor.history] == pytest.approx(norms)
+
+
 @pytest.mark.parametrize("factor, warned", [(5.0, False), (100.0, True)])
 def test_under_clipping_a_clipped_moderate_excursion_is_no_spike(factor, warned) -> None:
     # nanoGPT's loop: clip_grad_norm_(params, 1.0) with pre-clip norms above 1.0 most steps
