@@ -68,10 +68,13 @@ def _mid_trial(storage: str, pid: int, deadline: float) -> int:
 def _two_workers_one_killed(storage: str, tmp_path: Path) -> None:
     a, b = _worker(storage, tmp_path, "a"), _worker(storage, tmp_path, "b")
     try:
-        killed = _mid_trial(storage, a.pid, time.monotonic() + 25)
+        # generous deadlines: each trial is a fresh Python importing torch, which takes several
+        # seconds on a loaded 2-core CI machine (19 s to A's second trial with two busy cores
+        # here); they bound a hang, they time nothing
+        killed = _mid_trial(storage, a.pid, time.monotonic() + 90)
         os.killpg(a.pid, signal.SIGKILL)
         out_a = a.communicate(timeout=10)[0]
-        out_b = b.communicate(timeout=40)[0]
+        out_b = b.communicate(timeout=120)[0]
     finally:
         for p in (a, b):
             if p.poll() is None:
