@@ -317,17 +317,19 @@ def set_rule(spec: str) -> None:
 
 def replayed(doc: dict[str, Any]) -> dict[str, Any]:
     """``doc`` with its recipe recommended again from its trials by this autowarm."""
+    from autowarm.probe import _recommend
     from autowarm.probe._doubts import doubts
-    from autowarm.probe._recommend import recommend
     from autowarm.probe._record import TrialRecord
 
     fields = ("number", "peak_lr", "warmup_steps", "status", "score", "steps", "failure")
     records = [TrialRecord(**{k: t.get(k) for k in fields}) for t in doc["trials"]]
     old = doc["recipe"]
     ev = old["evidence"]
-    recipe = recommend(
+    # the module's names, so --rule MARGIN=3 or HORIZON_EXPONENT=0 reach this replay too
+    recipe = _recommend.recommend(
         records, probe_steps=int(ev["probe_steps"]), total_steps=old["total_steps"],
         decay=old["decay"], min_lr_ratio=float(old["min_lr_ratio"]),
+        margin=_recommend.MARGIN, horizon_exponent=_recommend.HORIZON_EXPONENT,
     )  # fmt: skip
     from autowarm.probe._config import ProbeConfig
 

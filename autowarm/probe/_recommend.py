@@ -57,6 +57,7 @@ from autowarm.probe._config import (
 )
 from autowarm.probe._record import TrialRecord
 from autowarm.probe._status import FINISHED, UNSTABLE, settled
+from autowarm.probe._surface import minimum
 from autowarm.schedule._carry import carry
 
 #: "similar" warmup for the boundary: an unstable trial at warmup w_u bounds candidates with
@@ -113,14 +114,16 @@ def choose(
         eligible = pool
     # 4) soft ties: the weighted centre of the good region
     soft = _soft_tie(eligible, temperature)
+    fitted = _fitted(soft, probe_steps)
+    centre = fitted[0] if fitted is not None and LR_RULE == "fit" else soft.lr
     # 5) the longest near-best warmup, lengthened past spiky runs at a similar LR (within 2x)
-    warmup = _warmup(soft)
-    spiky = [r for r in done if r.status == "spike" and soft.lr / 2 <= r.peak_lr <= soft.lr * 2]
+    warmup = fitted[1] if fitted is not None and WARMUP_RULE == "fit" else _warmup(soft)
+    spiky = [r for r in done if r.status == "spike" and centre / 2 <= r.peak_lr <= centre * 2]
     spike_warmup = max((r.warmup_steps for r in spiky), default=None)
     if spike_warmup is not None and SPIKE_WARMUP:
         warmup = min(max(warmup, spike_warmup), probe_steps // 2)
     edge = boundary(unstable, warmup, probe_steps)
-    lr = min(soft.lr, edge / margin)
+    lr = min(centre, edge / margin)
     evidence = {
         "method": "autowarm probe",
         "probe_steps": probe_steps,
@@ -134,7 +137,9 @@ def choose(
         "boundary_lr": None if math.isinf(edge) else edge,
         "lowest_unstable": _lowest(unstable),
         **soft.evidence(),
-        "capped_by_boundary": soft.lr > edge / margin,
+        "fitted_peak_lr": None if fitted is None else fitted[0],
+        "fitted_warmup_steps": None if fitted is None else fitted[1],
+        "capped_by_boundary": centre > edge / margin,
         "spiky_trials_near_lr": sorted(r.number for r in spiky),
         "spike_warmup": spike_warmup,
     }
@@ -145,9 +150,25 @@ def choose(
 WARMUP_RULE = "longest"
 #: lengthen the warmup to the longest of spiky trials at a similar LR
 SPIKE_WARMUP = True
-#: step 4's centre: over every eligible trial ("weighted") or the "near"-best ones only
+#: step 4's centre: over every eligible trial ("weighted"), the "near"-best ones only, or the
+#: minimum of a weighted quadratic "fit" of the scores (:mod:`._surface`); WARMUP_RULE "fit" too
 LR_RULE = "weighted"
 NEAR = math.exp(-1) - 1e-12  # weight of a near-best trial: within one temperature of the best
+
+
+def _fitted(soft: _SoftTie, probe_steps: int) -> tuple[float, int] | None:
+    """(peak LR, warmup) at the minimum of the weighted quadratic fit of the scores, inside
+    the near-best trials' box (:mod:`._surface`); None when too few trials to fit."""
+    near = soft.near
+    x = [math.log(r.peak_lr) for r in soft.eligible]
+    w = [r.warmup_steps / probe_steps for r in soft.eligible]
+    box_x = (min(math.log(r.peak_lr) for r in near), max(math.log(r.peak_lr) for r in near))
+    box_w = (min(r.warmup_steps for r in near) / probe_steps,
+             max(r.warmup_steps for r in near) / probe_steps)  # fmt: skip
+    found = minimum(x, w, [_score(r) for r in soft.eligible], soft.weights, (box_x, box_w))
+    if found is None:
+        return None
+    return math.exp(found[0]), round(found[1] * probe_steps)
 
 
 def _warmup(soft: _SoftTie) -> int:
