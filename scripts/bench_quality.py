@@ -42,6 +42,7 @@ from __future__ import annotations
 
 import argparse
 import ast
+import dataclasses
 import hashlib
 import io
 import json
@@ -429,6 +430,62 @@ def autowarm_method(
     return method, probes
 
 
+#: the simulated second rung: LRs at the first rung's pick x {1/RUNG_STEP, 1, RUNG_STEP}
+RUNG_STEP = 1.7
+
+
+def tail_score(m: dict) -> float:
+    """The probe's score on a run's logged training losses: the mean over its last 15%."""
+    losses = np.asarray(m["train_losses"], dtype=float)
+    tail = losses[-max(1, math.ceil(0.15 * losses.size)) :]
+    return float(tail.mean()) if np.all(np.isfinite(tail)) and not m["diverged"] else math.inf
+
+
+def vertex(lrs: list[float], scores: list[float]) -> float:
+    """The minimum of the parabola through three (log LR, score) points, inside their range;
+    the best point when the three are not convex."""
+    x, y = np.log(lrs), np.asarray(scores)
+    if not np.all(np.isfinite(y)):
+        return lrs[int(np.argmin(y))]
+    a, b, _ = np.polyfit(x, y, 2)
+    if a <= 0:
+        return lrs[int(np.argmin(y))]
+    return float(math.exp(min(max(-b / (2 * a), x[0]), x[-1])))
+
+
+def rung2_methods(
+    w: Workload, probes: list[dict], opts: argparse.Namespace, console: Console
+) -> list[Method]:
+    """Multi-fidelity, simulated on the cached searches at the same budget: the first
+    ``--rung1`` trials of each search (what a shorter search would have recommended, replayed
+    by the current rule), then the script run at twice the probe length at that pick's LR x
+    {1/1.7, 1, 1.7} (same warmup fraction, seed = the probe's), ranked by the probe's own
+    score (training loss). "rung 2" takes the parabola's vertex; "rung 2 + trend" also carries
+    the measured LR trend from 1x to 2x the probe length on to the full run."""
+    plain, trend, cost = [], [], []
+    for k, doc in zip(opts.probe_seeds, probes):
+        first = sorted(doc["trials"], key=lambda t: t["number"])[: opts.rung1]
+        ev = replayed({**doc, "trials": first})["recipe"]["evidence"]
+        probe_steps, c = int(ev["probe_steps"]), float(ev["probe_peak_lr"])
+        frac = int(ev["probe_warmup_steps"]) / probe_steps
+        w2 = dataclasses.replace(w, steps=2 * probe_steps)
+        lrs = [c / RUNG_STEP, c, c * RUNG_STEP]
+        runs = [Run(w2, lr, round(frac * 2 * probe_steps), k) for lr in lrs]
+        lr2 = vertex(
+            lrs,
+            [tail_score(m) for m in run_many(runs, opts.workers, console, "rung 2")],
+        )
+        doublings = math.log2(w.full_steps / (2 * probe_steps))
+        factor = min(max((lr2 / c) ** doublings, 1 / 3), 3.0)
+        warmup = round(frac * w.full_steps)
+        plain.append((lr2, warmup))
+        trend.append((lr2 * factor, warmup))
+        cost.append(sum(t.get("steps") or 0 for t in first) + 3 * 2 * probe_steps)
+    spent = float(np.mean(cost))
+    return [Method("autowarm + rung 2 (sim.)", plain, spent),
+            Method("autowarm + rung 2 + trend (sim.)", trend, spent)]  # fmt: skip
+
+
 def score(w: Workload, grid: Grid, m: Method, opts: argparse.Namespace, console: Console) -> None:
     """Train every choice of ``m`` on the evaluation seeds; its regret, paired by seed."""
     seeds = (0,) if opts.quick else EVAL_SEEDS
@@ -464,6 +521,8 @@ def bench_workload(w: Workload, opts: argparse.Namespace, console: Console) -> d
     methods += baselines(w, grid, budget, opts, console)
     if probes:
         methods.append(aw)
+        if opts.rung1:
+            methods += rung2_methods(w, probes, opts, console)
     # 3) every choice trained in full on the evaluation seeds
     for m in methods:
         score(w, grid, m, opts, console)
@@ -640,7 +699,10 @@ def render(results: list[dict], console: Console) -> str:
         md += [f"### {split} set", "", *md_table(SUMMARY_COLS, rows), "",
                set_summary(split, part), ""]  # fmt: skip
     rows = [row for r in results for row in method_rows(r)]
-    print_table(console, "every method (mean over its searches and seeds 0..3)", METHOD_COLS, rows)
+    seeds = ", ".join(map(str, EVAL_SEEDS))
+    print_table(
+        console, f"every method (mean over its searches and seeds {seeds})", METHOD_COLS, rows
+    )
     md += ["### every method", "", *md_table(METHOD_COLS, rows), "", *notes(results)]
     return "\n".join(md) + "\n"
 
@@ -730,6 +792,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         default="",
         help="with --replay: recommendation-rule settings for this replay, NAME=VALUE,... "
         "(module constants of autowarm.probe._recommend, e.g. WARMUP_RULE=centre)",
+    )
+    p.add_argument(
+        "--rung1",
+        type=int,
+        default=0,
+        help="also simulate multi-fidelity: the first N trials of each search, then a rung of "
+        "3 runs at twice the probe length (N=14 keeps the 20-trial budget)",
     )
     p.add_argument("--md", type=Path, default=ROOT / "scripts" / "bench_quality.md")
     p.add_argument("--png", type=Path, default=ROOT / "scripts" / "bench_quality.png")
