@@ -645,7 +645,10 @@ SUMMARY_COLS = ["workload", "steps", "oracle LR / warmup", "autowarm regret ± S
 def summary_row(res: dict[str, Any]) -> list[str]:
     methods = {m.name: m for m in res["methods"]}
     oracle, aw = methods["oracle grid"], methods.get("autowarm")
-    base = min((m for m in res["methods"][1:] if m.name != "autowarm"), key=lambda m: m.regret)
+    base = min(
+        (m for m in res["methods"][1:] if not m.name.startswith("autowarm")),
+        key=lambda m: m.regret,
+    )
     row = [res["workload"].name, str(res["steps"]),
            f"{oracle.choices[0][0]:.3g} / {oracle.choices[0][1]}"]  # fmt: skip
     if aw is None:
