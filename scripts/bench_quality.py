@@ -331,6 +331,7 @@ def replayed(doc: dict[str, Any]) -> dict[str, Any]:
         records, probe_steps=int(ev["probe_steps"]), total_steps=old["total_steps"],
         decay=old["decay"], min_lr_ratio=float(old["min_lr_ratio"]),
         margin=_recommend.MARGIN, horizon_exponent=_recommend.HORIZON_EXPONENT,
+        warmup_transfer=_recommend.WARMUP_TRANSFER,
     )  # fmt: skip
     from autowarm.probe._config import ProbeConfig
 

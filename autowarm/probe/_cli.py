@@ -115,8 +115,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     o.add_argument(
         "--warmup-transfer",
         choices=WARMUP_TRANSFERS,
-        help="carry the probe's warmup to the full run as the same fraction of the run "
-        f"or the same number of steps (default {_D.warmup_transfer})",
+        help="carry the probe's warmup to the full run as the same fraction of the run, "
+        "the same number of steps, or steps x sqrt(total / probe steps) "
+        f"(default {_D.warmup_transfer})",
     )
     o.add_argument(
         "--horizon-exponent",

@@ -26,9 +26,10 @@ MARGIN = 2.0
 TEMPERATURE = 0.1
 #: the full run's best LR ~ the probe's x (probe_steps / total_steps) ** HORIZON_EXPONENT
 HORIZON_EXPONENT = 0.05
-#: how the probe's warmup carries to the full run: the same "fraction" of it, or "steps"
+#: how the probe's warmup carries to the full run: the same "fraction" of it, the same "steps",
+#: or "sqrt" (steps x sqrt(total / probe)); see schedule/_carry.py
 WARMUP_TRANSFER = "fraction"
-WARMUP_TRANSFERS = ("fraction", "steps")
+WARMUP_TRANSFERS = ("fraction", "steps", "sqrt")
 
 PRUNERS = ("cohort", "none")
 
@@ -214,5 +215,6 @@ def _check_output(config: ProbeConfig) -> None:
         )
     if config.warmup_transfer not in WARMUP_TRANSFERS:
         raise AutowarmError(
-            f"--warmup-transfer must be fraction or steps but got {config.warmup_transfer!r}."
+            f"--warmup-transfer must be one of {', '.join(WARMUP_TRANSFERS)} but got "
+            f"{config.warmup_transfer!r}."
         )

@@ -11,6 +11,7 @@ written by hand) keeps its peak LR and warmup steps. See :mod:`autowarm.probe._r
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 #: the evidence keys a probe's recipe carries (:func:`probe_of` reads them)
@@ -26,12 +27,15 @@ def horizon_factor(probe_steps: int, total_steps: int | None, exponent: float) -
 
 
 def carry_warmup(warmup: int, *, probe_steps: int, total_steps: int | None, how: str) -> int:
-    """The probe's warmup in the full run: the same number of steps (``steps``), or the same
-    fraction of the run (``fraction``); never more than half the run."""
+    """The probe's warmup in the full run: the same number of steps (``steps``), the same
+    fraction of the run (``fraction``), or in between (``sqrt``: steps x sqrt(total / probe),
+    so a run 100x the probe gets 10x the probe's warmup, 1/10 of its fraction); never more
+    than half the run."""
     if total_steps is None:
         return warmup
-    w = warmup if how == "steps" else round(warmup / probe_steps * total_steps)
-    return int(min(w, total_steps // 2))
+    ratio = total_steps / probe_steps
+    scale = {"steps": 1.0, "fraction": ratio, "sqrt": math.sqrt(ratio)}[how]
+    return int(min(round(warmup * scale), total_steps // 2))
 
 
 def carry(

@@ -70,3 +70,16 @@ def test_a_hand_written_recipe_keeps_its_lr_and_warmup() -> None:
     longer = recipe.for_run(20_000)
     assert (longer.peak_lr, longer.warmup_steps, longer.total_steps) == (3e-4, 200, 20_000)
     assert recipe.for_run(None) is recipe and recipe.for_run(5000) is recipe
+
+
+@pytest.mark.parametrize(
+    "how, expected",
+    [("fraction", [40, 400, 20_000]), ("steps", [40, 40, 40]), ("sqrt", [40, 126, 894])],
+)
+def test_warmup_transfers(how: str, expected: list[int]) -> None:
+    from autowarm.schedule._carry import carry_warmup
+
+    got = [carry_warmup(40, probe_steps=100, total_steps=t, how=how) for t in (100, 1000, 50_000)]
+    assert got == expected
+    # never more than half the run
+    assert carry_warmup(80, probe_steps=100, total_steps=120, how=how) <= 60
