@@ -332,6 +332,7 @@ def replayed(doc: dict[str, Any]) -> dict[str, Any]:
         decay=old["decay"], min_lr_ratio=float(old["min_lr_ratio"]),
         margin=_recommend.MARGIN, horizon_exponent=_recommend.HORIZON_EXPONENT,
         warmup_transfer=_recommend.WARMUP_TRANSFER,
+        extra_evidence={k: ev[k] for k in ("lr_range", "script_lr", "cost") if k in ev},
     )  # fmt: skip
     from autowarm.probe._config import ProbeConfig
 
