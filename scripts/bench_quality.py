@@ -437,10 +437,13 @@ RUNG_STEP = 1.7
 
 
 def tail_score(m: dict) -> float:
-    """The probe's score on a run's logged training losses: the mean over its last 15%."""
-    losses = np.asarray(m["train_losses"], dtype=float)
-    tail = losses[-max(1, math.ceil(0.15 * losses.size)) :]
-    return float(tail.mean()) if np.all(np.isfinite(tail)) and not m["diverged"] else math.inf
+    """The probe's own score (:func:`autowarm.probe._score.score`) on a run's logged training
+    losses; a diverged run scores worst."""
+    from autowarm.probe._score import score as probe_score
+
+    losses = m["train_losses"]
+    value = probe_score(losses, len(losses))
+    return value if math.isfinite(value) and not m["diverged"] else math.inf
 
 
 def vertex(lrs: list[float], scores: list[float]) -> float:
@@ -461,9 +464,9 @@ def rung2_methods(
     """Multi-fidelity, simulated on the cached searches at the same budget: the first
     ``--rung1`` trials of each search (what a shorter search would have recommended, replayed
     by the current rule), then the script run at twice the probe length at that pick's LR x
-    {1/1.7, 1, 1.7} (same warmup fraction, seed = the probe's), ranked by the probe's own
-    score (training loss). "rung 2" takes the parabola's vertex; "rung 2 + trend" also carries
-    the measured LR trend from 1x to 2x the probe length on to the full run."""
+    {1/RUNG_STEP, 1, RUNG_STEP} (same warmup fraction, seed = the probe's), ranked by the
+    probe's own score (training loss). "rung 2" takes the parabola's vertex; "rung 2 + trend"
+    also carries the measured LR trend from 1x to 2x the probe length on to the full run."""
     plain, trend, cost = [], [], []
     for k, doc in zip(opts.probe_seeds, probes):
         first = sorted(doc["trials"], key=lambda t: t["number"])[: opts.rung1]

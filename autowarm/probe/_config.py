@@ -17,6 +17,7 @@ from typing import Any
 
 from autowarm._errors import AutowarmError
 from autowarm.probe._samplers import SAMPLERS
+from autowarm.schedule._carry import WARMUP_TRANSFERS
 from autowarm.schedule._schedule import DECAY_SHAPES
 
 # -- how trials become a recipe (defaults of probe/_recommend.py and of the CLI) ----------------
@@ -29,7 +30,6 @@ HORIZON_EXPONENT = 0.05
 #: how the probe's warmup carries to the full run: the same "fraction" of it, the same "steps",
 #: or "sqrt" (steps x sqrt(total / probe)); see schedule/_carry.py
 WARMUP_TRANSFER = "fraction"
-WARMUP_TRANSFERS = ("fraction", "steps", "sqrt")
 
 PRUNERS = ("cohort", "none")
 

@@ -114,7 +114,7 @@ def choose(
         eligible = pool
     # 4) soft ties: the weighted centre of the good region
     soft = _soft_tie(eligible, temperature)
-    fitted = _fitted(soft, probe_steps)
+    fitted = _fitted(soft, probe_steps) if "fit" in (LR_RULE, WARMUP_RULE) else None
     centre = fitted[0] if fitted is not None and LR_RULE == "fit" else soft.lr
     # 5) the longest near-best warmup, lengthened past spiky runs at a similar LR (within 2x)
     warmup = fitted[1] if fitted is not None and WARMUP_RULE == "fit" else _warmup(soft)

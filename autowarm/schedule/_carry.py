@@ -11,8 +11,12 @@ written by hand) keeps its peak LR and warmup steps. See :mod:`autowarm.probe._r
 
 from __future__ import annotations
 
-import math
 from typing import Any
+
+#: how a probe's warmup grows with the run: x (total / probe steps) ** this
+_WARMUP_POWER = {"steps": 0.0, "sqrt": 0.5, "fraction": 1.0}
+#: the names ``--warmup-transfer`` accepts (this is their one home)
+WARMUP_TRANSFERS = tuple(_WARMUP_POWER)
 
 #: the evidence keys a probe's recipe carries (:func:`probe_of` reads them)
 PROBE_KEYS = ("probe_steps", "probe_peak_lr", "probe_warmup_steps")
@@ -33,8 +37,7 @@ def carry_warmup(warmup: int, *, probe_steps: int, total_steps: int | None, how:
     than half the run."""
     if total_steps is None:
         return warmup
-    ratio = total_steps / probe_steps
-    scale = {"steps": 1.0, "fraction": ratio, "sqrt": math.sqrt(ratio)}[how]
+    scale = (total_steps / probe_steps) ** _WARMUP_POWER[how]
     return int(min(round(warmup * scale), total_steps // 2))
 
 
