@@ -69,25 +69,32 @@ def resolve_actions(actions: str | Mapping[str, str] | None) -> dict[str, str]:
     return resolved
 
 
+#: a step's (loss, grad_norm, amp_found_inf): each a float, or a 0-dim tensor not read yet
+Stats = tuple[torch.Tensor | float, torch.Tensor | float, torch.Tensor | float]
+
+
 @dataclass
 class _Pending:
     step: int
-    # [loss, grad_norm, amp_found_inf]: float32 on the grads' device, or floats already read
-    stats: torch.Tensor | tuple[float, float, float]
+    stats: Stats  # loss is NaN when has_loss is False
     has_loss: bool
     lr: float
     can_skip: bool
     clip_at: float | None = None  # the user's clip threshold (max_norm), when this step clipped
 
 
-def _rows(pending: list[_Pending]) -> list[Any]:
-    """Each pending step's ``(loss, grad_norm, found_inf)``: device tensors in one transfer
-    for all of them -- the only host-device sync on the way -- floats as they are."""
-    tensors = [p.stats for p in pending if isinstance(p.stats, torch.Tensor)]
+def _rows(pending: list[_Pending]) -> list[tuple[float, float, float]]:
+    """Each pending step's ``(loss, grad_norm, found_inf)`` as floats: every tensor among them
+    is read in one transfer -- the only host-device sync on the way."""
+    tensors = [v for p in pending for v in p.stats if isinstance(v, torch.Tensor)]
     if not tensors:
-        return [p.stats for p in pending]
-    read = iter(torch.stack(tensors).tolist())
-    return [p.stats if isinstance(p.stats, tuple) else next(read) for p in pending]
+        return [p.stats for p in pending]  # type: ignore[misc]  # floats only
+    device = tensors[0].device
+    read = iter(torch.stack([t.to(device) for t in tensors]).tolist())
+    return [
+        tuple(next(read) if isinstance(v, torch.Tensor) else v for v in p.stats)  # type: ignore[misc]
+        for p in pending
+    ]
 
 
 class History(Sequence[StepRecord]):
@@ -185,18 +192,36 @@ class Monitor:
         self.read_every = read_every
         self.warn_interval = warn_interval
         self.step_count = 0
-        self.history = History()
-        self.events: list[Event] = []
-        self.counts: Counter[str] = Counter()
+        self._history = History()
+        self._events: list[Event] = []
+        self._counts: Counter[str] = Counter()
         self._detector = Detector(self.thresholds)
+        # steps not read yet: the host reads them every `read_every` steps, when a step must
+        # be judged before its update, or when history/events/counts are looked at
         self._pending: list[_Pending] = []
-        # CPU tensors are read every step (free); tests turn this off to exercise the batched
-        # reading used on accelerators
-        self._eager_on_cpu = True
         # (kind, signal) -> [count, first step, last step, worst value, last action]
         self._table: dict[tuple[str, str], list[Any]] = {}
         self._last_warned: dict[str, int] = {}
         self._suppressed: Counter[str] = Counter()
+
+    # -- what was recorded (reading it reads the pending steps first) --------------------------
+    @property
+    def history(self) -> History:
+        """Per-step records; the steps not read yet are read first (one sync on CUDA)."""
+        self.flush()
+        return self._history
+
+    @property
+    def events(self) -> list[Event]:
+        """The events so far (at most ``MAX_EVENTS``); pending steps are read first."""
+        self.flush()
+        return self._events
+
+    @property
+    def counts(self) -> Counter[str]:
+        """Events per kind, past the cap of ``events`` too; pending steps are read first."""
+        self.flush()
+        return self._counts
 
     # -- state the detector exposes ------------------------------------------------------------
     @property
@@ -229,7 +254,7 @@ class Monitor:
     def _push(
         self,
         step: int,
-        stats: torch.Tensor | tuple[float, float, float],
+        stats: Stats,
         *,
         has_loss: bool,
         lr: float,
@@ -263,7 +288,7 @@ class Monitor:
                 new.append(event)
                 if to_raise is None and action == "raise":
                     to_raise = event
-            self.history._append(
+            self._history._append(
                 p.step, loss if p.has_loss else None, grad_norm, p.lr, skipped, amp
             )
         for event in new:
@@ -273,9 +298,9 @@ class Monitor:
         return new
 
     def _record(self, event: Event) -> None:
-        self.counts[event.kind] += 1
-        if len(self.events) < MAX_EVENTS:
-            self.events.append(event)
+        self._counts[event.kind] += 1
+        if len(self._events) < MAX_EVENTS:
+            self._events.append(event)
         row = self._table.setdefault(
             (event.kind, event.signal), [0, event.step, event.step, event.value, event.action]
         )

@@ -15,12 +15,15 @@ Per ``step()``, on the gradients' device and without a host sync:
    ``loss / accum_steps`` instead changes the recorded numbers, not what is detected);
 3) GradScaler's ``found_inf`` when it drives the step.
 
-These three numbers go into one tiny device tensor per step. When the host reads them:
+These three numbers stay where they are (0-dim tensors on the gradients' device, or floats)
+until the host reads them, on every device alike:
 
-- CPU tensors: every step (reading is free).
-- CUDA (any accelerator): every ``read_every`` steps (default 16), all pending steps in one
-  ``.tolist()`` -- one sync per 16 steps, so detection, history and warnings lag by at most 15
-  steps (each event still carries the exact step it happened at); ``monitor.flush()`` reads now.
+- every ``read_every`` steps (default 16), all pending steps in one ``torch.stack(...).tolist()``
+  -- one sync per 16 steps on CUDA; on the CPU, where reading is free, batching keeps the
+  per-step Python small: detection, warnings and callbacks run 16 steps at a time, so they lag
+  by at most 15 steps (each event still carries the exact step it happened at). Looking at
+  ``monitor.history``, ``.events`` or ``.counts`` reads the pending steps first, and
+  ``monitor.flush()`` reads now.
 - ``"skip"`` or ``"raise"`` configured for any kind: every step, before the update (the decision
   must be known before the parameters change) -- one host sync per step, the same price
   GradScaler pays for its own ``found_inf.item()``. Except ``actions={"nonfinite": "skip"}``
@@ -109,7 +112,6 @@ class MonitoredOptimizer(torch.optim.Optimizer):
         self._loss_sum: torch.Tensor | float | None = None
         self._n_reports = 0
         self._pre_clip_norm: tuple[torch.Tensor, float] | None = None  # (norm, max_norm)
-        self._zeros: dict[torch.device, torch.Tensor] = {}
 
     # -- forwarded state (setters too: schedulers and checkpoint code assign these) ------------
     @property  # type: ignore[override]
@@ -179,12 +181,11 @@ class MonitoredOptimizer(torch.optim.Optimizer):
                     f"loss must be a scalar tensor but got shape {tuple(loss.shape)}; "
                     "reduce it (e.g. loss.mean()) before report()."
                 )
-            # a CPU loss is read now (free); an accelerator's stays there, read with the stats
-            # (detached: reading a tensor that requires grad warns since torch 2.x)
-            loss = loss.detach()
-            value: torch.Tensor | float = (
-                float(loss) if loss.device.type == "cpu" else loss.reshape(()).float()
-            )
+            # kept as a tensor, read with the step's other numbers (see Monitor.flush);
+            # detached: reading a tensor that requires grad warns since torch 2.x
+            value: torch.Tensor | float = loss.detach()
+            if value.dim():
+                value = value.reshape(())
         elif isinstance(loss, (int, float)) and not isinstance(loss, bool):
             value = float(loss)
         else:
@@ -243,17 +244,10 @@ class MonitoredOptimizer(torch.optim.Optimizer):
             inv_scale = grad_scale.double().reciprocal().float()
             for dev, group in _by_device(grads).items():
                 torch._foreach_mul_(group, inv_scale.to(dev))
-        # 2) the per-step numbers, on the device
+        # 2) the per-step numbers, left on the device: the host reads them in batches
         clip = self._clipped_norm()
         norm, clip_at = clip if clip is not None else (_total_norm(grads, device), None)
         loss = self._take_loss()
-        # on the CPU the numbers are read every step anyway: as floats, no tensors to stack
-        on_host = norm.device.type == "cpu" and monitor._eager_on_cpu and found_inf is None
-        stats = (
-            (math.nan if loss is None else float(loss), float(norm), 0.0)
-            if on_host
-            else self._device_stats(loss, norm, found_inf)
-        )
         # 3) GradScaler with an optimizer that cannot skip on the device: GradScaler itself
         #    would read found_inf here, so doing it costs nothing extra
         inner_amp = bool(getattr(self.optimizer, "_step_supports_amp_scaling", False))
@@ -262,20 +256,19 @@ class MonitoredOptimizer(torch.optim.Optimizer):
             amp_overflow = bool(found_inf.item())
         # 4) "skip" for non-finite steps with a fused optimizer: its found_inf input skips the
         #    update (and undoes its step count) on the device, so no host decision is needed
-        device_skip = inner_amp and monitor.actions["nonfinite"] == "skip" and not on_host
+        device_skip = inner_amp and monitor.actions["nonfinite"] == "skip"
         skip_flag = found_inf
         if device_skip:
-            assert isinstance(stats, torch.Tensor)
-            bad = ~torch.isfinite(stats[:2]).all()
-            skip_flag = bad.float() if found_inf is None else torch.maximum(stats[2], bad.float())
+            bad = _nonfinite(loss, norm)
+            skip_flag = bad if found_inf is None else torch.maximum(found_inf.float(), bad)
+        stats = (math.nan if loss is None else loss, norm, 0.0 if found_inf is None else found_inf)
         monitor._push(
             step, stats, has_loss=loss is not None, lr=self._lr(), can_skip=True, clip_at=clip_at
         )
         skip = False
         decide = monitor.needs_decision()  # skip/raise set: ranks agree (see _decide)
         if (
-            (norm.device.type == "cpu" and monitor._eager_on_cpu)
-            or (decide and monitor.needs_decision(device_skip=device_skip))
+            (decide and monitor.needs_decision(device_skip=device_skip))
             or amp_overflow is not None
             or len(monitor._pending) >= monitor.read_every
         ):
@@ -318,34 +311,16 @@ class MonitoredOptimizer(torch.optim.Optimizer):
         device = grads[0].device if grads else self._first_device()
         norm, clip_at = clip if clip is not None else (_total_norm(grads, device), None)
         loss = self._take_loss()
-        stats = self._device_stats(loss, norm, None)
         monitor = self.monitor
+        stats = (math.nan if loss is None else loss, norm, 0.0)
         monitor._push(
             step, stats, has_loss=loss is not None, lr=self._lr(), can_skip=False, clip_at=clip_at
         )
-        if (norm.device.type == "cpu" and monitor._eager_on_cpu) or len(
-            monitor._pending
-        ) >= monitor.read_every:
-            monitor.flush()
+        if monitor.needs_decision() or len(monitor._pending) >= monitor.read_every:
+            monitor.flush()  # a "raise" raises at its step, after the update it could not stop
         return out
 
     # -- helpers -------------------------------------------------------------------------------
-    def _device_stats(
-        self, loss: torch.Tensor | float | None, norm: torch.Tensor, found_inf: Any
-    ) -> torch.Tensor:
-        """``[loss, grad_norm, found_inf]`` as one tensor on the gradients' device."""
-        zero = self._zero(norm.device)
-        if isinstance(loss, float):
-            loss = torch.tensor(loss)
-        return torch.stack(
-            [
-                # non_blocking: a float reported from the host must not sync the stream
-                zero if loss is None else loss.to(norm.device, non_blocking=True),
-                norm.float(),
-                zero if found_inf is None else found_inf.to(norm.device).float(),
-            ]
-        )
-
     def _decide(self, step: int, device: torch.device, *, decide: bool) -> bool:
         """Read the pending statistics; whether this step's update is skipped. Raises
         :class:`InstabilityError` for "raise", before the update; under DDP the ranks agree
@@ -361,7 +336,7 @@ class MonitoredOptimizer(torch.optim.Optimizer):
             mine = None if raised is None else raised.event
             agreed, event = _ranks.agree(step, skip, mine, device)
             if agreed and not skip:  # another rank skips it: so do we, and say so
-                self.monitor.history._mark_skipped(step)
+                self.monitor._history._mark_skipped(step)
             skip = agreed
             if raised is None and event is not None:
                 raised = InstabilityError(event)
@@ -396,12 +371,6 @@ class MonitoredOptimizer(torch.optim.Optimizer):
                 return p.device
         return torch.device("cpu")
 
-    def _zero(self, device: torch.device) -> torch.Tensor:
-        z = self._zeros.get(device)
-        if z is None:
-            z = self._zeros[device] = torch.zeros((), device=device)
-        return z
-
     def _take_loss(self) -> torch.Tensor | float | None:
         if self._loss_sum is None:
             return None
@@ -421,6 +390,16 @@ def _closure_runs_once(optimizer: torch.optim.Optimizer) -> bool:
     """torch's own optimizers call the closure once, first (LBFGS aside); others may not."""
     cls = type(optimizer)
     return cls.__module__.startswith("torch.optim") and not isinstance(optimizer, torch.optim.LBFGS)
+
+
+def _nonfinite(loss: torch.Tensor | float | None, norm: torch.Tensor) -> torch.Tensor:
+    """1.0 where the step's loss or gradient norm is NaN/Inf, else 0.0, on the norm's device
+    (the norm is non-finite iff some gradient element is)."""
+    if isinstance(loss, torch.Tensor):
+        norm = norm + loss.to(norm.device, non_blocking=True)  # NaN/Inf carry through a sum
+    elif loss is not None and not math.isfinite(loss):
+        return torch.ones((), device=norm.device)
+    return (~torch.isfinite(norm)).float()
 
 
 def _by_device(tensors: Iterable[torch.Tensor]) -> dict[torch.device, list[torch.Tensor]]:
@@ -497,7 +476,7 @@ def wrap(
             "divergence": "warn", "stall": "warn", "amp_skip": "record"}``.
         callback: called with each :class:`Event` as it is recorded.
         console: rich console for warnings and the summary (default: stderr).
-        read_every: on accelerators, read the device-side numbers every this many steps.
+        read_every: read the steps' numbers (and judge them) every this many steps.
         warn_interval: at most one warning line per event kind per this many steps.
         window, min_history, ...: detection thresholds, see :mod:`autowarm.monitor._detect`.
     """

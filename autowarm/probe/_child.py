@@ -320,10 +320,11 @@ class Controller:
         if last or self._step == 1 or now - self._last_read >= _READ_INTERVAL_S:
             monitor.flush()
             self._last_read = now
-        self._send_steps(monitor.history)
+        # what was read so far (monitor.history itself would read the pending steps now)
+        self._send_steps(monitor._history)
         # 1) the monitor is sure it is unstable: stop now, a longer run teaches nothing
         stop: tuple[str, str | None] | None = None
-        events = monitor.events
+        events = monitor._events
         for event in events[self._n_events :]:
             data = event.to_dict()
             session.channel.send({"t": "event", "event": data})

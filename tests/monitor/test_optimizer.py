@@ -576,7 +576,6 @@ def test_fused_optimizers_skip_nonfinite_steps_on_the_device(name: str) -> None:
         read_every=16,
         console=_quiet(),
     )
-    opt.monitor._eager_on_cpu = False
     _train(opt, model, 3)
     before = _params(model)
     state_before = copy.deepcopy(opt.state_dict())
@@ -584,7 +583,7 @@ def test_fused_optimizers_skip_nonfinite_steps_on_the_device(name: str) -> None:
     model[0].bias.grad[1] = math.nan
     opt.report(loss)
     opt.step()
-    assert len(opt.monitor.history) == 0  # nothing was read back
+    assert len(opt.monitor._history) == 0  # nothing was read back
     _assert_same(before, _params(model))
     _assert_state_unchanged(opt, state_before)
     _train(opt, model, 2)
@@ -622,6 +621,9 @@ def test_callback_and_rate_limited_warnings() -> None:
         p.grad = torch.full((2,), math.nan)
         opt.report(10.0 / (1 + step))  # a healthy loss, NaN gradients
         opt.step()
+    # read in batches of read_every (16) steps: 240 so far; flush() reads the rest now
+    assert len(seen) == 240
+    opt.monitor.flush()
     assert len(seen) == 250 and all(e.kind == "nonfinite" for e in seen)
     lines = console.file.getvalue().strip().splitlines()
     assert len(lines) == 3  # steps 0, 100, 200: never a line per step
@@ -644,14 +646,13 @@ def test_batched_reading_keeps_exact_steps() -> None:
     # what CUDA does: numbers stay on the device and are read every `read_every` steps
     p = torch.nn.Parameter(torch.ones(2))
     opt = wrap(torch.optim.SGD([p], lr=0.1), read_every=4, console=_quiet())
-    opt.monitor._eager_on_cpu = False
     for step in range(6):
         p.grad = torch.full((2,), math.nan if step == 2 else 1.0)
-        opt.report(1.0)
+        opt.report(torch.tensor(1.0))
         opt.step()
-        assert len(opt.monitor.history) == (4 if step >= 3 else 0)
-    assert [(e.step, e.kind) for e in opt.monitor.events] == [(2, "nonfinite")]
-    opt.monitor.flush()
+        assert len(opt.monitor._history) == (4 if step >= 3 else 0)  # read in batches of 4
+    assert [(e.step, e.kind) for e in opt.monitor._events] == [(2, "nonfinite")]
+    assert len(opt.monitor.history) == 6  # looking at it reads the pending steps
     assert len(opt.monitor.history) == 6
     assert [r.step for r in opt.monitor.history] == list(range(6))
 

@@ -70,7 +70,7 @@ scheds = [lambda_lr(o) for o in optimizers if args.sched == "early"]  # before w
 if not args.no_wrap:
     optimizers = [autowarm.wrap(o) for o in optimizers]
     for o in optimizers:
-        o.monitor._eager_on_cpu = not args.lazy_monitor
+        o.monitor.read_every = 16 if args.lazy_monitor else 1
 param_groups = [g for o in optimizers for g in o.param_groups]  # body's, head's
 scheds += [lambda_lr(o) for o in optimizers if args.sched in ("lambda", "both")]
 if args.spawn_child:
