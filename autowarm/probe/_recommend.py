@@ -146,7 +146,8 @@ def choose(
     return Choice(peak_lr=lr, warmup_steps=int(warmup), evidence=evidence)
 
 
-#: step 5's rule: "longest" near-best warmup, or the soft-weighted "centre" of the warmups
+#: step 5's rule: "longest" or "shortest" near-best warmup, the soft-weighted "centre" (mean) or
+#: "median" of the eligible trials' warmups
 WARMUP_RULE = "longest"
 #: lengthen the warmup to the longest of spiky trials at a similar LR
 SPIKE_WARMUP = True
@@ -175,6 +176,12 @@ def _warmup(soft: _SoftTie) -> int:
     if WARMUP_RULE == "centre":
         w = np.array([r.warmup_steps for r in soft.eligible], dtype=float)
         return round(float(np.sum(soft.weights * w) / soft.weights.sum()))
+    if WARMUP_RULE == "median":  # the soft-weighted median of the eligible trials' warmups
+        order = sorted(zip((r.warmup_steps for r in soft.eligible), soft.weights))
+        cum = np.cumsum([wt for _, wt in order])
+        return int(order[int(np.searchsorted(cum, cum[-1] / 2))][0])
+    if WARMUP_RULE == "shortest":
+        return min(r.warmup_steps for r in soft.near)
     return max(r.warmup_steps for r in soft.near)
 
 
@@ -277,7 +284,8 @@ def recommend(
     """The :class:`autowarm.Recipe` for the full run (``total_steps`` may be None)."""
     from autowarm import Recipe
 
-    choice = choose(records, probe_steps=probe_steps, margin=margin)
+    # the module's TEMPERATURE read at call time (a replay's --rule TEMPERATURE= reaches it)
+    choice = choose(records, probe_steps=probe_steps, margin=margin, temperature=TEMPERATURE)
     peak_lr, warmup, factor = carry(
         choice.peak_lr,
         choice.warmup_steps,

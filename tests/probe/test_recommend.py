@@ -180,3 +180,30 @@ def test_soft_ties_work_for_zero_and_negative_losses(shift: float) -> None:
     # pulled toward the better trial (a negative temperature would pull it the other way)
     assert c.peak_lr > math.sqrt(0.01 * 0.02)
     assert c.peak_lr == pytest.approx(soft_centre(trials), rel=1e-9)
+
+
+@pytest.mark.parametrize(
+    ("rule", "expected"),
+    [("longest", 30), ("shortest", 10), ("centre", 18), ("median", 20)],
+)
+def test_warmup_rule_options(monkeypatch: pytest.MonkeyPatch, rule: str, expected: int) -> None:
+    from autowarm.probe import _recommend
+
+    monkeypatch.setattr(_recommend, "WARMUP_RULE", rule)
+    trials = [
+        rec(0, 0.01, 30, score=1.05),  # near-best (weight e^-0.5)
+        rec(1, 0.02, 20, score=1.02),  # near-best (weight e^-0.2)
+        rec(2, 0.04, 10, score=1.00),  # best
+        rec(3, 0.005, 45, score=1.50),  # weight e^-5: barely counts in the centre or median
+    ]
+    # longest / shortest near-best: 30 / 10; weighted mean 18.4; weighted median: 20
+    assert choose(trials, probe_steps=100).warmup_steps == expected
+
+
+def test_recommend_reads_the_module_temperature(monkeypatch: pytest.MonkeyPatch) -> None:
+    from autowarm.probe import _recommend
+
+    monkeypatch.setattr(_recommend, "TEMPERATURE", 0.2)
+    trials = [rec(0, 0.01, 20, score=1.1), rec(1, 0.03, 40, score=1.0)]
+    r = recommend(trials, probe_steps=200, total_steps=None, decay="cosine")
+    assert r.evidence["temperature"] == pytest.approx(0.2)
