@@ -45,7 +45,9 @@ def test_final_report_has_recommendation_and_code() -> None:
     print_final(c, RECORDS, recipe, lr_range=(1e-4, 1.0), warmup_max=50, out="r.json", table=True)
     out = text(c)
     assert "Recommended schedule" in out and "recipe written to r.json" in out
-    assert f"{recipe.peak_lr:.3g}" in out and "200 steps" in out  # 20 of 100 -> 200 of 1000
+    # the probe's warmup (19 of 100: the weighted centre of 20 and 0) keeps its fraction
+    assert recipe.warmup_steps == 190
+    assert f"{recipe.peak_lr:.3g}" in out and "190 steps" in out
     assert "plain PyTorch" in out and "LambdaLR" in out
     assert "HF transformers" in out
     assert "failed: boom" in out and "diverged: loss rose 10x" in out
