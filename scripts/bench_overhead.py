@@ -125,7 +125,17 @@ def main(argv: list[str] | None = None) -> int:
         help="cpu: this thread's CPU time (load from other processes does not count; the "
         "default) or wall: perf_counter",
     )
+    parser.add_argument(
+        "--without-norm-pass",
+        action="store_true",
+        help="diagnostic: the wrapped optimizer's gradient-norm pass replaced by a constant "
+        "(what the rest of the monitor costs; its detection is then meaningless)",
+    )
     args = parser.parse_args(argv)
+    if args.without_norm_pass:
+        from autowarm.monitor import _optimizer
+
+        _optimizer._total_norm = lambda grads, device: torch.ones((), device=device)
     if args.model == "mlp" and "--batch" not in (argv or sys.argv):
         args.batch, args.d_model = 128, 64
     torch.set_num_threads(1)
