@@ -87,14 +87,12 @@ def _rows(pending: list[_Pending]) -> list[tuple[float, float, float]]:
     """Each pending step's ``(loss, grad_norm, found_inf)`` as floats: every tensor among them
     is read in one transfer -- the only host-device sync on the way."""
     tensors = [v for p in pending for v in p.stats if isinstance(v, torch.Tensor)]
-    if not tensors:
-        return [p.stats for p in pending]  # type: ignore[misc]  # floats only
-    device = tensors[0].device
-    read = iter(torch.stack([t.to(device) for t in tensors]).tolist())
-    return [
-        tuple(next(read) if isinstance(v, torch.Tensor) else v for v in p.stats)  # type: ignore[misc]
-        for p in pending
-    ]
+    read = iter(torch.stack([t.to(tensors[0].device) for t in tensors]).tolist() if tensors else [])
+
+    def value(v: torch.Tensor | float) -> float:
+        return next(read) if isinstance(v, torch.Tensor) else v
+
+    return [(value(p.stats[0]), value(p.stats[1]), value(p.stats[2])) for p in pending]
 
 
 class History(Sequence[StepRecord]):

@@ -152,14 +152,9 @@ def choose(
     return Choice(peak_lr=lr, warmup_steps=int(warmup), evidence=evidence)
 
 
-#: step 5's rule: the soft-weighted "centre" (mean) or "median" of the eligible trials' warmups,
-#: or the "longest" or "shortest" near-best warmup (see the module docstring for the measurements)
+#: step 5's rule, one of _WARMUP_RULES (the module docstring has the measurements)
 WARMUP_RULE = "centre"
-#: lengthen the warmup to the longest of spiky trials at a similar LR
-SPIKE_WARMUP = True
-#: step 4's centre: over every eligible trial ("weighted"), the "near"-best ones only, or the
-#: minimum of a weighted quadratic "fit" of the scores (:mod:`._surface`); WARMUP_RULE "fit" too
-LR_RULE = "weighted"
+#: what each of step 5's rules takes (also the evidence's "rule" text)
 _WARMUP_RULES = {
     "centre": "weighted mean of their warmups",
     "median": "weighted median of their warmups",
@@ -167,6 +162,11 @@ _WARMUP_RULES = {
     "shortest": "the shortest warmup among trials with weight >= 1/e",
     "fit": "the minimum of a weighted quadratic fit of the scores",
 }
+#: lengthen the warmup to the longest of spiky trials at a similar LR
+SPIKE_WARMUP = True
+#: step 4's centre: over every eligible trial ("weighted"), the "near"-best ones only, or the
+#: minimum of a weighted quadratic "fit" of the scores (:mod:`._surface`); WARMUP_RULE "fit" too
+LR_RULE = "weighted"
 NEAR = math.exp(-1) - 1e-12  # weight of a near-best trial: within one temperature of the best
 
 

@@ -653,7 +653,6 @@ def test_batched_reading_keeps_exact_steps() -> None:
         assert len(opt.monitor._history) == (4 if step >= 3 else 0)  # read in batches of 4
     assert [(e.step, e.kind) for e in opt.monitor._events] == [(2, "nonfinite")]
     assert len(opt.monitor.history) == 6  # looking at it reads the pending steps
-    assert len(opt.monitor.history) == 6
     assert [r.step for r in opt.monitor.history] == list(range(6))
 
 
