@@ -28,7 +28,7 @@ if TYPE_CHECKING:
         report,
         wrap,
     )
-    from autowarm.probe._probing import probing
+    from autowarm.probe._probing import probing, score_with
     from autowarm.schedule._recipe import Recipe
     from autowarm.schedule._scheduler import RecipeLR
 
@@ -47,6 +47,7 @@ _LAZY = {
     "report": "autowarm.monitor",
     "monitored": "autowarm.monitor",
     "probing": "autowarm.probe._probing",
+    "score_with": "autowarm.probe._probing",
 }
 
 __all__ = [
@@ -63,6 +64,7 @@ __all__ = [
     "monitored",
     "probing",
     "report",
+    "score_with",
     "wrap",
 ]
 

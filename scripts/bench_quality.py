@@ -82,6 +82,12 @@ class Workload:
     n_lr: int = 6
     warmups: tuple[float, ...] = WARMUP_FRACTIONS
     grid_seeds: tuple[int, ...] = GRID_SEEDS
+    probe_flags: tuple[str, ...] = ()  # script flags only its probes get
+    same_runs_as: str | None = None  # a workload whose full runs (grid, baselines) are these
+
+    @property
+    def cache(self) -> Path:
+        return CACHE / (self.same_runs_as or self.name)
 
     @property
     def path(self) -> Path:
@@ -123,6 +129,9 @@ WORKLOADS: tuple[Workload, ...] = (
     # -- held-out set: never looked at while tuning
     Workload("finetune", "scripts/workloads/finetune.py", "held-out", (1e-4, 3e-2),
              "MLP pretrained in the script on task A, fine-tuned on B (300 examples), AdamW"),
+    Workload("finetune_val", "scripts/workloads/finetune.py", "held-out", (1e-4, 3e-2),
+             "finetune, its probes scored on the validation loss (autowarm.score_with)",
+             probe_flags=("--score-on-val",), same_runs_as="finetune"),
     Workload("hf_trainer", "scripts/workloads/hf_trainer.py", "held-out", (3e-4, 1e-1),
              "tiny GPT-2 (from a config) through the HF Trainer, clip 1.0"),
     Workload("lightning_mlp", "scripts/workloads/lightning_mlp.py", "held-out", (3e-4, 1e-1),
@@ -174,7 +183,7 @@ class Run:
 
     def cache_path(self) -> Path:
         key = hashlib.sha256(" ".join([file_hash(self.workload.path), *self.args()]).encode())
-        return CACHE / self.workload.name / f"{key.hexdigest()[:20]}.json"
+        return self.workload.cache / f"{key.hexdigest()[:20]}.json"
 
 
 def run_full(run: Run) -> dict[str, Any]:
@@ -223,7 +232,7 @@ def range_test(w: Workload, iters: int, warmup_frac: float = 0.0) -> dict[str, A
             "--warmup-frac", repr(warmup_frac)]  # fmt: skip
     tester = ROOT / "scripts" / "lr_range_test.py"
     key = " ".join([file_hash(w.path, tester), *args, *w.script_args()])
-    path = CACHE / w.name / f"range-{hashlib.sha256(key.encode()).hexdigest()[:20]}.json"
+    path = w.cache / f"range-{hashlib.sha256(key.encode()).hexdigest()[:20]}.json"
     if path.exists():
         return json.loads(path.read_text())
     with tempfile.TemporaryDirectory() as tmp:
@@ -271,6 +280,7 @@ def range_per_warmup(w: Workload, budget_steps: float, default_lr: float) -> tup
 
 def probe_key(w: Workload, seed: int, extra: list[str]) -> str:
     args = ["--seed", str(seed), "--total-steps", str(w.full_steps), *extra, *w.script_args()]
+    args += w.probe_flags
     return hashlib.sha256(" ".join([file_hash(w.path), "--json", *args]).encode()).hexdigest()[:20]
 
 
@@ -280,9 +290,9 @@ def probe(w: Workload, seed: int, extra: list[str], *, replay: bool = False) -> 
     autowarm made it, its recipe recommended again from its trials by the current code -- a
     change to the recommendation rule is then measured on the very same trials."""
     key = probe_key(w, seed, extra)
-    path = CACHE / w.name / f"probe-{key}-{autowarm_hash()}.json"
+    path = w.cache / f"probe-{key}-{autowarm_hash()}.json"
     if replay:
-        found = sorted((CACHE / w.name).glob(f"probe-{key}-*.json"), key=os.path.getmtime)
+        found = sorted(w.cache.glob(f"probe-{key}-*.json"), key=os.path.getmtime)
         if found:
             return replayed(json.loads(found[-1].read_text()))
     if path.exists():
@@ -292,7 +302,7 @@ def probe(w: Workload, seed: int, extra: list[str], *, replay: bool = False) -> 
         cmd = [sys.executable, "-m", "autowarm", "probe", "--json", "--seed", str(seed),
                "--total-steps", str(w.full_steps), *extra,
                "--storage", f"sqlite:///{tmp}/probe.db", "--out", f"{tmp}/recipe.json",
-               str(w.path), *w.script_args()]  # fmt: skip
+               str(w.path), *w.script_args(), *w.probe_flags]  # fmt: skip
         proc = subprocess.run(cmd, cwd=tmp, env=clean_env(), capture_output=True, text=True)
         if proc.returncode != 0:
             tail = (proc.stderr.strip().splitlines() or ["no output"])[-1]

@@ -3,6 +3,8 @@ from __future__ import annotations
 import subprocess
 import sys
 
+import pytest
+
 import autowarm
 
 
@@ -33,3 +35,14 @@ def test_probing_is_true_inside_a_trial_only(monkeypatch) -> None:
     assert autowarm.probing() is False
     monkeypatch.setenv("AUTOWARM_TRIAL", '{"peak_lr": 0.01, "probe_steps": 10}')
     assert autowarm.probing() is True
+
+
+def test_score_with_outside_a_probe_does_nothing_and_rejects_a_non_function(monkeypatch) -> None:
+    from autowarm.probe import _child
+
+    monkeypatch.delenv("AUTOWARM_TRIAL", raising=False)
+    calls: list[int] = []
+    autowarm.score_with(lambda: calls.append(1) or 0.0)
+    assert _child.scorer is None and calls == []  # a normal run: registered nowhere, not called
+    with pytest.raises(autowarm.AutowarmError, match="takes a function returning a float"):
+        autowarm.score_with(0.5)  # type: ignore[arg-type]

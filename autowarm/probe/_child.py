@@ -38,7 +38,9 @@ The trial ends itself (:class:`TrialEnd`, caught by :func:`run_script`) when
    monitor's 12-step running median already ignores warmup "catapults"), ``stall`` — except a
    stall found inside the warmup, which a long warmup is allowed: then the stall rule is applied
    again at the end of the probe (status ``stalled`` if there still is no progress);
-2) ``probe_steps`` steps are done: ``stable``, or ``spike`` if the monitor saw spikes.
+2) ``probe_steps`` steps are done: ``stable``, or ``spike`` if the monitor saw spikes; the
+   script's ``autowarm.score_with(fn)``, if it asked for one, is called then and its value sent
+   with the end (the trial's score instead of its training loss).
 Only the first wrapped optimizer reports steps and ends the trial; the others just get their LR.
 Under ``torch.distributed`` every rank judges its own monitor and the ranks agree on the stop with
 one small all-reduce per step (:func:`_agree_stop`): they all end at the same step, none is left
@@ -64,7 +66,7 @@ from typing import Any
 
 from autowarm._errors import InstabilityError
 from autowarm.probe import _scratch as scratch
-from autowarm.probe._status import STOPPING_EVENTS
+from autowarm.probe._status import FINISHED, STOPPING_EVENTS
 from autowarm.probe._types import TrialSpec
 from autowarm.schedule._groups import (
     base_lrs,
@@ -89,6 +91,10 @@ _ENDS = ("stable", "spike", "stalled", "diverged", "nonfinite", "interrupted")
 
 # the monitor's numbers are read (a host sync on an accelerator) at most this often
 _READ_INTERVAL_S = 0.05
+
+
+#: the script's ``autowarm.score_with(fn)``: called once when a trial finishes (see _probing.py)
+scorer: Callable[[], float] | None = None
 
 
 class TrialEnd(SystemExit):
@@ -197,9 +203,12 @@ class _Session:
             "sets_lr": self.sets_lr,
         }
 
-    def end(self, status: str, reason: str | None) -> TrialEnd:
+    def end(self, status: str, reason: str | None, score: float | None = None) -> TrialEnd:
         self.ended = TrialEnd(status, reason)
-        self.channel.send({"t": "end", "status": status, "reason": reason, **self.summary()})
+        msg = {"t": "end", "status": status, "reason": reason, **self.summary()}
+        if score is not None:
+            msg["score"] = score  # json writes NaN/Infinity; the runner reads them back
+        self.channel.send(msg)
         return self.ended
 
 
@@ -306,7 +315,7 @@ class Controller:
             stop = (e.status, e.reason)
         stop = _agree_stop(stop, self._step, optimizer)
         if stop is not None:
-            raise self.session.end(*stop)
+            raise self.session.end(*stop, score=_script_score(stop[0]))
 
     def _judge(self, monitor: Any) -> tuple[str, str | None] | None:
         """Report the steps and events the monitor has recorded since the last call; how the
@@ -391,6 +400,16 @@ def _agree_stop(
         return stop
     status = _ENDS[agreed - 1]
     return status, f"{status} on another rank at step {step}"
+
+
+def _script_score(status: str) -> float | None:
+    """The script's ``score_with()`` value for a finished trial (None: none asked for)."""
+    if scorer is None or status not in FINISHED:
+        return None
+    import torch
+
+    with torch.no_grad():
+        return float(scorer())
 
 
 def _no_progress(monitor: Any) -> bool:

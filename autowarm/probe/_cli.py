@@ -482,6 +482,10 @@ def _recommend(config: ProbeConfig, out: _Outcome, *, cost: bool) -> Any:
         "study": out.study,
         # the loop sets param_group["lr"] itself: the code to paste is for that loop
         "script_sets_lr": any(r.sets_lr for r in out.records),
+        # what the trials' scores are: the script's autowarm.score_with(), or the training loss
+        "scored_by": (
+            "score_with" if any(r.script_scored for r in out.records) else "training loss"
+        ),
     }
     if cost:
         extra["cost"] = out.cost

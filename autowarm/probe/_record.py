@@ -47,6 +47,7 @@ class TrialRecord:
     event_counts: dict[str, int] = field(default_factory=dict)  # event kind -> how many
     checkpoint_loss: float | None = None  # loss at the cohort pruner's checkpoint
     sets_lr: bool = False  # the script's loop set the LR itself (no torch scheduler)
+    script_scored: bool = False  # score is the script's autowarm.score_with(), not the loss
     owner: str = ""  # the worker that ran it (host:pid:token; see _workers.new_owner)
 
     def to_json(self) -> dict[str, Any]:
@@ -84,7 +85,8 @@ def _attrs(res: TrialResult, spec: TrialSpec, checkpoint_loss: float | None) -> 
         "failure": res.failure,
         "reason": res.reason,
         "steps": res.steps,
-        "score": finite_or_none(score(res.losses, spec.probe_steps)) if finished else None,
+        "score": finite_or_none(_score(res, spec)) if finished else None,
+        "script_scored": res.script_score is not None,
         "noise": noise(res.losses, spec.probe_steps) if finished else 0.0,
         "initial_loss": finite_or_none(initial_loss(res.losses)),
         "loss_curve": subsample(res.losses),
@@ -94,6 +96,11 @@ def _attrs(res: TrialResult, spec: TrialSpec, checkpoint_loss: float | None) -> 
         "checkpoint_loss": finite_or_none(checkpoint_loss),
         "sets_lr": res.sets_lr,
     }
+
+
+def _score(res: TrialResult, spec: TrialSpec) -> float:
+    """The script's own score when it asked for one (autowarm.score_with), else the loss's."""
+    return res.script_score if res.script_score is not None else score(res.losses, spec.probe_steps)
 
 
 def tell(
@@ -173,6 +180,7 @@ def record_from_frozen(t: FrozenTrial) -> TrialRecord | None:
         event_counts=a.get("event_counts", a.get("events", {})),
         checkpoint_loss=a.get("checkpoint_loss"),
         sets_lr=bool(a.get("sets_lr", False)),
+        script_scored=bool(a.get("script_scored", False)),
         owner=str(a.get("owner", "")),
     )
 

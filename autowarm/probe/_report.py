@@ -312,9 +312,10 @@ def recommendation(recipe: Any) -> Table:
     t.add_row("total steps", str(total) if total else "not given (pass --total-steps)")
     if ev:
         bound = ev.get("boundary_lr")
+        scored = "score_with()" if ev.get("scored_by") == "score_with" else "loss"
         why = [
             f"{ev.get('trials', '?')} trials of {ev.get('probe_steps', '?')} steps",
-            f"best trial #{ev.get('best_trial')} (loss {fmt_loss(ev.get('best_score'))})",
+            f"best trial #{ev.get('best_trial')} ({scored} {fmt_loss(ev.get('best_score'))})",
             f"near-best (within {ev.get('temperature', 0):.3g}): "
             f"{_numbers(ev.get('near_best_trials', []))}",
             (

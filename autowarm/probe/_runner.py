@@ -463,6 +463,7 @@ class _TrialProcess:
         self.wrapped = False
         self.script_lr: float | None = None
         self.sets_lr = False  # the script's loop sets the LR itself (see _child.py)
+        self.script_score: float | None = None  # its autowarm.score_with() value
         self.train_s = 0.0
         self.stop_status: str | None = None  # pruned / timeout / interrupted
         self.stop_reason: str | None = None
@@ -574,6 +575,8 @@ class _TrialProcess:
                 if msg.get("script_lr") is not None:
                     self.script_lr = float(msg["script_lr"])
                 self.sets_lr = bool(msg.get("sets_lr"))
+                if msg.get("score") is not None:
+                    self.script_score = float(msg["score"])
 
     # -- the result --------------------------------------------------------------------------
 
@@ -590,6 +593,7 @@ class _TrialProcess:
             train_s=self.train_s,
             script_lr=self.script_lr,
             sets_lr=self.sets_lr,
+            script_score=self.script_score,
         )
         final = self.final or {}
         kind = final.get("t")
@@ -600,6 +604,9 @@ class _TrialProcess:
                 # wrapped, stepped, but report() never called: nothing to score, any LR
                 result.status, result.failure = "failed", "no_report"
                 result.reason = "it never reported a loss"
+            elif result.status in FINISHED and not math.isfinite(result.script_score or 0.0):
+                result.status = "diverged"  # the script's own score says what the loss did not
+                result.reason = f"autowarm.score_with() gave {result.script_score}"
             return result
         # 2) we stopped it: pruned, timed out, interrupted
         if self.stop_status is not None:

@@ -5,8 +5,11 @@ Run it (a few seconds on one CPU core, no download):
     python scripts/workloads/finetune.py
     python scripts/workloads/finetune.py --lr 1e-2 --warmup 0    # too hot: wrecks the features
     autowarm probe scripts/workloads/finetune.py                 # pick warmup + peak LR
+    autowarm probe scripts/workloads/finetune.py --score-on-val  # ... scored on validation
 
-Flags: --steps N --lr X --warmup W --min-lr-ratio R --seed S --metrics-out FILE.
+Flags: --steps N --lr X --warmup W --min-lr-ratio R --seed S --metrics-out FILE, and
+--score-on-val: probe trials are scored by the validation loss (``autowarm.score_with``)
+instead of the training loss, which this fine-tune overfits (no effect outside a probe).
 
 Why this workload: fine-tuning is where a user most often reaches for a low LR and a warmup.
 Two tasks share hidden features: the body was pretrained on task A (20,000 examples), the
@@ -154,6 +157,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--min-lr-ratio", type=float, default=DEFAULTS["min_lr_ratio"])
     p.add_argument("--seed", type=int, default=DEFAULTS["seed"])
     p.add_argument("--metrics-out", help="write final metrics as JSON to this file")
+    p.add_argument("--score-on-val", action="store_true", help="probe on the validation loss")
     return p.parse_args(argv)
 
 
@@ -172,6 +176,8 @@ def main(argv: list[str] | None = None) -> float:
     #    `autowarm probe` it also owns the LR (our get_lr below is then overridden)
     optimizer = build_optimizer(model, args.lr)
     optimizer = autowarm.wrap(optimizer)
+    if args.score_on_val:  # a probe trial's score: the validation loss where it ends
+        autowarm.score_with(lambda: evaluate(model, data["x_val"], data["y_val"]))
 
     # 3) fine-tune
     train_losses: list[float] = []

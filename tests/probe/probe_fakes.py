@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 import threading
+from collections.abc import Callable
 
 import numpy as np
 
@@ -26,12 +27,14 @@ class FakeRunner:
         edge_lr: float = 0.1,
         noise: float = 0.01,
         fail: str | None = None,
+        score_with: Callable[[TrialSpec], float] | None = None,
     ) -> None:
         self.script_lr = script_lr
         self.best_lr = best_lr
         self.edge_lr = edge_lr
         self.noise = noise
         self.fail = fail
+        self.score_with = score_with  # the script's autowarm.score_with(), per trial
         self.specs: list[TrialSpec] = []
         self.interrupted = threading.Event()
         self._lock = threading.Lock()
@@ -72,6 +75,7 @@ class FakeRunner:
             script_lr=self.script_lr,
             train_s=0.001 * spec.probe_steps,
             wall_s=0.002 * spec.probe_steps,
+            script_score=None if self.score_with is None else self.score_with(spec),
         )
 
     def interrupt(self) -> None:

@@ -4,6 +4,7 @@ runner, a tiny real training script (tests/scripts_probe/train_tiny.py)."""
 from __future__ import annotations
 
 import json
+import math
 import os
 import signal
 import subprocess
@@ -101,6 +102,22 @@ def test_nan_at_high_lr_is_reported_and_avoided(tmp_path: Path) -> None:
     ev = doc["recipe"]["evidence"]
     assert ev["boundary_lr"] is None or doc["recipe"]["peak_lr"] <= ev["boundary_lr"] / 2
     assert min(t["peak_lr"] for t in bad) >= ev["lowest_unstable"]["peak_lr"]
+
+
+def test_a_script_scored_by_score_with_is_recommended_by_its_score(tmp_path: Path) -> None:
+    proc = autowarm(
+        "probe", "--json", "--steps", "30", "--trials", "6", "--seed", "1",
+        SCRIPT, "--opt", "adam", "--lr", "0.003", "--score-at", "0.01",
+        cwd=tmp_path,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    doc = json.loads(proc.stdout)
+    finished = [t for t in doc["trials"] if t["status"] in ("stable", "spike")]
+    assert finished
+    for t in finished:  # the script's own value, not the training loss
+        assert t["score"] == pytest.approx(5 + abs(math.log(t["peak_lr"] / 0.01)), rel=1e-6)
+    assert doc["recipe"]["evidence"]["scored_by"] == "score_with"
+    assert "score_with()" in proc.stderr  # the report says what the scores are
 
 
 def test_a_crashing_script_stops_after_the_first_trial(tmp_path: Path) -> None:

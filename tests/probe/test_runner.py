@@ -604,3 +604,24 @@ def test_the_runner_knows_whether_the_loop_sets_the_lr_itself(
     result = script.run(spec(probe_steps=15), sched=sched)
     assert result.status in ("stable", "spike"), result.reason
     assert result.sets_lr is sets_lr
+
+
+def test_score_with_scores_a_finished_trial_once_at_its_end(script: Script) -> None:
+    result = script.run(spec(probe_steps=20), score_with=100.0)
+    assert result.status == "stable", result.reason
+    # 100 + |body weight| of the trained model, read when its last step was done
+    assert result.script_score is not None and result.script_score > 100.0
+    calls = [r for r in script.logged() if "scored" in r]
+    assert calls == [{"scored": True, "grad": False}]  # once, under torch.no_grad()
+
+
+def test_a_non_finite_score_with_marks_the_trial_diverged(script: Script) -> None:
+    result = script.run(spec(probe_steps=20), score_with=math.inf)
+    assert result.status == "diverged"
+    assert result.reason == "autowarm.score_with() gave inf"
+
+
+def test_an_unstable_trial_is_not_scored(script: Script) -> None:
+    result = script.run(spec(probe_steps=20), score_with=100.0, nan_loss=True)
+    assert result.status == "nonfinite" and result.script_score is None
+    assert not [r for r in script.logged() if "scored" in r]

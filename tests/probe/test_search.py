@@ -3,12 +3,15 @@ real CLI and runner are tested end to end in test_probe_cli.py."""
 
 from __future__ import annotations
 
+import math
+
 import optuna
 import pytest
 from optuna.trial import TrialState
 from probe_fakes import FakeRunner, InterruptAfter
 
 from autowarm.probe._config import ProbeConfig
+from autowarm.probe._recommend import recommend
 from autowarm.probe._score import penalty
 from autowarm.probe._search import ProbeSearch, SearchStopped
 from autowarm.probe._status import settled
@@ -184,3 +187,17 @@ def test_workers_started_at_once_calibrate_once_and_share_the_trial_count(tmp_pa
     assert len(results) == 3
     # each waited for the others' last trials: all end with the same 9 records
     assert [len(settled(res.records)) for res in results] == [9, 9, 9]
+
+
+def test_trials_are_scored_by_the_scripts_score_with_when_it_gives_one() -> None:
+    # a fine-tune's validation loss is best at a 10x lower LR than its training loss is
+    best_val = 3e-3
+    runner = FakeRunner(best_lr=3e-2, score_with=lambda t: 1 + math.log(t.peak_lr / best_val) ** 2)
+    st = study()
+    res = ProbeSearch(runner, st, ProbeConfig("x.py", steps=60, trials=16, seed=0)).run()
+    scored = [r for r in res.records if r.status == "stable"]
+    assert scored and all(r.script_scored for r in scored)
+    for r in scored:
+        assert r.score == pytest.approx(1 + math.log(r.peak_lr / best_val) ** 2)
+    rec = recommend(res.records, probe_steps=60, total_steps=None, decay="cosine")
+    assert best_val / 2 < rec.peak_lr < best_val * 2  # the validation optimum, not 3e-2's

@@ -11,6 +11,7 @@ SGD on this model diverges to Inf/NaN at a high LR, which the probe must report 
 from __future__ import annotations
 
 import argparse
+import math
 import time
 
 import torch
@@ -27,6 +28,9 @@ parser.add_argument("--no-wrap", action="store_true")
 parser.add_argument("--no-report", action="store_true", help="wrap, but never report the loss")
 parser.add_argument("--step-sleep", type=float, default=0.0, help="seconds per step (slow it)")
 parser.add_argument("--seed", type=int, default=0)
+parser.add_argument(
+    "--score-at", type=float, help="autowarm.score_with(): 5 + |log(peak LR / this)|, best there"
+)
 args = parser.parse_args()
 
 torch.set_num_threads(1)
@@ -40,6 +44,9 @@ else:
     optimizer = torch.optim.Adam(model.parameters(), lr=args.lr)
 if not args.no_wrap:
     optimizer = autowarm.wrap(optimizer)
+peak = 0.0  # the highest LR the steps ran at (the trial's peak LR, inside a probe)
+if args.score_at:
+    autowarm.score_with(lambda: 5 + abs(math.log(peak / args.score_at)))
 
 for step in range(args.steps):
     idx = torch.randint(0, X.shape[0], (64,))
@@ -54,6 +61,7 @@ for step in range(args.steps):
         time.sleep(3600)
     time.sleep(args.step_sleep)
     optimizer.step()
+    peak = max(peak, optimizer.param_groups[0]["lr"])  # after step(): the LR the probe set
 
 with torch.no_grad():
     print(f"final loss {torch.nn.functional.mse_loss(model(X), y).item() * 10:.4f}")

@@ -38,6 +38,7 @@ parser.add_argument("--worker-pids", help="each DataLoader worker appends its pi
 parser.add_argument("--finally-raise", action="store_true")
 parser.add_argument("--swallow", action="store_true", help="catch BaseException around step()")
 parser.add_argument("--cuda-out", help="append the CUDA_VISIBLE_DEVICES this trial sees here")
+parser.add_argument("--score-with", type=float, help="autowarm.score_with(): this value + |w|")
 args = parser.parse_args()
 if args.config:
     with open(args.config) as f:
@@ -98,6 +99,18 @@ for step in range(3):
 """
 if args.sub_train:  # a subprocess that wraps an optimizer too (a DDP rank, say)
     subprocess.run([sys.executable, "-c", SUB_TRAIN, args.sub_train], check=True)
+
+
+def validation_score() -> float:
+    """What autowarm.score_with() calls: logs the call, returns --score-with + |body weight|."""
+    if log is not None:
+        log.write(json.dumps({"scored": True, "grad": torch.is_grad_enabled()}) + "\n")
+        log.flush()
+    return args.score_with + float(body.weight.abs().sum())
+
+
+if args.score_with is not None:
+    autowarm.score_with(validation_score)
 
 
 def note_worker(worker_id: int) -> None:
