@@ -61,7 +61,8 @@ def script_digest(script: str) -> str | None:
 
 def default_steps(total_steps: int | None) -> int:
     """Probe length: 10% of the run, between 30 and 100 steps (100 without a run length):
-    20 probes then cost <= 2 full runs of a short run and <= 10% of one of >= 20,000 steps."""
+    20 probes then cost <= 2 full runs of a short run and <= 10% of one of >= 20,000 steps.
+    Probes twice as long with half the trials measured no better (README, *Quality*)."""
     return 100 if total_steps is None else min(100, max(30, total_steps // 10))
 
 
