@@ -22,6 +22,7 @@ import statistics
 import sys
 import time
 from collections.abc import Callable
+from typing import Any
 
 import torch
 import torch.nn as nn
@@ -108,6 +109,33 @@ def _timers(
     return full_step, step_only
 
 
+def _breakdown(opt: Any, console: Console, clock: Callable[[], float], n: int = 2000) -> None:
+    """What the monitor's pieces cost on this model's gradients (the wrapped optimizer's, left
+    by its last step): the exact norm, its parts, and the floor of one flat norm."""
+    from autowarm.monitor import _optimizer
+
+    grads = opt._grads()
+    flat = torch.cat([g.reshape(-1) for g in grads])
+    pieces = {
+        "monitor's exact grad norm (_total_norm)": lambda: _optimizer._total_norm(
+            grads, grads[0].device
+        ),
+        "of which torch._foreach_norm": lambda: torch._foreach_norm(grads, 2),
+        "floor: one vector_norm of the grads pre-flattened": lambda: torch.linalg.vector_norm(flat),
+        "report(loss)": lambda: (opt.report(flat[0]), opt._take_loss()),
+        "collecting the grads (_grads)": opt._grads,
+    }
+    table = Table(title=f"pieces, {len(grads)} grad tensors, {flat.numel():,} elements")
+    table.add_column("piece")
+    table.add_column("us per call", justify="right")
+    for name, fn in pieces.items():
+        t0 = clock()
+        for _ in range(n):
+            fn()
+        table.add_row(name, f"{1e6 * (clock() - t0) / n:.1f}")
+    console.print(table)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--steps", type=int, default=300, help="timed steps per variant")
@@ -131,6 +159,9 @@ def main(argv: list[str] | None = None) -> int:
         help="diagnostic: the wrapped optimizer's gradient-norm pass replaced by a constant "
         "(what the rest of the monitor costs; its detection is then meaningless)",
     )
+    parser.add_argument(
+        "--breakdown", action="store_true", help="also time the monitor's pieces one by one"
+    )
     args = parser.parse_args(argv)
     if args.without_norm_pass:
         from autowarm.monitor import _optimizer
@@ -152,7 +183,8 @@ def main(argv: list[str] | None = None) -> int:
         batches.append((seq[:, :-1], seq[:, 1:]))
     clock = time.thread_time if args.clock == "cpu" else time.perf_counter
     raw = _timers(*_setup(args, wrapped=False), batches, clock)
-    wrapped = _timers(*_setup(args, wrapped=True), batches, clock)
+    wrapped_model, wrapped_opt = _setup(args, wrapped=True)
+    wrapped = _timers(wrapped_model, wrapped_opt, batches, clock)
     n_params = sum(p.numel() for p in _setup(args, wrapped=False)[0].parameters())
 
     rows = []
@@ -198,6 +230,8 @@ def main(argv: list[str] | None = None) -> int:
         f"the monitor's own cost: {own_ms:.3f} ms per step = "
         f"{100 * own_ms / (1e3 * rows[0][1]):.2f}% of a raw step"
     )
+    if args.breakdown:
+        _breakdown(wrapped_opt, console, clock)
     return 0 if full_overhead <= 2.0 else 1
 
 
