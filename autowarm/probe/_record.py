@@ -77,6 +77,7 @@ def subsample(values: Sequence[float], n: int = KEEP_LOSSES) -> list[list[float 
 # -- the write side -------------------------------------------------------------------------------
 def _attrs(res: TrialResult, spec: TrialSpec, checkpoint_loss: float | None) -> dict[str, Any]:
     finished = res.status in FINISHED
+    scripted = res.script_score is not None
     counts: dict[str, int] = {}
     for e in res.events:
         counts[str(e.get("kind"))] = counts.get(str(e.get("kind")), 0) + 1
@@ -86,8 +87,9 @@ def _attrs(res: TrialResult, spec: TrialSpec, checkpoint_loss: float | None) -> 
         "reason": res.reason,
         "steps": res.steps,
         "score": finite_or_none(_score(res, spec)) if finished else None,
-        "script_scored": res.script_score is not None,
-        "noise": noise(res.losses, spec.probe_steps) if finished else 0.0,
+        "script_scored": scripted,
+        # the training loss's noise; a score_with() value's is not known
+        "noise": noise(res.losses, spec.probe_steps) if finished and not scripted else 0.0,
         "initial_loss": finite_or_none(initial_loss(res.losses)),
         "loss_curve": subsample(res.losses),
         "train_s": res.train_s,

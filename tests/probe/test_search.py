@@ -197,6 +197,7 @@ def test_trials_are_scored_by_the_scripts_score_with_when_it_gives_one() -> None
     res = ProbeSearch(runner, st, ProbeConfig("x.py", steps=60, trials=16, seed=0)).run()
     scored = [r for r in res.records if r.status == "stable"]
     assert scored and all(r.script_scored for r in scored)
+    assert all(r.noise == 0.0 for r in scored)  # the training loss's noise is not the score's
     for r in scored:
         assert r.score == pytest.approx(1 + math.log(r.peak_lr / best_val) ** 2)
     rec = recommend(res.records, probe_steps=60, total_steps=None, decay="cosine")
