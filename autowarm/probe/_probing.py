@@ -1,4 +1,5 @@
-"""``autowarm.probing()``: is this process a probe trial?
+"""The script's side of a probe trial: ``autowarm.probing()`` (is this process a trial?) and
+``autowarm.score_with(fn)`` (what the trial is worth).
 
 Inside ``autowarm probe`` every trial runs the whole script, so work a probe does not need --
 the step-0 evaluation, sample generation, checkpoints, an experiment tracker -- is paid by
@@ -7,7 +8,7 @@ every trial (0.35-0.6 s per nanoGPT trial, ~30% of the probe's wall time)::
     if not autowarm.probing():
         evaluate(model)          # skipped inside probe trials
 
-``autowarm.score_with(fn)``: what a trial is worth. By default a trial is scored by its training
+``autowarm.score_with(fn)``: by default a trial is scored by its training
 loss over the end of the probe; a script whose training loss does not track what it is trained
 for -- a fine-tune on a few hundred examples overfits, and its training loss then ranks the LRs
 the wrong way round -- scores trials by its own validation loss instead::
