@@ -122,7 +122,7 @@ def _breakdown(opt: Any, console: Console, clock: Callable[[], float], n: int = 
         ),
         "of which torch._foreach_norm": lambda: torch._foreach_norm(grads, 2),
         "floor: one vector_norm of the grads pre-flattened": lambda: torch.linalg.vector_norm(flat),
-        "report(loss)": lambda: (opt.report(flat[0]), opt._take_loss()),
+        "report(loss), and step() taking it back": lambda: (opt.report(flat[0]), opt._take_loss()),
         "collecting the grads (_grads)": opt._grads,
     }
     table = Table(title=f"pieces, {len(grads)} grad tensors, {flat.numel():,} elements")

@@ -18,7 +18,7 @@ from optuna.trial import FrozenTrial, TrialState
 
 from autowarm._json import finite_or_none
 from autowarm.probe._config import INITIAL_LOSS_ATTR
-from autowarm.probe._score import initial_loss, noise, penalty, score
+from autowarm.probe._score import initial_loss, noise, penalty, trial_score
 from autowarm.probe._status import FINISHED
 from autowarm.probe._types import TrialResult, TrialSpec
 
@@ -86,7 +86,11 @@ def _attrs(res: TrialResult, spec: TrialSpec, checkpoint_loss: float | None) -> 
         "failure": res.failure,
         "reason": res.reason,
         "steps": res.steps,
-        "score": finite_or_none(_score(res, spec)) if finished else None,
+        "score": (
+            finite_or_none(trial_score(res.losses, spec.probe_steps, res.script_score))
+            if finished
+            else None
+        ),
         "script_scored": scripted,
         # the training loss's noise; a score_with() value's is not known
         "noise": noise(res.losses, spec.probe_steps) if finished and not scripted else 0.0,
@@ -98,11 +102,6 @@ def _attrs(res: TrialResult, spec: TrialSpec, checkpoint_loss: float | None) -> 
         "checkpoint_loss": finite_or_none(checkpoint_loss),
         "sets_lr": res.sets_lr,
     }
-
-
-def _score(res: TrialResult, spec: TrialSpec) -> float:
-    """The script's own score when it asked for one (autowarm.score_with), else the loss's."""
-    return res.script_score if res.script_score is not None else score(res.losses, spec.probe_steps)
 
 
 def tell(

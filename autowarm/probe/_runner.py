@@ -604,7 +604,7 @@ class _TrialProcess:
                 # wrapped, stepped, but report() never called: nothing to score, any LR
                 result.status, result.failure = "failed", "no_report"
                 result.reason = "it never reported a loss"
-            elif result.status in FINISHED and not math.isfinite(result.script_score or 0.0):
+            elif result.script_score is not None and not math.isfinite(result.script_score):
                 result.status = "diverged"  # the script's own score says what the loss did not
                 result.reason = f"autowarm.score_with() gave {result.script_score}"
             return result

@@ -24,6 +24,12 @@ def score(losses: Sequence[float], steps: int) -> float:
     return float(tail.mean()) if tail.size else math.nan
 
 
+def trial_score(losses: Sequence[float], steps: int, script_score: float | None) -> float:
+    """A finished trial's score: the script's own (``autowarm.score_with``) when it gave one,
+    else :func:`score` of its losses."""
+    return script_score if script_score is not None else score(losses, steps)
+
+
 def noise(losses: Sequence[float], steps: int) -> float:
     """Standard error of :func:`score`: spread of the window's losses around a linear trend,
     over sqrt(window)."""
