@@ -48,7 +48,10 @@ def test_each_workload_declares_its_defaults_and_a_box_around_its_default(w) -> 
     assert "autowarm" in w.path.read_text()
 
 
-@pytest.mark.parametrize("name", ["edge", "adamw_shallow", "finetune"])
+PLAIN_LOOPS = ["edge", "adamw_shallow", "finetune", "sgd_mlp", "softmax_sgd", "cnn_digits"]
+
+
+@pytest.mark.parametrize("name", PLAIN_LOOPS)
 def test_a_plain_loop_workload_trains_and_writes_its_metrics(name: str, tmp_path: Path) -> None:
     w = next(w for w in bench.WORKLOADS if w.name == name)
     out = tmp_path / "m.json"

@@ -18,6 +18,8 @@ from typing import Any
 from autowarm._args import nonnegative_int, positive_int
 from autowarm.probe._config import (
     DESIGN_ATTR,
+    HORIZON_EXPONENT,
+    HORIZON_EXPONENT_AT_EDGE,
     LR_RANGE_ATTR,
     SCRIPT_DIGEST_ATTR,
     SCRIPT_LR_ATTR,
@@ -122,8 +124,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     o.add_argument(
         "--horizon-exponent",
         type=float,
-        help="full-run peak LR = probe's best x (steps / total-steps) ** this "
-        f"(default {_D.horizon_exponent:g}; 0 keeps the probe's LR)",
+        help="full-run peak LR = probe's best x (steps / total-steps) ** this (default "
+        f"{HORIZON_EXPONENT:g}, or {HORIZON_EXPONENT_AT_EDGE:g} when the pick sits near a "
+        "stability edge the probes found; 0 keeps the probe's LR)",
     )
     o.add_argument("--out", default="autowarm.json", help="recipe file (default autowarm.json)")
     o.add_argument("--json", action="store_true", help="one JSON document on stdout, nothing else")

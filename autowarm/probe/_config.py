@@ -25,8 +25,13 @@ from autowarm.schedule._schedule import DECAY_SHAPES
 MARGIN = 2.0
 #: soft-tie temperature as a fraction of the best score: a trial 10% worse weighs 1/e
 TEMPERATURE = 0.1
-#: the full run's best LR ~ the probe's x (probe_steps / total_steps) ** HORIZON_EXPONENT
-HORIZON_EXPONENT = 0.05
+#: the full run's best LR ~ the probe's x (probe_steps / total_steps) ** exponent (the short-
+#: horizon shift): HORIZON_EXPONENT, or HORIZON_EXPONENT_AT_EDGE when the pick sits near a
+#: stability edge the probes saw (the lowest unstable LR within EDGE_REACH x margin of it);
+#: ``--horizon-exponent`` fixes one exponent (probe/_recommend.py has the measurements)
+HORIZON_EXPONENT = 0.3
+HORIZON_EXPONENT_AT_EDGE = 0.05
+EDGE_REACH = 2.0
 #: how the probe's warmup carries to the full run: the same "fraction" of it, the same "steps",
 #: or "sqrt" (steps x sqrt(total / probe)); see schedule/_carry.py
 WARMUP_TRANSFER = "fraction"
@@ -88,7 +93,7 @@ class ProbeConfig:
     prune: str = "cohort"
     margin: float = MARGIN
     warmup_transfer: str = WARMUP_TRANSFER
-    horizon_exponent: float = HORIZON_EXPONENT
+    horizon_exponent: float | None = None  # None: by the rule above
 
     def __post_init__(self) -> None:
         if self.steps is None:
@@ -210,7 +215,7 @@ def _check_output(config: ProbeConfig) -> None:
         raise AutowarmError(f"--min-lr-ratio must be in [0, 1] but got {config.min_lr_ratio:g}.")
     if not 1.0 <= config.margin <= MAX_MARGIN:
         raise AutowarmError(f"--margin must be in [1, {MAX_MARGIN:g}] but got {config.margin:g}.")
-    if not 0.0 <= config.horizon_exponent <= 1.0:
+    if config.horizon_exponent is not None and not 0.0 <= config.horizon_exponent <= 1.0:
         raise AutowarmError(
             f"--horizon-exponent must be in [0, 1] but got {config.horizon_exponent:g}."
         )

@@ -56,7 +56,9 @@ import numpy as np
 
 from autowarm._errors import AutowarmError
 from autowarm.probe._config import (
+    EDGE_REACH,
     HORIZON_EXPONENT,
+    HORIZON_EXPONENT_AT_EDGE,
     MARGIN,
     TEMPERATURE,
     WARMUP_TRANSFER,
@@ -282,6 +284,14 @@ def _fmt_counts(counts: dict[str, int]) -> str:
     return ", ".join(f"{n} {k}" for k, n in sorted(counts.items())) or "no trials"
 
 
+def near_edge(choice: Choice, margin: float) -> bool:
+    """Step 6: the pick sits near a stability edge the probes saw -- the lowest unstable LR
+    at its warmup is within ``EDGE_REACH`` x the margin of it (the margin alone puts it at
+    >= 1 x margin). Read at call time, so a replay's --rule reaches EDGE_REACH."""
+    edge = choice.evidence["boundary_lr"]
+    return edge is not None and edge <= EDGE_REACH * margin * choice.peak_lr * (1 + 1e-9)
+
+
 def recommend(
     records: Sequence[TrialRecord],
     *,
@@ -291,14 +301,18 @@ def recommend(
     min_lr_ratio: float = 0.0,
     margin: float = MARGIN,
     warmup_transfer: str = WARMUP_TRANSFER,
-    horizon_exponent: float = HORIZON_EXPONENT,
+    horizon_exponent: float | None = None,
     extra_evidence: dict[str, Any] | None = None,
 ) -> Any:
-    """The :class:`autowarm.Recipe` for the full run (``total_steps`` may be None)."""
+    """The :class:`autowarm.Recipe` for the full run (``total_steps`` may be None;
+    ``horizon_exponent`` None: step 6's rule)."""
     from autowarm import Recipe
 
     # the module's TEMPERATURE read at call time (a replay's --rule TEMPERATURE= reaches it)
     choice = choose(records, probe_steps=probe_steps, margin=margin, temperature=TEMPERATURE)
+    at_edge = near_edge(choice, margin)
+    if horizon_exponent is None:
+        horizon_exponent = HORIZON_EXPONENT_AT_EDGE if at_edge else HORIZON_EXPONENT
     peak_lr, warmup, factor = carry(
         choice.peak_lr,
         choice.warmup_steps,
@@ -312,6 +326,7 @@ def recommend(
         "probe_peak_lr": choice.peak_lr,
         "probe_warmup_steps": choice.warmup_steps,
         "warmup_transfer": warmup_transfer,
+        "near_stability_edge": at_edge,
         "horizon_exponent": horizon_exponent,
         "horizon_factor": factor,
         **(extra_evidence or {}),

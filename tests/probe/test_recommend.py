@@ -5,6 +5,7 @@ import math
 import pytest
 
 from autowarm import AutowarmError, Recipe
+from autowarm.probe._config import HORIZON_EXPONENT, HORIZON_EXPONENT_AT_EDGE
 from autowarm.probe._recommend import boundary, choose, recommend
 from autowarm.probe._record import TrialRecord
 from autowarm.schedule._carry import carry_warmup
@@ -126,11 +127,13 @@ def test_recommend_builds_a_recipe_with_evidence() -> None:
     r = recommend(trials, probe_steps=200, total_steps=5000, decay="linear", min_lr_ratio=0.1)
     assert isinstance(r, Recipe)
     # the probe is the run compressed 25x: warmup keeps its fraction (40/200 -> 1000/5000), the
-    # peak LR falls with the horizon: 0.03 * (200 / 5000) ** 0.05
+    # peak LR falls with the horizon: 0.03 * (200 / 5000) ** 0.3 (the stall at 0.3 is 10x
+    # above the pick, no edge near it)
     assert (r.warmup_steps, r.total_steps, r.decay) == (1000, 5000, "linear")
-    assert r.peak_lr == pytest.approx(0.03 * 0.04**0.05, rel=1e-2)
+    assert r.peak_lr == pytest.approx(0.03 * 0.04**0.3, rel=1e-2)
     assert r.evidence["probe_peak_lr"] == pytest.approx(0.03)
-    assert r.evidence["horizon_factor"] == pytest.approx(0.04**0.05)
+    assert r.evidence["horizon_factor"] == pytest.approx(0.04**0.3)
+    assert r.evidence["horizon_exponent"] == 0.3 and r.evidence["near_stability_edge"] is False
     same = recommend(
         trials,
         probe_steps=200,
@@ -143,6 +146,34 @@ def test_recommend_builds_a_recipe_with_evidence() -> None:
     assert r.evidence["probe_steps"] == 200
     assert r.evidence["statuses"] == {"stable": 2, "stalled": 1}
     assert Recipe.from_dict(r.to_dict()) == r
+
+
+def test_the_horizon_shift_is_small_where_a_stability_edge_sets_the_pick() -> None:
+    # trial 2 diverged at 2.5x the best LR (within EDGE_REACH x margin = 4x of the pick): the
+    # edge sets the full run's LR as much as the probes' ranking, so it keeps nearly its LR
+    trials = [rec(0, 0.01, 20, score=3.0), rec(1, 0.04, 40, score=1.0), rec(2, 0.1, 50, "diverged")]
+    r = recommend(trials, probe_steps=200, total_steps=5000, decay="linear")
+    assert r.evidence["near_stability_edge"] is True
+    assert r.evidence["horizon_exponent"] == HORIZON_EXPONENT_AT_EDGE
+    assert r.peak_lr == pytest.approx(0.04 * 0.04**HORIZON_EXPONENT_AT_EDGE, rel=1e-2)
+    # the same trials with the edge 25x away: the full short-horizon shift
+    far = recommend(
+        [*trials[:2], rec(2, 1.0, 50, "diverged")],
+        probe_steps=200,
+        total_steps=5000,
+        decay="linear",
+    )
+    assert (far.evidence["near_stability_edge"], far.evidence["horizon_exponent"]) == (
+        False,
+        HORIZON_EXPONENT,
+    )
+    assert far.peak_lr == pytest.approx(0.04 * 0.04**HORIZON_EXPONENT, rel=1e-2)
+    # --horizon-exponent fixes it either way
+    fixed = recommend(
+        trials, probe_steps=200, total_steps=5000, decay="linear", horizon_exponent=0.1
+    )
+    assert fixed.evidence["horizon_exponent"] == 0.1
+    assert fixed.peak_lr == pytest.approx(0.04 * 0.04**0.1, rel=1e-2)
 
 
 def test_a_stall_below_the_best_lr_is_too_cold_not_unstable() -> None:
