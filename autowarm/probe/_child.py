@@ -313,9 +313,14 @@ class Controller:
             stop = self._judge(optimizer.monitor)
         except TrialEnd as e:  # the parent is gone: the other ranks must hear it too
             stop = (e.status, e.reason)
-        stop = _agree_stop(stop, self._step, optimizer)
-        if stop is not None:
-            raise self.session.end(*stop, score=_script_score(stop[0]))
+        agreed = _agree_stop(stop, self._step, optimizer)
+        if agreed is not None and stop is None:
+            # another rank's stop: this rank's last steps may still be unread (read every
+            # _READ_INTERVAL_S); report them, else the trial's losses end in holes
+            optimizer.monitor.flush()
+            self._send_steps(optimizer.monitor._history)
+        if agreed is not None:
+            raise self.session.end(*agreed, score=_script_score(agreed[0]))
 
     def _judge(self, monitor: Any) -> tuple[str, str | None] | None:
         """Report the steps and events the monitor has recorded since the last call; how the
