@@ -69,7 +69,8 @@ def doubts(
         out.append({
             "kind": "no_instability",
             "text": "no trial went unstable, so no stability edge was found: the LR rests on "
-            "the probes' losses alone, which favour a lower LR than a full run does",
+            "the probes' short-run losses alone, scaled to the full run by an average "
+            "horizon factor that fits some scripts better than others",
             "fix": "a wider --lr-range upwards",
         })  # fmt: skip
     return out
