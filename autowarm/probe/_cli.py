@@ -21,6 +21,7 @@ from autowarm.probe._config import (
     HORIZON_EXPONENT,
     HORIZON_EXPONENT_AT_EDGE,
     LR_RANGE_ATTR,
+    LR_WIDENED_ATTR,
     SCRIPT_DIGEST_ATTR,
     SCRIPT_LR_ATTR,
     WARMUP_TRANSFERS,
@@ -190,6 +191,7 @@ class _Outcome:
     records: list[Any]
     lr_range: tuple[float, float]
     script_lr: float | None
+    widened: list[Any] = field(default_factory=list)  # how the search widened its LR range
     cost: dict[str, Any] = field(default_factory=dict)
     interrupted: bool = False
     stop_signal: int | None = None  # the signal that interrupted the search (None: SIGINT)
@@ -246,6 +248,7 @@ def probe_command(args: argparse.Namespace) -> int:
         records=_settled(result.records),
         lr_range=result.lr_range,
         script_lr=result.script_lr,
+        widened=study.user_attrs.get(LR_WIDENED_ATTR, []),
         interrupted=result.interrupted,
         stop_signal=result.stop_signal,
         timed_out=result.timed_out,
@@ -402,6 +405,7 @@ def show_command(args: argparse.Namespace) -> int:
     lrs = [r.peak_lr for r in recs] or [1e-3]
     lr_range = tuple(attrs.get(LR_RANGE_ATTR) or (min(lrs), max(lrs)))
     outcome = _Outcome(name, url, recs, lr_range, attrs.get(SCRIPT_LR_ATTR))  # type: ignore[arg-type]
+    outcome.widened = attrs.get(LR_WIDENED_ATTR, [])
     outcome.cost = _cost(recs, wall_s=None)
     outcome.active = [r for r in every if r not in recs]
     final.print(f"study {name!r} in {url}: {attrs.get('command', '')}", highlight=False)
@@ -482,6 +486,7 @@ def _recommend(config: ProbeConfig, out: _Outcome, *, cost: bool) -> Any:
     extra: dict[str, Any] = {
         "script_lr": out.script_lr,
         "lr_range": list(out.lr_range),
+        "lr_range_widened": out.widened,
         "study": out.study,
         # the loop sets param_group["lr"] itself: the code to paste is for that loop
         "script_sets_lr": any(r.sets_lr for r in out.records),

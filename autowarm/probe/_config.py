@@ -36,6 +36,14 @@ EDGE_REACH = 2.0
 #: or "sqrt" (steps x sqrt(total / probe)); see schedule/_carry.py
 WARMUP_TRANSFER = "fraction"
 
+#: widening the default LR range during a search (probe/_widen.py): by WIDEN_FACTOR at the end
+#: where the best trial sits, once WIDEN_AFTER trials have finished and while WIDEN_LEFT are
+#: left to search the new part, at most WIDEN_MOST times
+WIDEN_FACTOR = 10.0
+WIDEN_AFTER = 6
+WIDEN_LEFT = 4
+WIDEN_MOST = 2
+
 PRUNERS = ("cohort", "none")
 
 #: What a search learns and stores in its study beside the settings (:meth:`ProbeConfig.to_attrs`)
@@ -43,6 +51,8 @@ PRUNERS = ("cohort", "none")
 #: peak-LR range, and the first initial loss (the reference of the unstable trials' penalty).
 SCRIPT_LR_ATTR = "script_lr"
 LR_RANGE_ATTR = "lr_range"
+#: how the search widened its LR range, one entry a widening (probe/_widen.py)
+LR_WIDENED_ATTR = "lr_range_widened"
 INITIAL_LOSS_ATTR = "initial_loss"
 #: the script's content when the study was last probed (an edited script is another design)
 SCRIPT_DIGEST_ATTR = "script_sha256"

@@ -5,7 +5,9 @@ answer weaker than it looks, and each becomes one line of the report and one ent
 ``recipe.evidence["doubts"]`` (``kind``, ``text``, ``fix``: the flag that addresses it):
 
 1) ``lr_top`` / ``lr_bottom``: the best trial sits at an end of the LR range (its last tenth,
-   in log scale) and nothing beyond it was seen unstable -- the optimum may lie outside;
+   in log scale) and nothing beyond it was seen unstable -- the optimum may lie outside. A
+   search widens its default range on this doubt while it has trials left
+   (:mod:`autowarm.probe._widen`); the report says it when it still holds at the end;
 2) ``warmup_cap``: every near-best trial uses (about) the longest warmup searched -- the warmup
    is set by the box, not by the trials;
 3) ``few_near_best``: fewer than three trials within one temperature of the best -- another
@@ -21,6 +23,7 @@ import math
 from collections.abc import Sequence
 from typing import Any
 
+from autowarm.probe._config import WIDEN_FACTOR
 from autowarm.probe._recommend import _is_unstable
 from autowarm.probe._record import TrialRecord
 
@@ -42,15 +45,11 @@ def doubts(
     """The doubts about one recommendation (its ``evidence`` as :func:`recommend` made it)."""
     by_number = {r.number: r for r in records}
     near = [by_number[n] for n in evidence.get("near_best_trials", []) if n in by_number]
-    best_lr = evidence.get("best_peak_lr")
-    # as recommend() counts them: a stall below the best LR is a run too cold, not unstable
-    cold = float(best_lr) if best_lr is not None else math.inf
-    unstable = [
-        r for r in records if _is_unstable(r) and (r.status != "stalled" or r.peak_lr > cold)
-    ]
+    unstable = _unstable(records, evidence)
     out: list[dict[str, str]] = []
-    if best_lr is not None:
-        out += _lr_edge(float(best_lr), lr_range, unstable)
+    edge = lr_edge(records, evidence, lr_range=lr_range)
+    if edge is not None:
+        out.append(edge)
     if near and warmup_max > 0 and all(r.warmup_steps >= CAP * warmup_max for r in near):
         out.append({
             "kind": "warmup_cap",
@@ -76,25 +75,38 @@ def doubts(
     return out
 
 
-def _lr_edge(
-    best_lr: float, lr_range: tuple[float, float], unstable: Sequence[TrialRecord]
-) -> list[dict[str, str]]:
+def _unstable(records: Sequence[TrialRecord], evidence: dict[str, Any]) -> list[TrialRecord]:
+    """The unstable trials as :func:`recommend` counts them: a stall below the best LR is a
+    run too cold, not unstable."""
+    best_lr = evidence.get("best_peak_lr")
+    cold = float(best_lr) if best_lr is not None else math.inf
+    return [r for r in records if _is_unstable(r) and (r.status != "stalled" or r.peak_lr > cold)]
+
+
+def lr_edge(
+    records: Sequence[TrialRecord], evidence: dict[str, Any], *, lr_range: tuple[float, float]
+) -> dict[str, str] | None:
+    """Doubt 1 alone (``lr_top`` / ``lr_bottom``), or None: the search widens its range on
+    it while trials are left (:mod:`autowarm.probe._widen`), the report says it after."""
+    best = evidence.get("best_peak_lr")
     lo, hi = lr_range
-    if not (0 < lo < hi):
-        return []
+    if best is None or not (0 < lo < hi):
+        return None
+    best_lr = float(best)
     width = math.log(hi / lo)
-    if math.log(hi / best_lr) <= EDGE * width and not any(r.peak_lr > best_lr for r in unstable):
-        return [{
+    hotter = any(r.peak_lr > best_lr for r in _unstable(records, evidence))
+    if math.log(hi / best_lr) <= EDGE * width and not hotter:
+        return {
             "kind": "lr_top",
             "text": f"the best trial's LR {best_lr:.3g} is at the top of the range searched "
             f"({lo:.3g}-{hi:.3g}) and nothing above it went unstable: the best LR may be higher",
-            "fix": f"--lr-range {lo:.3g} {hi * 10:.3g}",
-        }]  # fmt: skip
+            "fix": f"--lr-range {lo:.3g} {hi * WIDEN_FACTOR:.3g}",
+        }  # fmt: skip
     if math.log(best_lr / lo) <= EDGE * width:
-        return [{
+        return {
             "kind": "lr_bottom",
             "text": f"the best trial's LR {best_lr:.3g} is at the bottom of the range searched "
             f"({lo:.3g}-{hi:.3g}): the best LR may be lower",
-            "fix": f"--lr-range {lo / 10:.3g} {hi:.3g}",
-        }]  # fmt: skip
-    return []
+            "fix": f"--lr-range {lo / WIDEN_FACTOR:.3g} {hi:.3g}",
+        }  # fmt: skip
+    return None

@@ -3,7 +3,8 @@
 How a search goes (``ProbeSearch.run``):
 
 1) calibrate: without ``--lr-range``, a 2-step run reads the script's own LR; the search range
-   is around it (``[lr / 10, lr * 50]``) and stored with the study so a resume skips it;
+   is around it (``[lr / 10, lr * 50]``) and stored with the study so a resume skips it. While
+   trials are left, it widens where the best trials sit at its end (:mod:`._widen`);
 2) the first trial runs alone: a script that crashes, never wraps its optimizer or ends before
    the probe length stops the search right there, with one clear reason (not N failed trials);
 3) then up to ``--jobs`` trials at a time: ``study.ask`` -> ``ProbeRunner.run`` -> ``study.tell``.
@@ -42,13 +43,14 @@ from optuna.exceptions import UpdateFinishedTrialError
 from optuna.trial import TrialState
 
 from autowarm._errors import AutowarmError
-from autowarm.probe._config import LR_RANGE_ATTR, SCRIPT_LR_ATTR, ProbeConfig
+from autowarm.probe._config import LR_RANGE_ATTR, LR_WIDENED_ATTR, SCRIPT_LR_ATTR, ProbeConfig
 from autowarm.probe._pruner import CohortPruner
 from autowarm.probe._record import TrialRecord, records, tell
 from autowarm.probe._samplers import resumed_sampler
 from autowarm.probe._status import SCRIPT_FAILURES, settled
 from autowarm.probe._storage import mask_url
 from autowarm.probe._types import TrialResult, TrialSpec
+from autowarm.probe._widen import widening
 from autowarm.probe._workers import (
     OWNER_ATTR,
     STORAGE_ERRORS,
@@ -166,6 +168,7 @@ class ProbeSearch:
         self._watcher = Watcher(study, self._heartbeat)
         #: a trial this worker asked for before it knew the LR range (see _calibrate_once)
         self._held: optuna.Trial | None = None
+        self._range: tuple[float, float] = (0.0, 0.0)  # the LR range new trials draw from
         self.pruner = CohortPruner(config.steps) if config.prune == "cohort" else None
         self._checkpoints: dict[int, float] = {}  # trial number -> loss at the checkpoint
         self._first_checked = False  # a trial got past the script checks (see _loop)
@@ -228,6 +231,9 @@ class ProbeSearch:
     def _lr_range(self, script_lr: float | None) -> tuple[float, float]:
         if self.config.lr_range is not None:
             return self.config.lr_range
+        stored = self.study.user_attrs.get(LR_RANGE_ATTR)  # as a search widened it (_widen)
+        if stored:
+            return float(stored[0]), float(stored[1])
         assert script_lr is not None
         return (script_lr / LR_BELOW, script_lr * LR_ABOVE)
 
@@ -524,17 +530,19 @@ class ProbeSearch:
         except KeyboardInterrupt:
             self.runner.interrupt()  # the calibration run must not outlive us
             raise
+        self._range = result.lr_range
         with self._recording("storing the LR range"):
             self.study.set_user_attr(LR_RANGE_ATTR, list(result.lr_range))
             self._enqueue_anchor(result.lr_range, result.script_lr)
         running: Running = {}
         pool = ThreadPoolExecutor(max_workers=self.config.jobs, thread_name_prefix="autowarm-trial")
         try:
-            n_done = self._loop(result.lr_range, pool, running, t0)
+            n_done = self._loop(pool, running, t0)
             result.timed_out = self.config.timeout is not None and n_done < self.config.trials
         finally:
             self._abandon(running)  # also on SearchStopped while others ran: no orphans
             pool.shutdown(wait=True)
+            result.lr_range = self._range  # widened, maybe
 
     def _anchor(self, lr_range: tuple[float, float], script_lr: float) -> dict[str, Any]:
         """A fresh study's first trial runs the script's own LR (clipped to the range) with a
@@ -554,9 +562,7 @@ class ProbeSearch:
         timeout = self.config.timeout
         return timeout is not None and time.monotonic() >= t0 + timeout
 
-    def _loop(
-        self, lr_range: tuple[float, float], pool: ThreadPoolExecutor, running: Running, t0: float
-    ) -> int:
+    def _loop(self, pool: ThreadPoolExecutor, running: Running, t0: float) -> int:
         """Run trials until the study has ``--trials`` finished ones (all workers') or the
         deadline; returns how many it has."""
         cfg = self.config
@@ -564,7 +570,7 @@ class ProbeSearch:
         n_done = self._done()
         # a resumed study whose first trial got past the script checks need not check again
         self._first_checked = any(r.status not in ("failed", "timeout") for r in finished)
-        self.reporter.started(n_done, cfg.trials, lr_range)
+        self.reporter.started(n_done, cfg.trials, self._range)
         look_at = 0.0  # when to read the study's trial counts again (at once after a trial ends)
         while True:
             # a) start trials: the first one alone, then up to --jobs at a time
@@ -577,7 +583,7 @@ class ProbeSearch:
                     room, n_done = self._room()
                 while len(running) < slots and room > 0:
                     with self._atomic():  # asked for = in `running` (told by _abandon if need be)
-                        asked = self._ask(lr_range)
+                        asked = self._ask(self._range)
                         if asked is not None:
                             running[pool.submit(self._run, asked[1], finished)] = asked
                     if asked is None:
@@ -621,7 +627,31 @@ class ProbeSearch:
         n_done += res.status != "interrupted"
         self.reporter.trial_finished(rec, n_done, self.config.trials)
         self._stop_if_nan_from_the_start(finished)
+        if res.status != "interrupted" and self.config.lr_range is None:
+            self._widen()
         return n_done
+
+    def _widen(self) -> None:
+        """Widen the LR range where the best trials so far sit at its end (:mod:`._widen`).
+        From the study's trials and range, so workers adopt each other's widenings."""
+        with self._atomic(), self._recording("widening the LR range"):
+            attrs = self.study.user_attrs
+            stored, past = attrs.get(LR_RANGE_ATTR), attrs.get(LR_WIDENED_ATTR, [])
+            if stored:
+                self._range = (float(stored[0]), float(stored[1]))
+            left, _ = self._room()
+            cfg = self.config
+            found = widening(
+                records(self.study), self._range, probe_steps=cfg.steps, margin=cfg.margin,
+                left=left, widened=len(past),
+            )  # fmt: skip
+            if found is None:
+                return
+            self.study.enqueue_trial(found.first_trial)
+            self.study.set_user_attr(LR_WIDENED_ATTR, [*past, found.to_attr()])
+            self.study.set_user_attr(LR_RANGE_ATTR, list(found.lr_range))
+            self._range = found.lr_range
+        self.reporter.note(found.text())
 
     def _stop_if_nan_from_the_start(self, finished: list[TrialRecord]) -> None:
         """Every trial so far (two at least) had a NaN/Inf loss or gradient at its very first

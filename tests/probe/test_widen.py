@@ -1,0 +1,138 @@
+"""Widening the LR range during a search: the rule on records, then the real search loop on the
+synthetic landscape (probe_fakes.py) whose best LR lies above the default range."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import optuna
+import pytest
+from probe_fakes import FakeRunner
+
+from autowarm.probe._config import (
+    LR_RANGE_ATTR,
+    LR_WIDENED_ATTR,
+    WIDEN_AFTER,
+    WIDEN_FACTOR,
+    WIDEN_LEFT,
+    WIDEN_MOST,
+    ProbeConfig,
+)
+from autowarm.probe._record import TrialRecord
+from autowarm.probe._search import ProbeSearch
+from autowarm.probe._widen import widening
+
+optuna.logging.set_verbosity(optuna.logging.WARNING)
+RANGE = (1e-4, 5e-2)
+
+
+def rec(n: int, lr: float, w: int = 20, status: str = "stable", score: float | None = None):
+    if score is None and status in ("stable", "spike"):
+        score = 1.0
+    return TrialRecord(number=n, peak_lr=lr, warmup_steps=w, status=status, score=score)
+
+
+def rising(n: int = WIDEN_AFTER) -> list[TrialRecord]:
+    """``n`` trials whose loss falls all the way to the top of RANGE, the best at 4.5e-2."""
+    lrs = [float(v) for v in np.geomspace(3e-4, 4.5e-2, n)]
+    return [rec(i, lr, 10 + i, score=2.0 - 0.1 * i) for i, lr in enumerate(lrs)]
+
+
+def widen(records: list[TrialRecord], *, left: int = 10, widened: int = 0, lr_range=RANGE):
+    return widening(records, lr_range, probe_steps=100, margin=2.0, left=left, widened=widened)
+
+
+def test_a_best_trial_at_the_top_widens_the_range_upwards_and_probes_there_next() -> None:
+    records = rising()
+    found = widen(records)
+    assert found is not None and found.end == "top"
+    assert found.lr_range == pytest.approx((RANGE[0], RANGE[1] * WIDEN_FACTOR))
+    best = records[-1]
+    # half the new part's log width above the best trial, at its warmup
+    assert found.first_trial["peak_lr"] == pytest.approx(best.peak_lr * math.sqrt(WIDEN_FACTOR))
+    assert found.first_trial["warmup_steps"] == best.warmup_steps
+    assert found.to_attr() == {
+        "end": "top",
+        "to": [RANGE[0], RANGE[1] * WIDEN_FACTOR],
+        "after_trials": len(records),
+    }
+    assert "widened it to [0.0001, 0.5]" in found.text()
+
+
+def test_a_best_trial_at_the_bottom_widens_the_range_downwards() -> None:
+    records = [rec(i, lr, score=s) for i, (lr, s) in
+               enumerate([(1.1e-4, 0.8), (3e-4, 0.9), (1e-3, 1.0), (4e-3, 1.2), (1.5e-2, 1.5),
+                          (4e-2, 1.9)])]  # fmt: skip
+    found = widen(records)
+    assert found is not None and found.end == "bottom"
+    assert found.lr_range == pytest.approx((RANGE[0] / WIDEN_FACTOR, RANGE[1]))
+    assert found.first_trial["peak_lr"] == pytest.approx(1.1e-4 / math.sqrt(WIDEN_FACTOR))
+
+
+def test_no_widening_where_the_edge_was_found_or_the_best_is_inside() -> None:
+    unstable_above = [*rising(), rec(99, 4.9e-2, 30, "diverged")]
+    assert widen(unstable_above) is None
+    inside = [rec(i, lr, score=1 + abs(math.log(lr / 3e-3))) for i, lr in
+              enumerate([3e-4, 1e-3, 2e-3, 3e-3, 5e-3, 1e-2, 3e-2])]  # fmt: skip
+    assert widen(inside) is None
+
+
+def test_no_widening_too_early_too_late_or_too_often() -> None:
+    assert widen(rising(WIDEN_AFTER - 1)) is None  # the sampler's start-up is not behind it
+    assert widen(rising(), left=WIDEN_LEFT - 1) is None  # too few trials left to probe there
+    assert widen(rising(), widened=WIDEN_MOST) is None
+    assert widen(rising(), left=WIDEN_LEFT, widened=WIDEN_MOST - 1) is not None
+    # interrupted trials are not results; unstable-only searches have no best trial to place
+    interrupted = [rec(i, 1e-3, status="interrupted") for i in range(WIDEN_AFTER)]
+    assert widen(interrupted) is None
+    assert widen([rec(i, 4e-2, status="diverged") for i in range(WIDEN_AFTER)]) is None
+
+
+def cold_script(**kw) -> FakeRunner:
+    """A script whose own LR (1e-4) is 200x below its best (2e-2): the default range
+    [1e-5, 5e-3] ends where the loss still falls steeply."""
+    return FakeRunner(script_lr=1e-4, best_lr=2e-2, edge_lr=0.2, **kw)
+
+
+def search(runner: FakeRunner, st: optuna.Study, **kw):
+    cfg = ProbeConfig("x.py", steps=40, trials=20, seed=0, **kw)
+    return ProbeSearch(runner, st, cfg).run()
+
+
+def test_a_search_whose_best_lies_above_its_range_widens_and_recommends_from_there() -> None:
+    st = optuna.create_study(sampler=optuna.samplers.TPESampler(seed=0, multivariate=True))
+    runner = cold_script()
+    res = search(runner, st)
+    default_top = 1e-4 * 50
+    widened = st.user_attrs[LR_WIDENED_ATTR]
+    assert [w["end"] for w in widened] == ["top"] * len(widened) and 1 <= len(widened) <= 2
+    assert res.lr_range == pytest.approx(tuple(widened[-1]["to"]))
+    assert st.user_attrs[LR_RANGE_ATTR] == pytest.approx(list(res.lr_range))
+    assert res.lr_range[1] == pytest.approx(default_top * WIDEN_FACTOR ** len(widened))
+    # within the budget: calibration + the same 20 trials; several probed the new part
+    assert len(runner.specs) == 1 + 20
+    above = [s for s in runner.specs if s.peak_lr > default_top]
+    assert len(above) >= WIDEN_LEFT
+    best = min((r for r in res.records if r.score is not None), key=lambda r: r.score)
+    assert best.peak_lr > default_top  # the best trial is one the old range could not hold
+
+
+def test_a_range_the_user_gave_is_never_widened() -> None:
+    st = optuna.create_study(sampler=optuna.samplers.TPESampler(seed=0, multivariate=True))
+    runner = cold_script()
+    res = search(runner, st, lr_range=(1e-5, 5e-3))
+    assert res.lr_range == (1e-5, 5e-3)
+    assert LR_WIDENED_ATTR not in st.user_attrs
+    assert max(s.peak_lr for s in runner.specs) <= 5e-3
+
+
+def test_a_resumed_search_keeps_the_widened_range() -> None:
+    st = optuna.create_study(sampler=optuna.samplers.TPESampler(seed=0, multivariate=True))
+    first = search(cold_script(), st)
+    assert st.user_attrs[LR_WIDENED_ATTR]
+    runner = cold_script()
+    cfg = ProbeConfig("x.py", steps=40, trials=24, seed=0)
+    again = ProbeSearch(runner, st, cfg).run()
+    assert again.lr_range[1] >= first.lr_range[1]
+    assert runner.specs and all(s.probe_steps == 40 for s in runner.specs)  # no re-calibration
