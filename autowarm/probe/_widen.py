@@ -50,8 +50,7 @@ class Widening:
     def text(self) -> str:
         lo, hi = self.lr_range
         return (
-            f"the best trials sit at the {self.end} of the LR range, nothing beyond went "
-            f"unstable: widened it to [{lo:.3g}, {hi:.3g}] and probing there"
+            f"widened the LR range to [{lo:.3g}, {hi:.3g}]: the best trials sit at its {self.end}"
         )
 
 

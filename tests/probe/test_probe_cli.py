@@ -120,6 +120,31 @@ def test_a_script_scored_by_score_with_is_recommended_by_its_score(tmp_path: Pat
     assert "score_with()" in proc.stderr  # the report says what the scores are
 
 
+def test_a_script_whose_best_lr_lies_above_the_default_range_gets_it_widened(
+    tmp_path: Path,
+) -> None:
+    # the script's own LR 1e-4 puts the default range at [1e-5, 5e-3]; its score is best at
+    # 0.05, so the best trials sit at the top of that range and the search widens it
+    proc = autowarm(
+        "probe", "--json", "--steps", "30", "--trials", "12", "--seed", "0",
+        SCRIPT, "--opt", "adam", "--lr", "1e-4", "--score-at", "0.05",
+        cwd=tmp_path,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    doc = json.loads(proc.stdout)
+    ev = doc["recipe"]["evidence"]
+    assert ev["lr_range_widened"] and ev["lr_range_widened"][0]["end"] == "top"
+    assert ev["lr_range"][1] == pytest.approx(ev["lr_range_widened"][-1]["to"][1])
+    assert ev["lr_range"][1] >= 5e-2
+    assert len(doc["trials"]) == 12  # within the budget
+    assert max(t["peak_lr"] for t in doc["trials"]) > 5e-3  # probed past the old range
+    assert ev["best_peak_lr"] > 5e-3
+    # the report says so as it happens
+    assert "widened the LR range to [1e-05, 0.05]" in " ".join(proc.stderr.split())
+    shown = json.loads(autowarm("show", "--json", cwd=tmp_path).stdout)
+    assert shown["recipe"]["evidence"]["lr_range"] == ev["lr_range"]
+
+
 def test_a_crashing_script_stops_after_the_first_trial(tmp_path: Path) -> None:
     proc = autowarm("probe", *FAST, SCRIPT, "--crash-at", "3", cwd=tmp_path)
     line = one_error_line(proc)

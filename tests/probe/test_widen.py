@@ -57,7 +57,7 @@ def test_a_best_trial_at_the_top_widens_the_range_upwards_and_probes_there_next(
         "to": [RANGE[0], RANGE[1] * WIDEN_FACTOR],
         "after_trials": len(records),
     }
-    assert "widened it to [0.0001, 0.5]" in found.text()
+    assert found.text() == "widened the LR range to [0.0001, 0.5]: the best trials sit at its top"
 
 
 def test_a_best_trial_at_the_bottom_widens_the_range_downwards() -> None:
