@@ -51,6 +51,11 @@ SAMPLERS: dict[str, Callable[[int | None, int], optuna.samplers.BaseSampler]] = 
     "gp": _gp,
     "qmc": _qmc,
 }
+#: the samplers that keep modelling the LR when the search widens its range mid-study
+#: (probe/_widen.py): TPE fits each parameter over the trials that have it, in the new bounds;
+#: Optuna's GPSampler samples a parameter whose range changed at random, and QMC keeps the
+#: first trial's space -- with those the range stays, and the report's doubt says so
+WIDENING = ("tpe",)
 
 
 def resumed_seed(seed: int, stored: int) -> int:

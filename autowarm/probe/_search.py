@@ -46,7 +46,7 @@ from autowarm._errors import AutowarmError
 from autowarm.probe._config import LR_RANGE_ATTR, LR_WIDENED_ATTR, SCRIPT_LR_ATTR, ProbeConfig
 from autowarm.probe._pruner import CohortPruner
 from autowarm.probe._record import TrialRecord, records, tell
-from autowarm.probe._samplers import resumed_sampler
+from autowarm.probe._samplers import WIDENING, resumed_sampler
 from autowarm.probe._status import SCRIPT_FAILURES, settled
 from autowarm.probe._storage import mask_url
 from autowarm.probe._types import TrialResult, TrialSpec
@@ -627,7 +627,8 @@ class ProbeSearch:
         n_done += res.status != "interrupted"
         self.reporter.trial_finished(rec, n_done, self.config.trials)
         self._stop_if_nan_from_the_start(finished)
-        if res.status != "interrupted" and self.config.lr_range is None:
+        cfg = self.config
+        if res.status != "interrupted" and cfg.lr_range is None and cfg.sampler in WIDENING:
             self._widen()
         return n_done
 

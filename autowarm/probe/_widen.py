@@ -16,7 +16,8 @@ budget:
 2) the next trial probes the new part: the best trial's warmup at its LR x sqrt(factor) (half
    the new part's log width away); the sampler then draws from the wider range;
 3) at most ``WIDEN_MOST`` times a search; never a range the user gave (``--lr-range``), which
-   is their box. ``--trials`` stays the budget: nothing runs that would not have run.
+   is their box, and only with a sampler that models a range grown mid-study (TPE, the
+   default; :data:`autowarm.probe._samplers.WIDENING`). ``--trials`` stays the budget.
 """
 
 from __future__ import annotations

@@ -20,6 +20,7 @@ from autowarm.probe._config import (
     ProbeConfig,
 )
 from autowarm.probe._record import TrialRecord
+from autowarm.probe._samplers import SAMPLERS
 from autowarm.probe._search import ProbeSearch
 from autowarm.probe._widen import widening
 
@@ -125,6 +126,16 @@ def test_a_range_the_user_gave_is_never_widened() -> None:
     assert res.lr_range == (1e-5, 5e-3)
     assert LR_WIDENED_ATTR not in st.user_attrs
     assert max(s.peak_lr for s in runner.specs) <= 5e-3
+
+
+@pytest.mark.parametrize("sampler", ["gp", "qmc"])
+def test_samplers_that_cannot_model_a_grown_range_keep_theirs(sampler: str) -> None:
+    st = optuna.create_study(sampler=SAMPLERS[sampler](0, 12))
+    runner = cold_script()
+    cfg = ProbeConfig("x.py", steps=40, trials=12, seed=0, sampler=sampler)
+    res = ProbeSearch(runner, st, cfg).run()
+    assert res.lr_range == pytest.approx((1e-5, 5e-3))
+    assert LR_WIDENED_ATTR not in st.user_attrs
 
 
 def test_a_resumed_search_keeps_the_widened_range() -> None:
