@@ -325,6 +325,11 @@ def recommendation(recipe: Any) -> Table:
             ),
         ]
         t.add_row("evidence", "; ".join(why))
+    widened = ev.get("lr_range_widened") or []
+    if widened:  # the search widened its LR range where its best trials sat (probe/_widen.py)
+        lo, hi = widened[-1]["to"]
+        how = ", ".join(f"at its {w['end']} after {w['after_trials']} trials" for w in widened)
+        t.add_row("LR range", f"widened to [{lo:.3g}, {hi:.3g}] ({how})")
     for k, doubt in enumerate(ev.get("doubts") or []):
         t.add_row("unsure" if k == 0 else "", f"{doubt['text']} (try {doubt['fix']})")
     return t

@@ -18,6 +18,9 @@ budget:
 3) at most ``WIDEN_MOST`` times a search; never a range the user gave (``--lr-range``), which
    is their box, and only with a sampler that models a range grown mid-study (TPE, the
    default; :data:`autowarm.probe._samplers.WIDENING`). ``--trials`` stays the budget.
+
+What it changed on the quality suite, tuning and held-out sets: README, *Quality* (the table
+of variants) and scripts/bench_quality_variants.md.
 """
 
 from __future__ import annotations

@@ -53,6 +53,23 @@ def test_final_report_has_recommendation_and_code() -> None:
     assert "failed: boom" in out and "diverged: loss rose 10x" in out
 
 
+def test_the_report_says_how_the_search_widened_its_lr_range() -> None:
+    recipe = recommend(RECORDS, probe_steps=100, total_steps=1000, decay="cosine")
+    assert "widened" not in _final(recipe)
+    recipe.evidence["lr_range_widened"] = [
+        {"end": "top", "to": [1e-4, 0.5], "after_trials": 6},
+        {"end": "top", "to": [1e-4, 5.0], "after_trials": 9},
+    ]
+    out = " ".join(_final(recipe).split())
+    assert "LR range widened to [0.0001, 5] (at its top after 6 trials, at its top after 9" in out
+
+
+def _final(recipe: Recipe) -> str:
+    c = console()
+    print_final(c, RECORDS, recipe, lr_range=(1e-4, 5.0), warmup_max=50)
+    return text(c)
+
+
 def test_live_report_prints_one_row_per_trial_with_progress() -> None:
     c = console()
     rep = LiveReport(c, probe_steps=100)
