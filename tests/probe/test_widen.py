@@ -96,13 +96,17 @@ def cold_script(**kw) -> FakeRunner:
     return FakeRunner(script_lr=1e-4, best_lr=2e-2, edge_lr=0.2, **kw)
 
 
+def tpe_study() -> optuna.Study:
+    return optuna.create_study(sampler=optuna.samplers.TPESampler(seed=0, multivariate=True))
+
+
 def search(runner: FakeRunner, st: optuna.Study, **kw):
     cfg = ProbeConfig("x.py", steps=40, trials=20, seed=0, **kw)
     return ProbeSearch(runner, st, cfg).run()
 
 
 def test_a_search_whose_best_lies_above_its_range_widens_and_recommends_from_there() -> None:
-    st = optuna.create_study(sampler=optuna.samplers.TPESampler(seed=0, multivariate=True))
+    st = tpe_study()
     runner = cold_script()
     res = search(runner, st)
     default_top = 1e-4 * 50
@@ -120,7 +124,7 @@ def test_a_search_whose_best_lies_above_its_range_widens_and_recommends_from_the
 
 
 def test_a_range_the_user_gave_is_never_widened() -> None:
-    st = optuna.create_study(sampler=optuna.samplers.TPESampler(seed=0, multivariate=True))
+    st = tpe_study()
     runner = cold_script()
     res = search(runner, st, lr_range=(1e-5, 5e-3))
     assert res.lr_range == (1e-5, 5e-3)
@@ -139,7 +143,7 @@ def test_samplers_that_cannot_model_a_grown_range_keep_theirs(sampler: str) -> N
 
 
 def test_a_resumed_search_keeps_the_widened_range() -> None:
-    st = optuna.create_study(sampler=optuna.samplers.TPESampler(seed=0, multivariate=True))
+    st = tpe_study()
     first = search(cold_script(), st)
     assert st.user_attrs[LR_WIDENED_ATTR]
     runner = cold_script()
