@@ -58,7 +58,9 @@ def _mid_trial(storage: str, pid: int, deadline: float) -> int:
         trials = st.get_trials(deepcopy=False) if st is not None else []
         mine = [t for t in trials if _owned_by(t, pid) and t.params]
         if any(t.state == TrialState.COMPLETE for t in mine):
-            running = [t for t in mine if t.state == TrialState.RUNNING]
+            # both parameters drawn: its script runs (a kill between the two draws leaves a
+            # trial with the LR alone, whose retry draws its warmup afresh)
+            running = [t for t in mine if t.state == TrialState.RUNNING and len(t.params) == 2]
             if running:
                 return running[0].number
         time.sleep(0.05)
