@@ -33,3 +33,11 @@ def postgres_url() -> str:
     finally:
         engine.dispose()
     return url
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    # every test on the PostgreSQL server starts by dropping its schema: under pytest-xdist
+    # (`-n 2 --dist loadgroup`) they share one worker and run one at a time
+    for item in items:
+        if "postgres_url" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.xdist_group("postgres"))
