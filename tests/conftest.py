@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import signal
 
 import pytest
 
@@ -41,3 +42,10 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
         if "postgres_url" in getattr(item, "fixturenames", ()):
             item.add_marker(pytest.mark.xdist_group("postgres"))
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    # a run started in the background by a script (`cmd &`) inherits SIGINT ignored, and so
+    # would every process the Ctrl-C tests start: give Python its KeyboardInterrupt back
+    if signal.getsignal(signal.SIGINT) == signal.SIG_IGN:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
