@@ -480,34 +480,38 @@ def vertex(lrs: list[float], scores: list[float]) -> float:
 def rung2_methods(
     w: Workload, probes: list[dict], opts: argparse.Namespace, console: Console
 ) -> list[Method]:
-    """Multi-fidelity, simulated on the cached searches at the same budget: the first
-    ``--rung1`` trials of each search (what a shorter search would have recommended, replayed
-    by the current rule), then the script run at twice the probe length at that pick's LR x
-    {1/RUNG_STEP, 1, RUNG_STEP} (same warmup fraction, seed = the probe's), ranked by the
-    probe's own score (training loss). "rung 2" takes the parabola's vertex; "rung 2 + trend"
-    also carries the measured LR trend from 1x to 2x the probe length on to the full run."""
-    plain, trend, cost = [], [], []
+    """Multi-fidelity, simulated on the cached searches: the first ``--rung1`` trials of each
+    search (what a shorter search would have recommended, replayed by the current rule), then
+    the script run at ``--rung-length`` x the probe length at that pick's LR x {1/RUNG_STEP, 1,
+    RUNG_STEP} (same warmup fraction, seed = the probe's), ranked by the probe's own score
+    (training loss), the parabola's vertex taken. Carried to the full run three ways: "rung 2"
+    as it is, "rung 2 + trend" with the measured trend from 1x to Kx the probe length carried
+    on, "rung 2 x rule" with the search's horizon rule from Kx the probe length."""
+    k_len = opts.rung_length
+    plain, trend, rule, cost = [], [], [], []
     for k, doc in zip(opts.probe_seeds, probes):
         first = sorted(doc["trials"], key=lambda t: t["number"])[: opts.rung1]
         ev = replayed({**doc, "trials": first})["recipe"]["evidence"]
         probe_steps, c = int(ev["probe_steps"]), float(ev["probe_peak_lr"])
         frac = int(ev["probe_warmup_steps"]) / probe_steps
-        w2 = dataclasses.replace(w, steps=2 * probe_steps)
+        wk = dataclasses.replace(w, steps=k_len * probe_steps)
         lrs = [c / RUNG_STEP, c, c * RUNG_STEP]
-        runs = [Run(w2, lr, round(frac * 2 * probe_steps), k) for lr in lrs]
+        runs = [Run(wk, lr, round(frac * k_len * probe_steps), k) for lr in lrs]
         lr2 = vertex(
             lrs,
             [tail_score(m) for m in run_many(runs, opts.workers, console, "rung 2")],
         )
-        doublings = math.log2(w.full_steps / (2 * probe_steps))
-        factor = min(max((lr2 / c) ** doublings, 1 / 3), 3.0)
+        ratio = w.full_steps / (k_len * probe_steps)
+        factor = min(max((lr2 / c) ** (math.log(ratio) / math.log(k_len)), 1 / 3), 3.0)
         warmup = round(frac * w.full_steps)
         plain.append((lr2, warmup))
         trend.append((lr2 * factor, warmup))
-        cost.append(sum(t.get("steps") or 0 for t in first) + 3 * 2 * probe_steps)
+        rule.append((lr2 * ratio ** -float(ev["horizon_exponent"]), warmup))
+        cost.append(sum(t.get("steps") or 0 for t in first) + 3 * k_len * probe_steps)
     spent = float(np.mean(cost))
     return [Method("autowarm + rung 2 (sim.)", plain, spent),
-            Method("autowarm + rung 2 + trend (sim.)", trend, spent)]  # fmt: skip
+            Method("autowarm + rung 2 + trend (sim.)", trend, spent),
+            Method("autowarm + rung 2 x rule (sim.)", rule, spent)]  # fmt: skip
 
 
 def score(w: Workload, grid: Grid, m: Method, opts: argparse.Namespace, console: Console) -> None:
@@ -825,8 +829,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         type=int,
         default=0,
         help="also simulate multi-fidelity: the first N trials of each search, then a rung of "
-        "3 runs at twice the probe length (N=14 keeps the 20-trial budget)",
+        "3 runs at --rung-length x the probe length (N=14 keeps the 20-trial budget at 2x, "
+        "N=8 at 4x)",
     )
+    p.add_argument("--rung-length", type=int, default=2, help="with --rung1: the rung's length")
     p.add_argument("--md", type=Path, default=ROOT / "scripts" / "bench_quality.md")
     p.add_argument("--png", type=Path, default=ROOT / "scripts" / "bench_quality.png")
     opts = p.parse_args(argv)
