@@ -1,6 +1,6 @@
 """Does a script show, in probes 1x, 2x and 4x as long, where its full run's best LR lies?
 
-    python scripts/bench_horizon.py                                   # every workload (~1.5 h)
+    python scripts/bench_horizon.py                                   # every workload
     python scripts/bench_horizon.py --workloads gru_lm,charlm --workers 2
 
 The question behind issue 11's "LR optimum's trend with probe length, measured per script": the
