@@ -4,6 +4,7 @@ real CLI and runner are tested end to end in test_probe_cli.py."""
 from __future__ import annotations
 
 import math
+import time
 
 import optuna
 import pytest
@@ -101,17 +102,22 @@ def test_timeout_stops_asking_for_trials() -> None:
 
 
 # -- several workers on one study (the real processes: test_workers.py) ---------------------------
-def _stale_trial(st: optuna.Study) -> optuna.trial.FrozenTrial:
-    """A RUNNING trial of a worker on another host that died: its heartbeat never changes."""
+def _stale_trial(st: optuna.Study, *, lr_only: bool = False) -> optuna.trial.FrozenTrial:
+    """A RUNNING trial of a worker on another host that died: its heartbeat never changes.
+    ``lr_only``: it died between its two parameter draws."""
     from optuna.distributions import FloatDistribution, IntDistribution
 
+    params: dict[str, float] = {"peak_lr": 0.02, "warmup_steps": 3}
+    dists = {
+        "peak_lr": FloatDistribution(1e-3, 1e-1, log=True),
+        "warmup_steps": IntDistribution(0, 20),
+    }
+    if lr_only:
+        del params["warmup_steps"], dists["warmup_steps"]
     trial = optuna.trial.create_trial(
         state=TrialState.RUNNING,
-        params={"peak_lr": 0.02, "warmup_steps": 3},
-        distributions={
-            "peak_lr": FloatDistribution(1e-3, 1e-1, log=True),
-            "warmup_steps": IntDistribution(0, 20),
-        },
+        params=params,
+        distributions=dists,
         user_attrs={"owner": "elsewhere:1:abc", "heartbeat": 7},
     )
     st.add_trial(trial)
@@ -119,8 +125,6 @@ def _stale_trial(st: optuna.Study) -> optuna.trial.FrozenTrial:
 
 
 def test_a_dead_workers_trial_is_failed_and_rerun_once_by_a_live_worker() -> None:
-    import time
-
     from autowarm.probe._workers import Heartbeat, Watcher
 
     st = study()
@@ -139,6 +143,25 @@ def test_a_dead_workers_trial_is_failed_and_rerun_once_by_a_live_worker() -> Non
     ProbeSearch(runner, st, cfg, heartbeat_s=0.05).run()
     assert (runner.specs[0].peak_lr, runner.specs[0].warmup_steps) == (0.02, 3)
     assert len([t for t in st.trials if t.state == TrialState.COMPLETE]) == 4
+
+
+def test_a_trial_that_died_between_its_two_draws_reruns_its_lr_with_a_warmup_drawn_anew() -> None:
+    from autowarm.probe._workers import Heartbeat, Watcher
+
+    st = study()
+    stale = _stale_trial(st, lr_only=True)
+    watcher = Watcher(st, Heartbeat(st, 0.05))
+    deadline = time.monotonic() + 5
+    while not watcher.poll() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert st.trials[stale.number].state == TrialState.FAIL
+    runner = FakeRunner()
+    cfg = ProbeConfig("x.py", steps=30, trials=2, lr_range=(1e-3, 1e-1), seed=0)
+    ProbeSearch(runner, st, cfg, heartbeat_s=0.05).run()
+    (retry,) = [t for t in st.trials if t.user_attrs.get("retry_of") == stale.number]
+    assert retry.state == TrialState.COMPLETE and retry.params["peak_lr"] == 0.02
+    assert 0 <= retry.params["warmup_steps"] <= cfg.warmup_max
+    assert runner.specs[0].peak_lr == 0.02
 
 
 def test_a_running_trial_whose_heartbeat_stops_is_recovered_during_the_search() -> None:
