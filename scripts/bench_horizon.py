@@ -10,7 +10,7 @@ suite cannot serve (README, *The horizon rule*). If the best LR of probes at L, 
 trend and carry it on. For each workload of scripts/bench_quality.py:
 
 1) the script is run as a probe would run it -- the whole schedule compressed into L, 2L, 4L
-   steps, warmup 10 %, at 9 LRs log-spaced over the workload's box, 2 seeds -- and scored by
+   steps, warmup 10 %, at 9 LRs log-spaced over the workload's box, the grid's 2 seeds -- scored by
    the probe's own score (mean training loss over the last 15 %, a diverged run worst); the
    best LR at each length is the vertex of the parabola through the best point and its two
    neighbours (in log LR, mean over seeds);
@@ -41,7 +41,6 @@ import bench_quality as bq
 from autowarm.probe._config import HORIZON_EXPONENT, default_steps
 
 N_LR = 9
-SEEDS = (0, 1)
 LENGTHS = (1, 2, 4)  # x the default probe length
 
 
@@ -60,9 +59,11 @@ def probe_optima(w: bq.Workload, workers: int, console: Console) -> dict[int, fl
     for k in LENGTHS:
         steps = k * default_steps(w.full_steps)
         short = dataclasses.replace(w, steps=steps)
-        runs = [bq.Run(short, lr, round(0.1 * steps), s) for lr in lrs for s in SEEDS]
+        seeds = w.grid_seeds
+        runs = [bq.Run(short, lr, round(0.1 * steps), s) for lr in lrs for s in seeds]
         ms = bq.run_many(runs, workers, console, f"{w.name} at {steps} steps")
-        scores = [float(np.mean([bq.tail_score(ms[len(SEEDS) * i + j]) for j in range(len(SEEDS))]))
+        n = len(seeds)
+        scores = [float(np.mean([bq.tail_score(m) for m in ms[n * i : n * (i + 1)]]))
                   for i in range(len(lrs))]  # fmt: skip
         out[steps] = best_lr(lrs, scores)
     return out

@@ -484,9 +484,9 @@ def rung2_methods(
     search (what a shorter search would have recommended, replayed by the current rule), then
     the script run at ``--rung-length`` x the probe length at that pick's LR x {1/RUNG_STEP, 1,
     RUNG_STEP} (same warmup fraction, seed = the probe's), ranked by the probe's own score
-    (training loss), the parabola's vertex taken. Carried to the full run three ways: "rung 2"
-    as it is, "rung 2 + trend" with the measured trend from 1x to Kx the probe length carried
-    on, "rung 2 x rule" with the search's horizon rule from Kx the probe length."""
+    (training loss), the parabola's vertex taken. Carried to the full run three ways: as it is,
+    "+ trend" with the measured trend from 1x to Kx the probe length carried on, "x rule" with
+    the search's horizon rule from Kx the probe length."""
     k_len = opts.rung_length
     plain, trend, rule, cost = [], [], [], []
     for k, doc in zip(opts.probe_seeds, probes):
@@ -509,9 +509,10 @@ def rung2_methods(
         rule.append((lr2 * ratio ** -float(ev["horizon_exponent"]), warmup))
         cost.append(sum(t.get("steps") or 0 for t in first) + 3 * k_len * probe_steps)
     spent = float(np.mean(cost))
-    return [Method("autowarm + rung 2 (sim.)", plain, spent),
-            Method("autowarm + rung 2 + trend (sim.)", trend, spent),
-            Method("autowarm + rung 2 x rule (sim.)", rule, spent)]  # fmt: skip
+    rung = f"autowarm + rung at {k_len}x"
+    return [Method(f"{rung} (sim.)", plain, spent),
+            Method(f"{rung} + trend (sim.)", trend, spent),
+            Method(f"{rung} x rule (sim.)", rule, spent)]  # fmt: skip
 
 
 def score(w: Workload, grid: Grid, m: Method, opts: argparse.Namespace, console: Console) -> None:
