@@ -39,4 +39,9 @@ checksum = float(sum(p.detach().double().sum() for p in model.parameters()))
 skipped = [r.step for r in opt.monitor.history if r.skipped]
 with open(f"{out}/rank-{rank}.json", "w") as f:
     json.dump({"checksum": checksum, "skipped": skipped, "raised": raised}, f)
+# Tear down in step: once every rank is done talking (barrier) and DDP's reducer is gone. A rank
+# that closes its gloo pairs while the other may still hold work is the likely cause of the one
+# teardown abort seen in CI (rank 0: SIGABRT, "terminate called without an active exception").
+dist.barrier()
+del model, opt
 dist.destroy_process_group()
