@@ -72,6 +72,7 @@ from __future__ import annotations
 
 import itertools
 import math
+from bisect import bisect_left, insort
 from collections import deque
 from dataclasses import dataclass, fields
 from typing import NamedTuple
@@ -159,6 +160,33 @@ def _median(sorted_values: list[float]) -> float:
     return sorted_values[mid] if n % 2 else 0.5 * (sorted_values[mid - 1] + sorted_values[mid])
 
 
+def _mad(sorted_values: list[float], med: float) -> float:
+    """Median of ``|v - med|`` over ``sorted_values``, in O(log n) and without sorting: the
+    deviations grow outward from ``med`` on both sides, two sorted runs, and the k-th smallest
+    of two sorted runs is a binary search over how many come from the left one. The same floats
+    as ``_median(sorted(abs(v - med) ...))``, since ``a - b == -(b - a)`` exactly."""
+    s, n = sorted_values, len(sorted_values)
+    split = bisect_left(s, med)  # left run: med - s[split - 1 - i]; right run: s[split + i] - med
+    n_left, n_right = split, n - split
+    take = n // 2 + 1  # the smallest `take` deviations hold the median (and, n even, its twin)
+    lo, hi = max(0, take - n_right), min(take, n_left)
+    while True:  # i from the left run, take - i from the right
+        i = (lo + hi) // 2
+        j = take - i
+        if i < n_left and j > 0 and s[split + j - 1] - med > med - s[split - 1 - i]:
+            lo = i + 1  # the right run's last taken is larger than the left's next: more left
+        elif i > 0 and j < n_right and med - s[split - i] > s[split + j] - med:
+            hi = i - 1
+        else:
+            break
+    # the largest two taken are among each run's last two taken
+    tops = sorted(
+        [med - s[split - k] for k in (i, i - 1) if k > 0]
+        + [s[split + k - 1] - med for k in (j, j - 1) if k > 0]
+    )
+    return tops[-1] if n % 2 else 0.5 * (tops[-2] + tops[-1])
+
+
 class _SpikeDetector:
     """Robust spike test for one signal; flagged values stay out of the window.
 
@@ -173,32 +201,49 @@ class _SpikeDetector:
         self.t = t
         self.values: deque[float] = deque(maxlen=t.window)
         self.logs: deque[float] = deque(maxlen=t.window)  # log of each value, computed once
+        # the same windows kept sorted, so that a step costs O(window) list moves, not a sort
+        # (the host's per-step cost is what the monitor adds to a small CPU step)
+        self._sorted_values: list[float] = []
+        self._sorted_logs: list[float] = []
         self._nonpositive = 0  # values <= 0 in the window (then: linear statistics)
         self.flagged: list[float] = []
         self.regime_shift = max(2, t.window // 8)
 
     def _push(self, x: float) -> None:
-        if len(self.values) == self.values.maxlen and self.values[0] <= 0:
-            self._nonpositive -= 1
+        if len(self.values) == self.values.maxlen:
+            old, old_log = self.values[0], self.logs[0]
+            self._nonpositive -= old <= 0
+            del self._sorted_values[bisect_left(self._sorted_values, old)]
+            del self._sorted_logs[bisect_left(self._sorted_logs, old_log)]
+        log = math.log(x) if x > 0 else 0.0
         self.values.append(x)
-        self.logs.append(math.log(x) if x > 0 else 0.0)
+        self.logs.append(log)
+        insort(self._sorted_values, x)
+        insort(self._sorted_logs, log)
         self._nonpositive += x <= 0
+
+    def _clear(self) -> None:
+        self.values.clear()
+        self.logs.clear()
+        self._sorted_values.clear()
+        self._sorted_logs.clear()
+        self._nonpositive = 0
 
     def _threshold(self) -> tuple[float, float]:
         """(median, threshold) of the current window."""
         t = self.t
         if not self._nonpositive:
-            logs = sorted(self.logs)
+            logs = self._sorted_logs
             log_med = _median(logs)
-            log_mad = _median(sorted([abs(v - log_med) for v in logs]))
+            log_mad = _mad(logs, log_med)
             spread = max(1.4826 * log_mad, t.spread_floor)
             margin = max(t.spike_zscore * spread, math.log(t.spike_ratio))
             # a value spike_hard_ratio x the median is a spike however noisy the window
             margin = min(margin, math.log(t.spike_hard_ratio))
             return math.exp(log_med), math.exp(log_med + margin)
-        s = sorted(self.values)
+        s = self._sorted_values
         med = _median(s)
-        mad = _median(sorted([abs(v - med) for v in s]))
+        mad = _mad(s, med)
         spread = max(1.4826 * mad, t.spread_floor * abs(med), 1e-12)
         margin = max(t.spike_zscore * spread, (t.spike_ratio - 1.0) * abs(med))
         if med != 0:  # a ratio to a zero median means nothing: keep the z-score test alone
@@ -214,9 +259,7 @@ class _SpikeDetector:
                 self.flagged.append(x)
                 if len(self.flagged) >= self.regime_shift:
                     # the level moved for good: start the statistics over from the new level
-                    self.values.clear()
-                    self.logs.clear()
-                    self._nonpositive = 0
+                    self._clear()
                     for v in self.flagged:
                         self._push(v)
                     self.flagged.clear()

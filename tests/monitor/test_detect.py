@@ -11,7 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from autowarm.monitor import Event, History, Thresholds
-from autowarm.monitor._detect import Detector, Finding
+from autowarm.monitor._detect import Detector, Finding, _mad, _median, _SpikeDetector
 
 # flat synthetic losses are stalls by design; the spike tests switch that rule off
 NO_STALL = Thresholds(stall_steps=10_000)
@@ -176,6 +176,34 @@ def test_spike_on_a_negative_loss_uses_linear_statistics() -> None:
     losses: list[float | None] = [-1.0 + 0.01 * math.sin(i) for i in range(100)] + [1.0]
     found = _feed(Detector(NO_STALL), losses)
     assert [(i, f.kind) for i, f in found] == [(100, "spike")]
+
+
+_WINDOW_VALUES = st.one_of(
+    st.floats(-5, 5, allow_nan=False),
+    st.sampled_from([0.0, -0.0, 1e-3, 1.0, 2.0]),  # ties and zeros
+)
+
+
+@given(st.lists(_WINDOW_VALUES, min_size=1, max_size=80))
+def test_mad_from_the_sorted_window_is_the_median_of_the_sorted_deviations(
+    values: list[float],
+) -> None:
+    s = sorted(values)
+    med = _median(s)
+    assert _mad(s, med) == _median(sorted(abs(v - med) for v in s))  # the same float
+
+
+@settings(max_examples=50)
+@given(st.lists(st.one_of(st.floats(1e-3, 1e3), st.just(0.0), st.just(500.0)), max_size=300))
+def test_the_sorted_windows_follow_the_window_through_spikes_and_restarts(
+    stream: list[float],
+) -> None:
+    det = _SpikeDetector("loss", Thresholds(window=16, min_history=4))
+    for x in stream:
+        det.update(x)
+        assert det._sorted_values == sorted(det.values)
+        assert det._sorted_logs == sorted(det.logs)
+        assert det._nonpositive == sum(v <= 0 for v in det.values)
 
 
 # -- divergence -----------------------------------------------------------------------------------

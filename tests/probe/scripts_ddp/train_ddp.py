@@ -45,4 +45,5 @@ for step in range(args.steps):
         with open(args.log, "a") as f:
             record = {"rank": rank, "step": step, "loss": loss.item()}
             f.write(json.dumps(record) + "\n")
+dist.barrier()  # every rank done talking before gloo's pairs close (see ddp_spike.py)
 dist.destroy_process_group()
