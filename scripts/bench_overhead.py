@@ -18,6 +18,9 @@ gradients, a few scalar ops, the host-side detector) is all there is.
 from __future__ import annotations
 
 import argparse
+import itertools
+import math
+import random
 import statistics
 import sys
 import time
@@ -113,9 +116,21 @@ def _breakdown(opt: Any, console: Console, clock: Callable[[], float], n: int = 
     """What the monitor's pieces cost on this model's gradients (the wrapped optimizer's, left
     by its last step): the exact norm, its parts, and the floor of one flat norm."""
     from autowarm.monitor import _optimizer
+    from autowarm.monitor._detect import Detector
 
     grads = opt._grads()
     flat = torch.cat([g.reshape(-1) for g in grads])
+    # the host-side detector on a healthy-looking stream: a falling noisy loss, a noisy norm
+    rng = random.Random(0)
+    stream = [
+        (2.0 * math.exp(-i / n + rng.gauss(0, 0.05)), math.exp(rng.gauss(0, 0.3))) for i in range(n)
+    ]
+    detector, at = Detector(), itertools.count()
+
+    def detect() -> None:
+        i = next(at)
+        detector.update(i, *stream[i % n])
+
     pieces = {
         "monitor's exact grad norm (_total_norm)": lambda: _optimizer._total_norm(
             grads, grads[0].device
@@ -124,6 +139,7 @@ def _breakdown(opt: Any, console: Console, clock: Callable[[], float], n: int = 
         "floor: one vector_norm of the grads pre-flattened": lambda: torch.linalg.vector_norm(flat),
         "report(loss), and step() taking it back": lambda: (opt.report(flat[0]), opt._take_loss()),
         "collecting the grads (_grads)": opt._grads,
+        "the detector's update (loss and norm, host side)": detect,
     }
     table = Table(title=f"pieces, {len(grads)} grad tensors, {flat.numel():,} elements")
     table.add_column("piece")
