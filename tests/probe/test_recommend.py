@@ -217,7 +217,7 @@ def test_soft_ties_work_for_zero_and_negative_losses(shift: float) -> None:
 
 @pytest.mark.parametrize(
     ("rule", "expected"),
-    [("longest", 30), ("shortest", 10), ("centre", 18), ("median", 20)],
+    [("longest", 30), ("shortest", 10), ("centre", 18), ("median", 20), ("prior", 16)],
 )
 def test_warmup_rule_options(monkeypatch: pytest.MonkeyPatch, rule: str, expected: int) -> None:
     from autowarm.probe import _recommend
@@ -229,7 +229,8 @@ def test_warmup_rule_options(monkeypatch: pytest.MonkeyPatch, rule: str, expecte
         rec(2, 0.04, 10, score=1.00),  # best
         rec(3, 0.005, 45, score=1.50),  # weight e^-5: barely counts in the centre or median
     ]
-    # longest / shortest near-best: 30 / 10; weighted mean 18.4; weighted median: 20
+    # longest / shortest near-best: 30 / 10; weighted mean 18.4; weighted median: 20; the
+    # weighted mean with a pseudo-trial of weight 1 at 10 % of the probe: 16.0
     assert choose(trials, probe_steps=100).warmup_steps == expected
 
 
