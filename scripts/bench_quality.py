@@ -151,6 +151,12 @@ WORKLOADS: tuple[Workload, ...] = (
              "softmax regression, plain SGD, features scaled 1..10"),
     Workload("cnn_digits", "scripts/workloads/cnn_digits.py", "held-out", (1e-3, 3e-1),
              "small CNN without normalization on 8x8 digits, Adam, shifts"),
+    # added to judge the at-edge rung (--rung1 with --rung-length), a rule drawn from the edge
+    # pair's rows: two more scripts whose best LR sits at a divergence edge, unseen before
+    Workload("lsq_digits", "scripts/workloads/lsq_digits.py", "held-out", (3e-5, 1e-2),
+             "least squares on raw digit pixels, plain SGD: NaN just above the best LR"),
+    Workload("tanh_mse", "scripts/workloads/tanh_mse.py", "held-out", (1e-2, 10.0),
+             "tanh MLP, MSE on one-hot digits, plain SGD (edge of stability)"),
 )  # fmt: skip
 
 
@@ -478,7 +484,7 @@ def vertex(lrs: list[float], scores: list[float]) -> float:
 
 
 def rung2_methods(
-    w: Workload, probes: list[dict], opts: argparse.Namespace, console: Console
+    w: Workload, probes: list[dict], aw: Method, opts: argparse.Namespace, console: Console
 ) -> list[Method]:
     """Multi-fidelity, simulated on the cached searches: the first ``--rung1`` trials of each
     search (what a shorter search would have recommended, replayed by the current rule), then
@@ -486,10 +492,13 @@ def rung2_methods(
     RUNG_STEP} (same warmup fraction, seed = the probe's), ranked by the probe's own score
     (training loss), the parabola's vertex taken. Carried to the full run three ways: as it is,
     "+ trend" with the measured trend from 1x to Kx the probe length carried on, "x rule" with
-    the search's horizon rule from Kx the probe length."""
+    the search's horizon rule from Kx the probe length. A fourth, "at edge", takes the rung
+    (x rule) only where the first trials' pick sits near a stability edge they found (the
+    horizon rule's at-edge branch) and the whole search's pick (``aw``) elsewhere."""
     k_len = opts.rung_length
     plain, trend, rule, cost = [], [], [], []
-    for k, doc in zip(opts.probe_seeds, probes):
+    at_edge, edge_cost, edges = [], [], []
+    for k, doc, whole in zip(opts.probe_seeds, probes, aw.choices):
         first = sorted(doc["trials"], key=lambda t: t["number"])[: opts.rung1]
         ev = replayed({**doc, "trials": first})["recipe"]["evidence"]
         probe_steps, c = int(ev["probe_steps"]), float(ev["probe_peak_lr"])
@@ -508,11 +517,18 @@ def rung2_methods(
         trend.append((lr2 * factor, warmup))
         rule.append((lr2 * ratio ** -float(ev["horizon_exponent"]), warmup))
         cost.append(sum(t.get("steps") or 0 for t in first) + 3 * k_len * probe_steps)
+        edge = bool(ev["near_stability_edge"])
+        edges.append(edge)
+        console.print(f"  search {k}: first {opts.rung1} trials' pick near an edge: {edge}")
+        at_edge.append(rule[-1] if edge else whole)
+        edge_cost.append(cost[-1] if edge else aw.cost_steps)
     spent = float(np.mean(cost))
     rung = f"autowarm + rung at {k_len}x"
     return [Method(f"{rung} (sim.)", plain, spent),
             Method(f"{rung} + trend (sim.)", trend, spent),
-            Method(f"{rung} x rule (sim.)", rule, spent)]  # fmt: skip
+            Method(f"{rung} x rule (sim.)", rule, spent),
+            Method(f"{rung} x rule at edge only (sim.)", at_edge, float(np.mean(edge_cost)),
+                   note=f"the rung ran in {sum(edges)} of {len(edges)} searches")]  # fmt: skip
 
 
 def score(w: Workload, grid: Grid, m: Method, opts: argparse.Namespace, console: Console) -> None:
@@ -551,7 +567,7 @@ def bench_workload(w: Workload, opts: argparse.Namespace, console: Console) -> d
     if probes:
         methods.append(aw)
         if opts.rung1:
-            methods += rung2_methods(w, probes, opts, console)
+            methods += rung2_methods(w, probes, aw, opts, console)
     # 3) every choice trained in full on the evaluation seeds
     for m in methods:
         score(w, grid, m, opts, console)

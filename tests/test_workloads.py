@@ -48,7 +48,10 @@ def test_each_workload_declares_its_defaults_and_a_box_around_its_default(w) -> 
     assert "autowarm" in w.path.read_text()
 
 
-PLAIN_LOOPS = ["edge", "adamw_shallow", "finetune", "sgd_mlp", "softmax_sgd", "cnn_digits"]
+PLAIN_LOOPS = [
+    "edge", "adamw_shallow", "finetune", "sgd_mlp", "softmax_sgd", "cnn_digits", "lsq_digits",
+    "tanh_mse",
+]  # fmt: skip
 
 
 @pytest.mark.parametrize("name", PLAIN_LOOPS)
