@@ -17,7 +17,12 @@ budget:
    the new part's log width away); the sampler then draws from the wider range;
 3) at most ``WIDEN_MOST`` times a search; never a range the user gave (``--lr-range``), which
    is their box, and only with a sampler that models a range grown mid-study (TPE, the
-   default; :data:`autowarm.probe._samplers.WIDENING`). ``--trials`` stays the budget.
+   default; :data:`autowarm.probe._samplers.WIDENING`). ``--trials`` stays the budget;
+4) with no best trial at all -- every trial so far diverged, went NaN or stalled -- the range
+   grows at the bottom (:func:`_below_every_unstable`). On ``lsq_digits`` of the quality suite
+   (least squares on raw pixels, SGD's usual 0.1 some 30x over the divergence edge) the
+   default range ``[0.01, 5]`` held no stable LR, and the search ended after its 20 trials
+   with "no probe trial finished stably".
 
 What it changed on the quality suite, tuning and held-out sets: README, *Quality* (the table
 of variants) and scripts/bench_quality_variants.md.
@@ -35,7 +40,7 @@ from autowarm.probe._config import WIDEN_AFTER, WIDEN_FACTOR, WIDEN_LEFT, WIDEN_
 from autowarm.probe._doubts import lr_edge
 from autowarm.probe._recommend import choose
 from autowarm.probe._record import TrialRecord
-from autowarm.probe._status import settled
+from autowarm.probe._status import UNSTABLE, settled
 
 
 @dataclass(frozen=True)
@@ -75,7 +80,7 @@ def widening(
     try:
         choice = choose(done, probe_steps=probe_steps, margin=margin)
     except AutowarmError:  # nothing finished stably yet: no best trial to place
-        return None
+        return _below_every_unstable(done, lr_range)
     doubt = lr_edge(done, choice.evidence, lr_range=lr_range)
     if doubt is None:
         return None
@@ -89,3 +94,23 @@ def widening(
         new, lr, end = (lo / WIDEN_FACTOR, hi), max(best / step, lo / WIDEN_FACTOR), "bottom"
     first = {"peak_lr": lr, "warmup_steps": warmup}
     return Widening(end=end, lr_range=new, first_trial=first, after_trials=len(done))
+
+
+def _below_every_unstable(
+    done: Sequence[TrialRecord], lr_range: tuple[float, float]
+) -> Widening | None:
+    """4) every settled trial went unstable: the whole range is too hot -- the script's own LR
+    (the range's centre) diverges, the commonest reason a user reaches for a warmup tuner. So
+    the range grows downwards, and the next trial probes the new part's middle at the longest
+    warmup tried (the gentlest start). Trials that failed for another reason (the script
+    crashed) say nothing about the LR: then no widening."""
+    if not done or any(r.status not in UNSTABLE for r in done):
+        return None
+    lo, hi = lr_range
+    first = {
+        "peak_lr": lo / math.sqrt(WIDEN_FACTOR),
+        "warmup_steps": max(r.warmup_steps for r in done),
+    }
+    return Widening(
+        end="bottom", lr_range=(lo / WIDEN_FACTOR, hi), first_trial=first, after_trials=len(done)
+    )

@@ -19,6 +19,7 @@ from autowarm.probe._config import (
     WIDEN_MOST,
     ProbeConfig,
 )
+from autowarm.probe._recommend import choose
 from autowarm.probe._record import TrialRecord
 from autowarm.probe._samplers import SAMPLERS
 from autowarm.probe._search import ProbeSearch
@@ -84,16 +85,39 @@ def test_no_widening_too_early_too_late_or_too_often() -> None:
     assert widen(rising(), left=WIDEN_LEFT - 1) is None  # too few trials left to probe there
     assert widen(rising(), widened=WIDEN_MOST) is None
     assert widen(rising(), left=WIDEN_LEFT, widened=WIDEN_MOST - 1) is not None
-    # interrupted trials are not results; unstable-only searches have no best trial to place
+    # interrupted trials are not results
     interrupted = [rec(i, 1e-3, status="interrupted") for i in range(WIDEN_AFTER)]
     assert widen(interrupted) is None
-    assert widen([rec(i, 4e-2, status="diverged") for i in range(WIDEN_AFTER)]) is None
+
+
+def test_a_range_where_every_trial_went_unstable_grows_downwards() -> None:
+    statuses = ["diverged", "nonfinite", "stalled"]
+    records = [rec(i, 4e-2, w=5 * i, status=statuses[i % 3]) for i in range(WIDEN_AFTER)]
+    found = widen(records)
+    assert found is not None and found.end == "bottom"
+    assert found.lr_range == pytest.approx((RANGE[0] / WIDEN_FACTOR, RANGE[1]))
+    # the middle of the new part (in log LR), at the longest warmup tried
+    assert found.first_trial == {
+        "peak_lr": pytest.approx(RANGE[0] / math.sqrt(WIDEN_FACTOR)),
+        "warmup_steps": 5 * (WIDEN_AFTER - 1),
+    }
+    # not before the sampler's start-up, nor past the limits of any widening
+    assert widen(records[:-1]) is None
+    assert widen(records, widened=WIDEN_MOST) is None
+    # a trial that failed (the script crashed) says nothing about the LR
+    assert widen([*records, rec(WIDEN_AFTER, 1e-3, status="failed")]) is None
 
 
 def cold_script(**kw) -> FakeRunner:
     """A script whose own LR (1e-4) is 200x below its best (2e-2): the default range
     [1e-5, 5e-3] ends where the loss still falls steeply."""
     return FakeRunner(script_lr=1e-4, best_lr=2e-2, edge_lr=0.2, **kw)
+
+
+def hot_script(**kw) -> FakeRunner:
+    """A script whose own LR (1.0) is 200x its divergence edge (5e-3): the default range
+    [0.1, 50] holds no LR that trains."""
+    return FakeRunner(script_lr=1.0, best_lr=2e-3, edge_lr=5e-3, **kw)
 
 
 def tpe_study() -> optuna.Study:
@@ -151,3 +175,16 @@ def test_a_resumed_search_keeps_the_widened_range() -> None:
     again = ProbeSearch(runner, st, cfg).run()
     assert again.lr_range[1] >= first.lr_range[1]
     assert runner.specs and all(s.probe_steps == 40 for s in runner.specs)  # no re-calibration
+
+
+def test_a_script_whose_own_lr_diverges_gets_a_recommendation_below_its_edge() -> None:
+    st = tpe_study()
+    runner = hot_script()
+    res = search(runner, st)  # before: "no probe trial finished stably" after 20 trials
+    widened = st.user_attrs[LR_WIDENED_ATTR]
+    assert [w["end"] for w in widened] == ["bottom"] * WIDEN_MOST
+    assert res.lr_range == pytest.approx((0.1 / WIDEN_FACTOR**WIDEN_MOST, 50.0))
+    assert len(runner.specs) == 1 + 20  # calibration + the same budget
+    assert any(r.status in ("stable", "spike") for r in res.records)
+    c = choose(res.records, probe_steps=40, margin=2.0)
+    assert c.peak_lr < runner.edge(c.warmup_steps)  # below the script's true edge
