@@ -51,6 +51,7 @@ class Widening:
     lr_range: tuple[float, float]
     first_trial: dict[str, Any]  # the parameters of that trial: peak_lr, warmup_steps
     after_trials: int  # finished trials when it was decided
+    why: str = "the best trials sit at its {end}"
 
     def to_attr(self) -> dict[str, Any]:
         """How the study stores it (``LR_WIDENED_ATTR``, one entry a widening)."""
@@ -58,9 +59,7 @@ class Widening:
 
     def text(self) -> str:
         lo, hi = self.lr_range
-        return (
-            f"widened the LR range to [{lo:.3g}, {hi:.3g}]: the best trials sit at its {self.end}"
-        )
+        return f"widened the LR range to [{lo:.3g}, {hi:.3g}]: " + self.why.format(end=self.end)
 
 
 def widening(
@@ -112,5 +111,6 @@ def _below_every_unstable(
         "warmup_steps": max(r.warmup_steps for r in done),
     }
     return Widening(
-        end="bottom", lr_range=(lo / WIDEN_FACTOR, hi), first_trial=first, after_trials=len(done)
-    )
+        end="bottom", lr_range=(lo / WIDEN_FACTOR, hi), first_trial=first,
+        after_trials=len(done), why=f"all {len(done)} trials so far went unstable",
+    )  # fmt: skip

@@ -101,6 +101,7 @@ def test_a_range_where_every_trial_went_unstable_grows_downwards() -> None:
         "peak_lr": pytest.approx(RANGE[0] / math.sqrt(WIDEN_FACTOR)),
         "warmup_steps": 5 * (WIDEN_AFTER - 1),
     }
+    assert found.text().endswith(f"all {WIDEN_AFTER} trials so far went unstable")
     # not before the sampler's start-up, nor past the limits of any widening
     assert widen(records[:-1]) is None
     assert widen(records, widened=WIDEN_MOST) is None
