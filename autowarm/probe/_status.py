@@ -40,6 +40,9 @@ Failure = Literal["crash", "no_wrap", "no_report", "too_short", "syntax", "not_f
 FINISHED = ("stable", "spike")
 #: Statuses that mark the LR as too hot (used for the penalty and the stability boundary).
 UNSTABLE = ("diverged", "nonfinite", "stalled")
+#: The unstable statuses that say "too hot" on their own: a stall may also be an LR too cold
+#: to learn (see probe/_recommend.py), so with nothing finished to compare it says neither.
+HOT = ("diverged", "nonfinite")
 #: Failures that are about the script, not the trial's LR: the search cannot go on.
 SCRIPT_FAILURES = ("no_wrap", "no_report", "too_short", "syntax", "not_found", "launcher")
 #: Monitor event kind -> the status it ends a trial with. Spikes do not end a trial (warmup

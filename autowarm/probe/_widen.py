@@ -18,7 +18,7 @@ budget:
 3) at most ``WIDEN_MOST`` times a search; never a range the user gave (``--lr-range``), which
    is their box, and only with a sampler that models a range grown mid-study (TPE, the
    default; :data:`autowarm.probe._samplers.WIDENING`). ``--trials`` stays the budget;
-4) with no best trial at all -- every trial so far diverged, went NaN or stalled -- the range
+4) with no best trial at all -- every trial so far diverged or went NaN -- the range
    grows at the bottom (:func:`_below_every_unstable`). On ``lsq_digits`` of the quality suite
    (least squares on raw pixels, SGD's usual 0.1 some 30x over the divergence edge) the
    default range ``[0.01, 5]`` held no stable LR, and the search ended after its 20 trials
@@ -40,7 +40,7 @@ from autowarm.probe._config import WIDEN_AFTER, WIDEN_FACTOR, WIDEN_LEFT, WIDEN_
 from autowarm.probe._doubts import lr_edge
 from autowarm.probe._recommend import choose
 from autowarm.probe._record import TrialRecord
-from autowarm.probe._status import UNSTABLE, settled
+from autowarm.probe._status import HOT, settled
 
 
 @dataclass(frozen=True)
@@ -98,12 +98,13 @@ def widening(
 def _below_every_unstable(
     done: Sequence[TrialRecord], lr_range: tuple[float, float]
 ) -> Widening | None:
-    """4) every settled trial went unstable: the whole range is too hot -- the script's own LR
-    (the range's centre) diverges, the commonest reason a user reaches for a warmup tuner. So
-    the range grows downwards, and the next trial probes the new part's middle at the longest
-    warmup tried (the gentlest start). Trials that failed for another reason (the script
-    crashed) say nothing about the LR: then no widening."""
-    if not done or any(r.status not in UNSTABLE for r in done):
+    """4) every settled trial diverged or went NaN: the whole range is too hot -- the script's
+    own LR (near the default range's bottom) diverges, the commonest reason a user reaches for
+    a warmup tuner. So the range grows downwards, and the next trial probes the new part's
+    middle at the longest warmup tried (the gentlest start). A stall says nothing here (Adam
+    too hot stalls, and so does an LR too cold to learn), nor does a trial that failed for
+    another reason (the script crashed): then no widening."""
+    if not done or any(r.status not in HOT for r in done):
         return None
     lo, hi = lr_range
     first = {
@@ -112,5 +113,5 @@ def _below_every_unstable(
     }
     return Widening(
         end="bottom", lr_range=(lo / WIDEN_FACTOR, hi), first_trial=first,
-        after_trials=len(done), why=f"all {len(done)} trials so far went unstable",
+        after_trials=len(done), why=f"all {len(done)} trials so far diverged or went NaN",
     )  # fmt: skip
