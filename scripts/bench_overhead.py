@@ -221,6 +221,12 @@ def main(argv: list[str] | None = None) -> int:
         "(what the rest of the monitor costs; its detection is then meaningless)",
     )
     parser.add_argument(
+        "--without-detector",
+        action="store_true",
+        help="diagnostic: the host-side detector replaced by one that finds nothing (what the "
+        "rest costs); with --without-norm-pass, what the wrapper alone costs",
+    )
+    parser.add_argument(
         "--breakdown", action="store_true", help="also time the monitor's pieces one by one"
     )
     parser.add_argument(
@@ -235,6 +241,10 @@ def main(argv: list[str] | None = None) -> int:
         from autowarm.monitor import _optimizer
 
         _optimizer._total_norm = lambda grads, device: torch.ones((), device=device)
+    if args.without_detector:
+        from autowarm.monitor import _detect
+
+        _detect.Detector.update = lambda self, *a, **k: []  # type: ignore[method-assign]
     if args.model == "mlp" and "--batch" not in (argv or sys.argv):
         args.batch, args.d_model = 128, 64
     torch.set_num_threads(1)
