@@ -222,6 +222,13 @@ class _SpikeDetector:
         insort(self._sorted_logs, log)
         self._nonpositive += x <= 0
 
+    def __setstate__(self, state: dict[str, object]) -> None:
+        # a detector pickled before the sorted windows existed (a run resumed across versions)
+        self.__dict__.update(state)
+        if "_sorted_values" not in state:
+            self._sorted_values = sorted(self.values)
+            self._sorted_logs = sorted(self.logs)
+
     def _clear(self) -> None:
         self.values.clear()
         self.logs.clear()

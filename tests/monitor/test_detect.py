@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import pickle
 import random
 
 import pytest
@@ -204,6 +205,18 @@ def test_the_sorted_windows_follow_the_window_through_spikes_and_restarts(
         assert det._sorted_values == sorted(det.values)
         assert det._sorted_logs == sorted(det.logs)
         assert det._nonpositive == sum(v <= 0 for v in det.values)
+
+
+def test_a_detector_pickled_without_sorted_windows_rebuilds_them() -> None:
+    det = _SpikeDetector("loss", Thresholds(window=16, min_history=4))
+    for x in [3.0, 1.0, 2.0, 5.0, 4.0]:
+        det.update(x)
+    state = {k: v for k, v in det.__dict__.items() if not k.startswith("_sorted")}
+    old = _SpikeDetector.__new__(_SpikeDetector)
+    old.__setstate__(state)  # what unpickling a detector of an older autowarm does
+    assert old._sorted_values == [1.0, 2.0, 3.0, 4.0, 5.0]
+    assert old._sorted_logs == sorted(old.logs)
+    assert pickle.loads(pickle.dumps(det))._sorted_values == det._sorted_values
 
 
 # -- divergence -----------------------------------------------------------------------------------
