@@ -1,6 +1,6 @@
 """When to say a recommendation is unsure: what the trials could not show.
 
-A search answers inside the box it was given, from the trials it ran. Five things make its
+A search answers inside the box it was given, from the trials it ran. Six things make its
 answer weaker than it looks, and each becomes one line of the report and one entry of
 ``recipe.evidence["doubts"]`` (``kind``, ``text``, ``fix``: the flag that addresses it):
 
@@ -14,7 +14,12 @@ answer weaker than it looks, and each becomes one line of the report and one ent
    search seed is likely to pick differently;
 4) ``no_instability``: no trial went unstable, so no stability edge was found and the margin
    never acted: the LR rests on the probes' short-horizon losses alone (short probes prefer a
-   lower LR than a full run: Wu et al. 2018).
+   lower LR than a full run: Wu et al. 2018);
+5) ``held_by_margin``: trials that scored better than every trial the margin allows sat within
+   the margin below an LR that went unstable -- the best LR may sit just under that edge, as on
+   the quality suite's edge, edge_long and lsq_digits (plain SGD at a cliff, where the margin's
+   2x cost them 20-166 %). The pick stays on the safe side; the line says what was held back
+   and the ``--margin`` that would admit it, a diverged full run being the risk.
 """
 
 from __future__ import annotations
@@ -24,8 +29,9 @@ from collections.abc import Sequence
 from typing import Any
 
 from autowarm.probe._config import WIDEN_FACTOR
-from autowarm.probe._recommend import _is_unstable
+from autowarm.probe._recommend import _is_unstable, boundary
 from autowarm.probe._record import TrialRecord
+from autowarm.probe._status import FINISHED
 
 #: "at the end of the range": within this fraction of the range's log width from an end
 EDGE = 0.1
@@ -72,7 +78,37 @@ def doubts(
             "horizon factor that fits some scripts better than others",
             "fix": "a wider --lr-range upwards",
         })  # fmt: skip
+    held = held_by_margin(records, evidence, unstable)
+    if held is not None:
+        out.append(held)
     return out
+
+
+def held_by_margin(
+    records: Sequence[TrialRecord], evidence: dict[str, Any], unstable: Sequence[TrialRecord]
+) -> dict[str, str] | None:
+    """Doubt 5: the best-scoring finished trial the margin kept out, or None."""
+    best = evidence.get("best_score")
+    if best is None or not unstable:
+        return None
+    better = [
+        r for r in records
+        if r.status in FINISHED and r.score is not None and math.isfinite(r.score)
+        and r.score < best
+    ]  # fmt: skip
+    if not better:
+        return None
+    top = min(better, key=lambda r: r.score)  # type: ignore[arg-type, return-value]
+    edge = boundary(unstable, top.warmup_steps, int(evidence["probe_steps"]))
+    admit = max(1.0, math.floor(20 * edge / top.peak_lr) / 20)  # the margin that admits it
+    return {
+        "kind": "held_by_margin",
+        "text": f"{len(better)} trial{'s' if len(better) > 1 else ''} scored better than the "
+        f"pick allows (best: LR {top.peak_lr:.3g}, loss {top.score:.4g} against "
+        f"{float(best):.4g}) but sat within the {evidence['margin']:g}x margin below an LR "
+        f"that went unstable ({edge:.3g}): the best LR may sit just under that edge",
+        "fix": f"--margin {admit:g} (a full run there may diverge)",
+    }  # fmt: skip
 
 
 def _unstable(records: Sequence[TrialRecord], evidence: dict[str, Any]) -> list[TrialRecord]:

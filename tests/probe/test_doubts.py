@@ -84,3 +84,25 @@ def test_the_report_prints_each_doubt_with_its_fix() -> None:
     text = console.file.getvalue()  # type: ignore[attr-defined]
     assert "unsure" in text and "at the top of the range" in text
     assert "(try --lr-range 0.0001 0.5)" in text
+
+
+def test_better_trials_held_back_by_the_margin_say_so_and_name_the_margin_that_admits_them() -> (
+    None
+):
+    # a cliff at 1e-2 (warmup 20): the two best trials sit within 2x below it, so the pick is
+    # made from the colder ones
+    records = _spread({1e-3: 1.6, 2e-3: 1.3, 4e-3: 1.1, 6e-3: 0.9, 8e-3: 0.8})
+    records.append(rec(9, 1e-2, 20, "diverged"))
+    recipe = recommend(records, probe_steps=100, total_steps=1000, decay="cosine")
+    assert recipe.evidence["best_peak_lr"] == 4e-3  # the best the 2x margin allows
+    found = doubts(records, recipe.evidence, lr_range=RANGE, warmup_max=50)
+    held = next(d for d in found if d["kind"] == "held_by_margin")
+    assert held["text"].startswith("2 trials scored better than the pick allows (best: LR 0.008")
+    assert "(0.01)" in held["text"]
+    assert held["fix"] == "--margin 1.25 (a full run there may diverge)"  # 1e-2 / 8e-3
+
+
+def test_no_held_back_trial_without_a_better_one_beyond_the_margin() -> None:
+    records = _spread({1e-3: 1.6, 2e-3: 1.3, 4e-3: 0.8, 6e-3: 0.9})
+    records.append(rec(9, 1e-2, 20, "diverged"))
+    assert "held_by_margin" not in kinds(records)
