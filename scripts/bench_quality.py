@@ -497,7 +497,7 @@ def rung2_methods(
     horizon rule's at-edge branch) and the whole search's pick (``aw``) elsewhere."""
     k_len = opts.rung_length
     plain, trend, rule, cost = [], [], [], []
-    at_edge, edge_cost, edges = [], [], []
+    at_edge, edge_cost = [], []
     for k, doc, whole in zip(opts.probe_seeds, probes, aw.choices):
         first = sorted(doc["trials"], key=lambda t: t["number"])[: opts.rung1]
         ev = replayed({**doc, "trials": first})["recipe"]["evidence"]
@@ -518,7 +518,6 @@ def rung2_methods(
         rule.append((lr2 * ratio ** -float(ev["horizon_exponent"]), warmup))
         cost.append(sum(t.get("steps") or 0 for t in first) + 3 * k_len * probe_steps)
         edge = bool(ev["near_stability_edge"])
-        edges.append(edge)
         console.print(f"  search {k}: first {opts.rung1} trials' pick near an edge: {edge}")
         at_edge.append(rule[-1] if edge else whole)
         edge_cost.append(cost[-1] if edge else aw.cost_steps)
@@ -527,8 +526,8 @@ def rung2_methods(
     return [Method(f"{rung} (sim.)", plain, spent),
             Method(f"{rung} + trend (sim.)", trend, spent),
             Method(f"{rung} x rule (sim.)", rule, spent),
-            Method(f"{rung} x rule at edge only (sim.)", at_edge, float(np.mean(edge_cost)),
-                   note=f"the rung ran in {sum(edges)} of {len(edges)} searches")]  # fmt: skip
+            Method(f"{rung} x rule at edge only (sim.)", at_edge,
+                   float(np.mean(edge_cost)))]  # fmt: skip
 
 
 def score(w: Workload, grid: Grid, m: Method, opts: argparse.Namespace, console: Console) -> None:

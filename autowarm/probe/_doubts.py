@@ -29,9 +29,8 @@ from collections.abc import Sequence
 from typing import Any
 
 from autowarm.probe._config import WIDEN_FACTOR
-from autowarm.probe._recommend import _is_unstable, boundary
+from autowarm.probe._recommend import _candidates, _is_unstable, boundary
 from autowarm.probe._record import TrialRecord
-from autowarm.probe._status import FINISHED
 
 #: "at the end of the range": within this fraction of the range's log width from an end
 EDGE = 0.1
@@ -91,15 +90,14 @@ def held_by_margin(
     best = evidence.get("best_score")
     if best is None or not unstable:
         return None
-    better = [
-        r for r in records
-        if r.status in FINISHED and r.score is not None and math.isfinite(r.score)
-        and r.score < best
-    ]  # fmt: skip
+    # the recommendation's candidates that beat its best eligible one: the margin kept them out
+    better = [r for r in _candidates(records) if r.score < best]  # type: ignore[operator]
     if not better:
         return None
     top = min(better, key=lambda r: r.score)  # type: ignore[arg-type, return-value]
     edge = boundary(unstable, top.warmup_steps, int(evidence["probe_steps"]))
+    if not math.isfinite(edge):  # counted unstable differently from the choice: say nothing
+        return None
     admit = max(1.0, math.floor(20 * edge / top.peak_lr) / 20)  # the margin that admits it
     return {
         "kind": "held_by_margin",

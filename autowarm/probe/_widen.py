@@ -19,7 +19,7 @@ budget:
    is their box, and only with a sampler that models a range grown mid-study (TPE, the
    default; :data:`autowarm.probe._samplers.WIDENING`). ``--trials`` stays the budget;
 4) with no best trial at all -- every trial so far diverged or went NaN -- the range
-   grows at the bottom (:func:`_below_every_unstable`). On ``lsq_digits`` of the quality suite
+   grows at the bottom (:func:`_all_too_hot`). On ``lsq_digits`` of the quality suite
    (least squares on raw pixels, SGD's usual 0.1 some 30x over the divergence edge) the
    default range ``[0.01, 5]`` held no stable LR, and the search ended after its 20 trials
    with "no probe trial finished stably".
@@ -51,7 +51,7 @@ class Widening:
     lr_range: tuple[float, float]
     first_trial: dict[str, Any]  # the parameters of that trial: peak_lr, warmup_steps
     after_trials: int  # finished trials when it was decided
-    why: str = "the best trials sit at its {end}"
+    why: str = ""  # why it widened, when not because the best trials sit at that end
 
     def to_attr(self) -> dict[str, Any]:
         """How the study stores it (``LR_WIDENED_ATTR``, one entry a widening)."""
@@ -59,7 +59,8 @@ class Widening:
 
     def text(self) -> str:
         lo, hi = self.lr_range
-        return f"widened the LR range to [{lo:.3g}, {hi:.3g}]: " + self.why.format(end=self.end)
+        why = self.why or f"the best trials sit at its {self.end}"
+        return f"widened the LR range to [{lo:.3g}, {hi:.3g}]: {why}"
 
 
 def widening(
@@ -79,7 +80,7 @@ def widening(
     try:
         choice = choose(done, probe_steps=probe_steps, margin=margin)
     except AutowarmError:  # nothing finished stably yet: no best trial to place
-        return _below_every_unstable(done, lr_range)
+        return _all_too_hot(done, lr_range)
     doubt = lr_edge(done, choice.evidence, lr_range=lr_range)
     if doubt is None:
         return None
@@ -95,9 +96,7 @@ def widening(
     return Widening(end=end, lr_range=new, first_trial=first, after_trials=len(done))
 
 
-def _below_every_unstable(
-    done: Sequence[TrialRecord], lr_range: tuple[float, float]
-) -> Widening | None:
+def _all_too_hot(done: Sequence[TrialRecord], lr_range: tuple[float, float]) -> Widening | None:
     """4) every settled trial diverged or went NaN: the whole range is too hot -- the script's
     own LR (near the default range's bottom) diverges, the commonest reason a user reaches for
     a warmup tuner. So the range grows downwards, and the next trial probes the new part's
