@@ -157,6 +157,16 @@ WORKLOADS: tuple[Workload, ...] = (
              "least squares on raw digit pixels, plain SGD: NaN just above the best LR"),
     Workload("tanh_mse", "scripts/workloads/tanh_mse.py", "held-out", (1e-2, 10.0),
              "tanh MLP, MSE on one-hot digits, plain SGD (edge of stability)"),
+    # added to judge a smaller margin (--rule MARGIN=...), a rule drawn from the seen edge-type
+    # scripts: two more edge-type scripts and one transformer, unseen before
+    Workload("poly_sgdm", "scripts/workloads/poly_sgdm.py", "held-out", (0.01, 1.2),
+             "degree-10 polynomial regression, SGD momentum 0.9: NaN just above the best LR",
+             n_lr=9),
+    Workload("deeplinear_sgd", "scripts/workloads/deeplinear_sgd.py", "held-out", (0.02, 3.0),
+             "4-layer deep linear net, plain SGD: progressive sharpening near the edge",
+             n_lr=9),
+    Workload("vit_digits", "scripts/workloads/vit_digits.py", "held-out", (3e-4, 1e-1),
+             "tiny pre-LN ViT on 8x8 digits, AdamW, no clipping"),
 )  # fmt: skip
 
 
