@@ -1,6 +1,6 @@
 """When to say a recommendation is unsure: what the trials could not show.
 
-A search answers inside the box it was given, from the trials it ran. Six things make its
+A search answers inside the box it was given, from the trials it ran. Seven things make its
 answer weaker than it looks, and each becomes one line of the report and one entry of
 ``recipe.evidence["doubts"]`` (``kind``, ``text``, ``fix``: the flag that addresses it):
 
@@ -19,7 +19,14 @@ answer weaker than it looks, and each becomes one line of the report and one ent
    the margin below an LR that went unstable -- the best LR may sit just under that edge, as on
    the quality suite's edge, edge_long and lsq_digits (plain SGD at a cliff, where the margin's
    2x cost them 20-166 %). The pick stays on the safe side; the line says what was held back
-   and the ``--margin`` that would admit it, a diverged full run being the risk.
+   and the ``--margin`` that would admit it, a diverged full run being the risk;
+6) ``flat_ranking``: the near-best trials span more than ``FLAT`` (100x) in peak LR -- the
+   probes hardly tell LRs apart, so the pick is the middle of that span, not a measured
+   optimum. Over the quality suite's 60 stored searches this holds on all three of
+   vit_digits (a tiny ViT probed for 40 steps: spans of 220-12,000x; its probes' ranking
+   correlates with the full runs' at rho 0.01) and on none of the others (at most 21x,
+   gpt_nano); probes twice as long cut vit_digits' regret from +49 % to +15 % at the same
+   budget (10 trials of 80 steps), so the fix is a longer ``--steps``.
 """
 
 from __future__ import annotations
@@ -38,6 +45,8 @@ EDGE = 0.1
 CAP = 0.8
 #: fewer near-best trials than this and a search's pick is likely to move with its seed
 FEW = 3
+#: near-best trials spanning more than this ratio of peak LRs: the probes do not rank LRs
+FLAT = 100.0
 
 
 def doubts(
@@ -80,7 +89,28 @@ def doubts(
     held = held_by_margin(records, evidence, unstable)
     if held is not None:
         out.append(held)
+    flat = flat_ranking(near, int(evidence.get("probe_steps", 0)))
+    if flat is not None:
+        out.append(flat)
     return out
+
+
+def flat_ranking(near: Sequence[TrialRecord], probe_steps: int) -> dict[str, str] | None:
+    """Doubt 6: the near-best trials' LRs span more than ``FLAT``, or None."""
+    if len(near) < FEW:
+        return None
+    lo, hi = min(r.peak_lr for r in near), max(r.peak_lr for r in near)
+    if hi <= FLAT * lo:
+        return None
+    return {
+        "kind": "flat_ranking",
+        "text": f"the probes hardly tell LRs apart: the {len(near)} near-best trials span "
+        f"{hi / lo:.0f}x in peak LR ({lo:.3g}-{hi:.3g}), so the pick is the middle of that "
+        "span, not a measured optimum",
+        "fix": f"--steps {2 * probe_steps} (longer probes rank LRs better)"
+        if probe_steps
+        else "a longer --steps (longer probes rank LRs better)",
+    }  # fmt: skip
 
 
 def held_by_margin(

@@ -106,3 +106,22 @@ def test_no_held_back_trial_without_a_better_one_beyond_the_margin() -> None:
     records = _spread({1e-3: 1.6, 2e-3: 1.3, 4e-3: 0.8, 6e-3: 0.9})
     records.append(rec(9, 1e-2, 20, "diverged"))
     assert "held_by_margin" not in kinds(records)
+
+
+def test_near_best_trials_spread_over_decades_of_lr_say_the_probes_do_not_rank() -> None:
+    # scores within 1 % of each other from 1.5e-4 to 2e-2: a probe too short to tell LRs apart
+    records = _spread({1.5e-4: 1.00, 1e-3: 1.01, 5e-3: 1.00, 2e-2: 1.01})
+    records.append(rec(9, 4.9e-2, 20, "diverged"))
+    found = kinds(records)
+    assert "flat_ranking" in found
+    recipe = recommend(records, probe_steps=100, total_steps=1000, decay="cosine")
+    flat = next(d for d in doubts(records, recipe.evidence, lr_range=RANGE, warmup_max=50)
+                if d["kind"] == "flat_ranking")  # fmt: skip
+    assert flat["fix"].startswith("--steps 200")
+    assert "133x" in flat["text"]  # 2e-2 / 1.5e-4
+
+
+def test_near_best_trials_within_two_decades_are_a_ranking() -> None:
+    records = _spread({2e-4: 1.5, 1e-3: 1.01, 5e-3: 1.00, 2e-2: 1.01, 4e-2: 1.3})
+    records.append(rec(9, 4.9e-2, 20, "diverged"))
+    assert "flat_ranking" not in kinds(records)
