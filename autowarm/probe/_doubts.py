@@ -26,7 +26,8 @@ answer weaker than it looks, and each becomes one line of the report and one ent
    vit_digits (a tiny ViT probed for 40 steps: spans of 220-12,000x; its probes' ranking
    correlates with the full runs' at rho 0.01) and on none of the others (at most 21x,
    gpt_nano); probes twice as long cut vit_digits' regret from +49 % to +15 % at the same
-   budget (10 trials of 80 steps), so the fix is a longer ``--steps``.
+   budget (10 trials of 80 steps), and then the near-best trials span 1-4x, so the fix is a
+   longer ``--steps``.
 """
 
 from __future__ import annotations
