@@ -59,6 +59,7 @@ Everything the choice used goes into ``recipe.evidence``.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -123,6 +124,12 @@ def choose(
     unstable = [
         r for r in done if _is_unstable(r) and (r.status != "stalled" or r.peak_lr > hot_from)
     ]
+    if PRUNED_HOT == "edge":  # a variant: a trial pruned above the best LR marks the edge
+        unstable += [
+            dataclasses.replace(r, status="diverged")
+            for r in done
+            if r.status == "pruned" and r.peak_lr > hot_from
+        ]
     # 1) + 2) keep a margin from the stability boundary
     eligible = [
         r
@@ -146,6 +153,7 @@ def choose(
         warmup = min(max(warmup, spike_warmup), probe_steps // 2)
     edge = boundary(unstable, warmup, probe_steps)
     lr = min(centre, edge / margin)
+    hot_pruned = [r for r in done if r.status == "pruned" and r.peak_lr > hot_from]
     evidence = {
         "method": "autowarm probe",
         "probe_steps": probe_steps,
@@ -164,6 +172,7 @@ def choose(
         "capped_by_boundary": centre > edge / margin,
         "spiky_trials_near_lr": sorted(r.number for r in spiky),
         "spike_warmup": spike_warmup,
+        "pruned_hot_lr": min((r.peak_lr for r in hot_pruned), default=None),
     }
     return Choice(peak_lr=lr, warmup_steps=int(warmup), evidence=evidence)
 
@@ -187,6 +196,10 @@ WARMUP_PRIOR = 0.1
 WARMUP_PRIOR_WEIGHT = 1.0
 #: lengthen the warmup to the longest of spiky trials at a similar LR
 SPIKE_WARMUP = True
+#: trials pruned at an LR above the best finished one: ignored (""), counted as unstable
+#: ("edge"), or counted only by the at-edge test of step 6 ("reach") -- variants measured in
+#: scripts/bench_quality_variants.md
+PRUNED_HOT = ""
 #: step 4's centre: over every eligible trial ("weighted"), the "near"-best ones only, or the
 #: minimum of a weighted quadratic "fit" of the scores (:mod:`._surface`); WARMUP_RULE "fit" too
 LR_RULE = "weighted"
@@ -312,6 +325,8 @@ def near_edge(choice: Choice, margin: float) -> bool:
     at its warmup is within ``EDGE_REACH`` x the margin of it (the margin alone puts it at
     >= 1 x margin). Read at call time, so a replay's --rule reaches EDGE_REACH."""
     edge = choice.evidence["boundary_lr"]
+    if PRUNED_HOT == "reach" and choice.evidence.get("pruned_hot_lr") is not None:
+        edge = min(edge or math.inf, choice.evidence["pruned_hot_lr"])
     return edge is not None and edge <= EDGE_REACH * margin * choice.peak_lr * (1 + 1e-9)
 
 

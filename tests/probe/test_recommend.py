@@ -241,3 +241,25 @@ def test_recommend_reads_the_module_temperature(monkeypatch: pytest.MonkeyPatch)
     trials = [rec(0, 0.01, 20, score=1.1), rec(1, 0.03, 40, score=1.0)]
     r = recommend(trials, probe_steps=200, total_steps=None, decay="cosine")
     assert r.evidence["temperature"] == pytest.approx(0.2)
+
+
+@pytest.mark.parametrize(
+    ("variant", "at_edge", "boundary"),
+    [("", False, None), ("reach", True, None), ("edge", True, 0.1)],
+)
+def test_trials_pruned_above_the_best_lr_count_only_in_their_variant(
+    monkeypatch: pytest.MonkeyPatch, variant: str, at_edge: bool, boundary: float | None
+) -> None:
+    from autowarm.probe import _recommend
+
+    monkeypatch.setattr(_recommend, "PRUNED_HOT", variant)
+    trials = [
+        rec(0, 0.01, 20, score=3.0),
+        rec(1, 0.04, 20, score=1.0),
+        rec(2, 0.1, 20, "pruned"),  # stopped by the search above the best LR, not unstable
+        rec(3, 1e-3, 20, "pruned"),  # below the best LR: too cold, never an edge
+    ]
+    r = recommend(trials, probe_steps=200, total_steps=5000, decay="linear")
+    assert r.evidence["pruned_hot_lr"] == 0.1
+    assert r.evidence["near_stability_edge"] is at_edge
+    assert r.evidence["boundary_lr"] == boundary
