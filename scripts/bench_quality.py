@@ -167,6 +167,9 @@ WORKLOADS: tuple[Workload, ...] = (
              n_lr=9),
     Workload("vit_digits", "scripts/workloads/vit_digits.py", "held-out", (3e-4, 1e-1),
              "tiny pre-LN ViT on 8x8 digits, AdamW, no clipping"),
+    # added, unseen, to check the flat_ranking doubt drawn from vit_digits' searches
+    Workload("seqcls_postln", "scripts/workloads/seqcls_postln.py", "held-out", (1e-3, 1e-1),
+             "post-LN Transformer encoder classifying token sequences, AdamW, no clipping"),
 )  # fmt: skip
 
 
