@@ -22,12 +22,12 @@ answer weaker than it looks, and each becomes one line of the report and one ent
    and the ``--margin`` that would admit it, a diverged full run being the risk;
 6) ``flat_ranking``: the near-best trials span more than ``FLAT`` (100x) in peak LR -- the
    probes hardly tell LRs apart, so the pick is the middle of that span, not a measured
-   optimum. Over the quality suite's 60 stored searches this holds on all three of
+   optimum. Over the quality suite's 63 stored searches this holds on all three of
    vit_digits (a tiny ViT probed for 40 steps: spans of 220-12,000x; its probes' ranking
    correlates with the full runs' at rho 0.01) and on none of the others (at most 21x,
-   gpt_nano); probes twice as long cut vit_digits' regret from +49 % to +15 % at the same
-   budget (10 trials of 80 steps), and then the near-best trials span 1-4x, so the fix is a
-   longer ``--steps``.
+   gpt_nano; seqcls_postln, a post-LN encoder added unseen to check it, 1.0-2.2x). Probes
+   twice as long cut vit_digits' regret from +49 % to +15 % at the same budget (10 trials of
+   80 steps), and then the near-best trials span 1-4x, so the fix is a longer ``--steps``.
 """
 
 from __future__ import annotations
