@@ -90,7 +90,7 @@ def doubts(
     held = held_by_margin(records, evidence, unstable)
     if held is not None:
         out.append(held)
-    flat = flat_ranking(near, int(evidence.get("probe_steps", 0)))
+    flat = flat_ranking(near, int(evidence["probe_steps"]))
     if flat is not None:
         out.append(flat)
     return out
@@ -108,9 +108,7 @@ def flat_ranking(near: Sequence[TrialRecord], probe_steps: int) -> dict[str, str
         "text": f"the probes hardly tell LRs apart: the {len(near)} near-best trials span "
         f"{hi / lo:.0f}x in peak LR ({lo:.3g}-{hi:.3g}), so the pick is the middle of that "
         "span, not a measured optimum",
-        "fix": f"--steps {2 * probe_steps} (longer probes rank LRs better)"
-        if probe_steps
-        else "a longer --steps (longer probes rank LRs better)",
+        "fix": f"--steps {2 * probe_steps} (longer probes rank LRs better)",
     }  # fmt: skip
 
 

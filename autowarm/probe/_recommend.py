@@ -124,12 +124,10 @@ def choose(
     unstable = [
         r for r in done if _is_unstable(r) and (r.status != "stalled" or r.peak_lr > hot_from)
     ]
-    if PRUNED_HOT == "edge":  # a variant: a trial pruned above the best LR marks the edge
-        unstable += [
-            dataclasses.replace(r, status="diverged")
-            for r in done
-            if r.status == "pruned" and r.peak_lr > hot_from
-        ]
+    # trials the search pruned above the best LR: recorded; an edge only in a variant
+    hot_pruned = [r for r in done if r.status == "pruned" and r.peak_lr > hot_from]
+    if PRUNED_HOT == "edge":
+        unstable += [dataclasses.replace(r, status="diverged") for r in hot_pruned]
     # 1) + 2) keep a margin from the stability boundary
     eligible = [
         r
@@ -153,7 +151,6 @@ def choose(
         warmup = min(max(warmup, spike_warmup), probe_steps // 2)
     edge = boundary(unstable, warmup, probe_steps)
     lr = min(centre, edge / margin)
-    hot_pruned = [r for r in done if r.status == "pruned" and r.peak_lr > hot_from]
     evidence = {
         "method": "autowarm probe",
         "probe_steps": probe_steps,
