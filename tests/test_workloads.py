@@ -50,7 +50,7 @@ def test_each_workload_declares_its_defaults_and_a_box_around_its_default(w) -> 
 
 PLAIN_LOOPS = [
     "edge", "adamw_shallow", "finetune", "sgd_mlp", "softmax_sgd", "cnn_digits", "lsq_digits",
-    "tanh_mse",
+    "tanh_mse", "poly_sgdm", "deeplinear_sgd", "vit_digits", "seqcls_postln",
 ]  # fmt: skip
 
 
