@@ -257,8 +257,20 @@ class _SpikeDetector:
             margin = min(margin, (t.spike_hard_ratio - 1.0) * abs(med))
         return med, med + margin
 
+    def _below_any_threshold(self, x: float) -> bool:
+        """True when ``x`` is under every threshold the window could give: the threshold is at
+        least ``spike_ratio`` x the median (or, in linear units, the median plus that ratio's
+        share of it), so a healthy step needs only the median -- the MAD, the dearest part of
+        the test, is computed only for a value that might be a spike."""
+        t = self.t
+        if not self._nonpositive:
+            # the same float operations as _threshold's, so the bound never exceeds it
+            return x <= math.exp(_median(self._sorted_logs) + math.log(t.spike_ratio))
+        med = _median(self._sorted_values)
+        return x <= med + (t.spike_ratio - 1.0) * abs(med)
+
     def update(self, x: float, *, hard_only: bool = False) -> Finding | None:
-        if len(self.values) >= self.t.min_history:
+        if len(self.values) >= self.t.min_history and not self._below_any_threshold(x):
             med, threshold = self._threshold()
             if hard_only and med > 0:  # only a value spike_hard_ratio x the median is a spike
                 threshold = max(threshold, med * self.t.spike_hard_ratio)

@@ -207,6 +207,28 @@ def test_the_sorted_windows_follow_the_window_through_spikes_and_restarts(
         assert det._nonpositive == sum(v <= 0 for v in det.values)
 
 
+_QUIET = st.floats(0.97, 1.03)
+_JUMPS = st.sampled_from([1.9, 2.0, 2.0000001, 2.05, 2.5, 3.0, 7.9, 8.0, 8.1, 20.0, 0.0, -1.0])
+
+
+@settings(max_examples=100)
+@given(
+    st.lists(_QUIET, min_size=4, max_size=20),  # a quiet window first, then anything
+    st.lists(st.one_of(_QUIET, _QUIET, _JUMPS), max_size=100),
+    st.booleans(),
+)
+def test_the_healthy_step_shortcut_never_changes_a_finding(
+    quiet: list[float], rest: list[float], hard_only: bool
+) -> None:
+    # the shortcut skips the MAD where the value is under every threshold the window could
+    # give; a detector without it must find the same spikes at the same values
+    fast = _SpikeDetector("loss", Thresholds(window=16, min_history=4))
+    full = _SpikeDetector("loss", Thresholds(window=16, min_history=4))
+    full._below_any_threshold = lambda x: False  # type: ignore[method-assign]
+    for x in quiet + rest:
+        assert fast.update(x, hard_only=hard_only) == full.update(x, hard_only=hard_only)
+
+
 def test_a_detector_pickled_without_sorted_windows_rebuilds_them() -> None:
     det = _SpikeDetector("loss", Thresholds(window=16, min_history=4))
     for x in [3.0, 1.0, 2.0, 5.0, 4.0]:
