@@ -8,9 +8,16 @@ loggers and tensorboard use) and ``torch.save(obj, path)`` (whose zip writer ope
 in C++) -- is redirected to the same path under ``AUTOWARM_SCRATCH``, the trial's own folder
 that the runner deletes after the trial. A later read of such a path reads the trial's copy
 (a script may load the checkpoint it just saved); appending to, or updating, a file of the
-user's first copies it. Not redirected: the system's temp folder (scratch space already,
-where a script's temp files belong), ``/dev``, ``/proc``, ``/sys`` and anything that is not
-a regular file (the trial's report FIFO, devices).
+user's first copies it. ``os.replace`` and ``os.rename`` (``shutil.move``, ``Path.replace``)
+onto such a path land on the trial's copy too: the atomic save of Lightning's checkpoints
+(fsspec) and of many scripts writes a temp file, then moves it over the checkpoint. And
+``os.stat`` (``exists``, ``getsize``), ``os.chmod`` and ``os.remove`` of a path the trial
+wrote reach its copy, so the script sees what it wrote where it wrote it.
+
+Not redirected: the system's temp folder (scratch space already, where a script's temp files
+belong) -- except the part of it under the working directory, when the user's project itself
+lives there (a checkout in ``/tmp``: its files are the user's) -- ``/dev``, ``/proc``,
+``/sys`` and anything that is not a regular file (the trial's report FIFO, devices).
 
 Files written through other calls (``os.open``, a library's own C code) are not seen.
 """
@@ -18,10 +25,13 @@ Files written through other calls (``os.open``, a library's own C code) are not 
 from __future__ import annotations
 
 import builtins
+import errno
 import io
 import os
 import shutil
+import stat
 import tempfile
+from collections.abc import Callable
 from typing import Any
 
 SCRATCH_ENV = "AUTOWARM_SCRATCH"
@@ -32,9 +42,20 @@ _SYSTEM = ("/dev/", "/proc/", "/sys/")
 class _Redirect:
     def __init__(self, scratch: str) -> None:
         self.scratch = os.path.realpath(scratch)
-        temp = os.path.realpath(tempfile.gettempdir())
-        self.keep = (self.scratch + os.sep, temp + os.sep, *_SYSTEM)
+        self.temp = os.path.realpath(tempfile.gettempdir()) + os.sep
+        self.keep = (self.scratch + os.sep, *_SYSTEM)
+        cwd = os.path.realpath(os.getcwd()) + os.sep
+        # a project checked out under the temp folder: its files are the user's all the same
+        self.project = cwd if cwd.startswith(self.temp) else None
         self.written: set[str] = set()  # the user's paths this trial wrote (in its scratch)
+
+    def kept(self, real: str) -> bool:
+        """Whether a write to the resolved path ``real`` stays where it is."""
+        if real.startswith(self.keep):
+            return True
+        return real.startswith(self.temp) and not (
+            self.project is not None and real.startswith(self.project)
+        )
 
     def target(self, path: str) -> str:
         return os.path.join(self.scratch, os.path.abspath(path).lstrip(os.sep))
@@ -44,21 +65,32 @@ class _Redirect:
         if not isinstance(file, (str, bytes, os.PathLike)) or isinstance(file, bytes):
             return file  # a file descriptor or bytes path: left alone
         path = os.fspath(file)
-        reading = not _WRITE & set(mode)
-        if reading and not self.written:
-            return file  # the common case, every data file a script reads: nothing to look up
+        if not _WRITE & set(mode):  # a read: the trial's copy of what it wrote, if any
+            if not self.written:
+                return file  # the common case, every data file a script reads
+            return self.target(path) if os.path.abspath(path) in self.written else file
         real = os.path.realpath(path)
-        if real.startswith(self.keep) or (os.path.exists(real) and not os.path.isfile(real)):
+        regular = _regular(real)
+        if self.kept(real) or regular is False:
             return file
         copy = self.target(path)
-        if reading:
-            return copy if os.path.abspath(path) in self.written else file
         if os.path.abspath(path) not in self.written:
             os.makedirs(os.path.dirname(copy), exist_ok=True)
-            if os.path.isfile(real) and ("a" in mode or "+" in mode):
+            if regular and ("a" in mode or "+" in mode):
                 shutil.copy2(real, copy)  # appending to / updating the user's file: a copy
             self.written.add(os.path.abspath(path))
         return copy
+
+
+_STAT = os.stat  # the real one: the redirect's own lookups must not go through itself
+
+
+def _regular(real: str) -> bool | None:
+    """True for a regular file, False for anything else there, None where nothing is."""
+    try:
+        return stat.S_ISREG(_STAT(real).st_mode)
+    except OSError:
+        return None
 
 
 def install() -> None:
@@ -74,7 +106,63 @@ def install() -> None:
 
     open_.__autowarm_scratch__ = True  # type: ignore[attr-defined]
     builtins.open = io.open = open_  # type: ignore[assignment]
+    os.replace = _redirect_move(redirect, os.replace)  # type: ignore[assignment]
+    os.rename = _redirect_move(redirect, os.rename)  # type: ignore[assignment]
+    # what a script does to a file it just wrote (fsspec chmods the checkpoint it moved;
+    # exists / getsize / Path.stat go through os.stat; Lightning removes old top-k files)
+    # reaches the trial's copy
+    for name in ("stat", "chmod", "remove", "unlink", "rmdir", "listdir", "scandir"):
+        setattr(os, name, _redirect_path(redirect, getattr(os, name)))
+    # a folder the trial makes in the project is its own too (a logger's version_N per trial
+    # would pile up empty in the user's lightning_logs): os.makedirs calls os.mkdir
+    os.mkdir = _redirect_mkdir(redirect, os.mkdir)  # type: ignore[assignment]
     _redirect_torch_save(redirect)
+
+
+def _redirect_path(redirect: _Redirect, call: Callable[..., Any]) -> Callable[..., Any]:
+    def call_(path: Any = None, *args: Any, **kwargs: Any) -> Any:
+        if path is None or kwargs.get("dir_fd") is not None:  # ".", or relative to a folder
+            return call(*(() if path is None else (path,)), *args, **kwargs)
+        return call(redirect.path_for(path, "r"), *args, **kwargs)
+
+    return call_
+
+
+def _redirect_mkdir(redirect: _Redirect, mkdir: Callable[..., None]) -> Callable[..., None]:
+    def mkdir_(path: Any, mode: int = 0o777, *, dir_fd: int | None = None) -> None:
+        if dir_fd is not None or not isinstance(path, (str, os.PathLike)):
+            return mkdir(path, mode, dir_fd=dir_fd)
+        real = os.path.realpath(path)
+        if redirect.kept(real) or _regular(real) is not None:  # there already: mkdir's error
+            return mkdir(path, mode)
+        if os.path.abspath(path) in redirect.written:
+            raise FileExistsError(errno.EEXIST, os.strerror(errno.EEXIST), os.fspath(path))
+        copy = redirect.path_for(path, "w")  # noted as the trial's, like a file it wrote
+        os.makedirs(copy, mode, exist_ok=True)
+        return None
+
+    return mkdir_
+
+
+def _redirect_move(redirect: _Redirect, move: Callable[..., None]) -> Callable[..., None]:
+    """``move(src, dst)`` with ``dst`` redirected as a write, ``src`` as a read (a file the
+    trial wrote is in its scratch); across file systems (scratch and project on two), a copy
+    and an unlink, as ``shutil.move`` does."""
+
+    def move_(src: Any, dst: Any, *args: Any, **kwargs: Any) -> None:
+        if any(v is not None for v in (*args, *kwargs.values())):
+            return move(src, dst, *args, **kwargs)  # paths relative to folders: left alone
+        src, target = redirect.path_for(src, "r"), redirect.path_for(dst, "wb")
+        try:
+            return move(src, target)
+        except OSError as e:
+            if e.errno != errno.EXDEV or target is dst or not _regular(src):
+                raise
+        shutil.copy2(src, target)
+        os.unlink(src)
+        return None
+
+    return move_
 
 
 def _redirect_torch_save(redirect: _Redirect) -> None:

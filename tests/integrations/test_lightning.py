@@ -89,3 +89,25 @@ def test_the_stock_lightning_script_runs_as_a_probe_trial(tmp_path: Path) -> Non
     assert res.steps == 10
     assert all(math.isfinite(v) for v in res.losses)
     assert res.script_lr == pytest.approx(1e-2)
+
+
+def test_a_trial_with_lightnings_checkpoints_and_logger_leaves_the_project_as_it_was(
+    tmp_path: Path,
+) -> None:
+    # Lightning saves atomically (a temp file moved over the checkpoint, then chmod-ed), drops
+    # old top-k files and makes a logger folder per run: all of it lands in the trial's scratch
+    (tmp_path / "ckpts").mkdir()
+    (tmp_path / "ckpts" / "last.ckpt").write_bytes(b"the user's last checkpoint")
+    (tmp_path / "ckpts" / "epoch=0-step=5.ckpt").write_bytes(b"the user's step-5 checkpoint")
+    (tmp_path / "lightning_logs" / "version_0").mkdir(parents=True)
+    (tmp_path / "lightning_logs" / "version_0" / "metrics.csv").write_text("step,loss\n")
+    before = {p: p.read_bytes() if p.is_file() else None for p in tmp_path.rglob("*")}
+    script = str(SCRIPTS / "lightning_train.py")
+    with ProbeRunner(script, ["--checkpoints", "ckpts"], cwd=str(tmp_path)) as runner:
+        res = runner.run(TrialSpec(number=0, peak_lr=3e-3, warmup_steps=4, probe_steps=12))
+        written = {Path(p).relative_to(tmp_path).as_posix() for p in runner.redirected}
+    assert res.status in ("stable", "spike"), res.reason
+    after = {p: p.read_bytes() if p.is_file() else None for p in tmp_path.rglob("*")}
+    assert after == before  # no file changed, no file or folder added
+    assert "lightning_logs/version_1/metrics.csv" in written
+    assert any(w.startswith("ckpts/") and w.endswith(".ckpt") for w in written)

@@ -5,6 +5,8 @@ from __future__ import annotations
 import hashlib
 from pathlib import Path
 
+import pytest
+
 from autowarm.probe._runner import ProbeRunner
 from autowarm.probe._types import TrialSpec
 
@@ -19,21 +21,29 @@ def _digests(folder: Path) -> dict[str, str]:
     }
 
 
-def test_a_probe_trial_leaves_every_pre_existing_file_byte_identical(tmp_path: Path) -> None:
-    # the trial's temp folder elsewhere: writes into the system's temp folder are not
-    # redirected, and pytest's tmp_path (and maybe this checkout) live there
+@pytest.mark.parametrize("project_in_temp", [False, True])
+def test_a_probe_trial_leaves_every_pre_existing_file_byte_identical(
+    tmp_path: Path, project_in_temp: bool
+) -> None:
+    # pytest's tmp_path lives in the system's temp folder, where a script's own temp files are
+    # not redirected; a project there (a checkout in /tmp) is the user's all the same. The
+    # other case: the temp folder elsewhere (TMPDIR), the project outside it.
     (tmp_path / "tmp").mkdir()
     (tmp_path / "out").mkdir()
     (tmp_path / "out" / "ckpt.pt").write_bytes(b"the user's 10-hour checkpoint")
+    (tmp_path / "out" / "last.ckpt").write_bytes(b"the user's last checkpoint")
+    (tmp_path / "out" / "best.txt").write_text("best: step 90000")
     (tmp_path / "train.log").write_text("the user's own log\n")
     before = _digests(tmp_path)
-    env = {"TMPDIR": str(tmp_path / "tmp")}
+    env = {} if project_in_temp else {"TMPDIR": str(tmp_path / "tmp")}
     with ProbeRunner(str(SCRIPT), cwd=str(tmp_path), env=env) as runner:
         res = runner.run(TrialSpec(number=0, peak_lr=0.01, warmup_steps=2, probe_steps=20))
-        assert res.status in ("stable", "spike"), res.reason  # it read its own checkpoint back
+        assert res.status in ("stable", "spike"), res.reason  # it read its own files back
         written = {Path(p).relative_to(tmp_path).as_posix() for p in runner.redirected}
     assert _digests(tmp_path) == before  # nothing changed, nothing new
-    assert written == {"out/ckpt.pt", "train.log", "out/metrics.json"}
+    assert written == {
+        "out/ckpt.pt", "train.log", "out/metrics.json", "out/last.ckpt", "out/best.txt"
+    }  # fmt: skip
 
 
 def test_experiment_trackers_are_off_inside_trials_unless_the_user_set_them(

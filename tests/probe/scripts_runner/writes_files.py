@@ -1,10 +1,14 @@
 """Trains a few steps and writes like real scripts do: a checkpoint with torch.save (read back
-at once), a log appended to with open(), a metrics file through pathlib."""
+at once), a log appended to with open(), a metrics file through pathlib, and two atomic saves:
+a temp file moved over the checkpoint (Lightning's, through fsspec) and one made next to it,
+then renamed."""
 
 from __future__ import annotations
 
 import os
 import pathlib
+import shutil
+import tempfile
 
 import torch
 
@@ -26,4 +30,14 @@ for step in range(40):
         with open("train.log", "a") as log:
             log.write(f"step {step} loss {loss.item():.4f}\n")
         pathlib.Path("out/metrics.json").write_text(f'{{"loss": {loss.item():f}}}')
+        fd, tmp = tempfile.mkstemp()  # fsspec's transaction: the system's temp, then a move
+        os.close(fd)
+        with open(tmp, "wb") as f:
+            f.write(b"a 5-step checkpoint")
+        shutil.move(tmp, "out/last.ckpt")
+        fd, tmp = tempfile.mkstemp(dir="out")  # next to it, written through the descriptor
+        with os.fdopen(fd, "w") as f:
+            f.write("best: step 5")
+        os.replace(tmp, "out/best.txt")
+        assert pathlib.Path("out/best.txt").read_text() == "best: step 5"
     optimizer.step()
