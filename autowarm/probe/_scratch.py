@@ -12,14 +12,16 @@ user's first copies it. ``os.replace`` and ``os.rename`` (``shutil.move``, ``Pat
 onto such a path land on the trial's copy too: the atomic save of Lightning's checkpoints
 (fsspec) and of many scripts writes a temp file, then moves it over the checkpoint. And
 ``os.stat`` (``exists``, ``getsize``), ``os.chmod`` and ``os.remove`` of a path the trial
-wrote reach its copy, so the script sees what it wrote where it wrote it.
+wrote reach its copy, so the script sees what it wrote where it wrote it; the folders it makes
+(``os.makedirs``) are made in its scratch too, and ``safetensors.torch.save_file`` (HF's
+``save_pretrained``, written from Rust) is redirected where it calls its writer.
 
 Not redirected: the system's temp folder (scratch space already, where a script's temp files
 belong) -- except the part of it under the working directory, when the user's project itself
 lives there (a checkout in ``/tmp``: its files are the user's) -- ``/dev``, ``/proc``,
 ``/sys`` and anything that is not a regular file (the trial's report FIFO, devices).
 
-Files written through other calls (``os.open``, a library's own C code) are not seen.
+Files written through other calls (``os.open``, another library's own C code) are not seen.
 """
 
 from __future__ import annotations
@@ -117,6 +119,7 @@ def install() -> None:
     # would pile up empty in the user's lightning_logs): os.makedirs calls os.mkdir
     os.mkdir = _redirect_mkdir(redirect, os.mkdir)  # type: ignore[assignment]
     _redirect_torch_save(redirect)
+    _redirect_safetensors(redirect)
 
 
 def _redirect_path(redirect: _Redirect, call: Callable[..., Any]) -> Callable[..., Any]:
@@ -177,3 +180,18 @@ def _redirect_torch_save(redirect: _Redirect) -> None:
         return save(obj, redirect.path_for(f, "wb"), *args, **kwargs)
 
     torch.save = save_  # type: ignore[assignment]
+
+
+def _redirect_safetensors(redirect: _Redirect) -> None:
+    """``safetensors.torch.save_file`` (HF's ``save_pretrained``) writes from Rust: its path is
+    redirected where it calls the Rust writer, a module global looked up at each call."""
+    try:
+        import safetensors.torch as st
+    except ImportError:
+        return
+    serialize_file = st.serialize_file
+
+    def serialize_file_(tensors: Any, filename: Any, *args: Any, **kwargs: Any) -> Any:
+        return serialize_file(tensors, redirect.path_for(filename, "wb"), *args, **kwargs)
+
+    st.serialize_file = serialize_file_

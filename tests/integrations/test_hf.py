@@ -103,3 +103,23 @@ def test_the_stock_trainer_script_runs_as_a_probe_trial(tmp_path) -> None:
     assert res.steps == 10  # the probe ended the 30-step run at its own length
     assert all(math.isfinite(v) for v in res.losses)  # every step's loss was reported
     assert res.script_lr == pytest.approx(1e-3)
+
+
+def test_a_trial_saving_checkpoints_leaves_the_project_as_it_was(tmp_path: Path) -> None:
+    # save_pretrained makes checkpoint-N folders and writes model.safetensors from Rust:
+    # both land in the trial's scratch, the user's own checkpoint-5 stays as it was
+    mine = tmp_path / "hf-out" / "checkpoint-5"
+    mine.mkdir(parents=True)
+    (mine / "model.safetensors").write_bytes(b"the user's own weights")
+    script = str(Path(__file__).parent / "scripts" / "hf_train.py")
+    with ProbeRunner(script, ["--save-steps", "5"], cwd=str(tmp_path)) as runner:
+        res = runner.run(TrialSpec(number=0, peak_lr=1e-3, warmup_steps=2, probe_steps=12))
+        written = {Path(p).relative_to(tmp_path).as_posix() for p in runner.redirected}
+    assert res.status in ("stable", "spike"), res.reason
+    assert sorted(p.relative_to(tmp_path).as_posix() for p in tmp_path.rglob("*")) == [
+        "hf-out", "hf-out/checkpoint-5", "hf-out/checkpoint-5/model.safetensors"
+    ]  # fmt: skip
+    assert (mine / "model.safetensors").read_bytes() == b"the user's own weights"
+    assert written >= {
+        "hf-out/checkpoint-5/model.safetensors", "hf-out/checkpoint-10/model.safetensors"
+    }  # fmt: skip

@@ -18,6 +18,7 @@ parser = argparse.ArgumentParser()
 parser.add_argument("--max-steps", type=int, default=30)
 parser.add_argument("--lr", type=float, default=1e-3)
 parser.add_argument("--out", default="hf-out")
+parser.add_argument("--save-steps", type=int, help="save a checkpoint every N steps")
 args = parser.parse_args()
 
 torch.manual_seed(0)
@@ -35,7 +36,8 @@ training = TrainingArguments(
     max_grad_norm=1.0,
     logging_steps=1,
     report_to=[],
-    save_strategy="no",
+    save_strategy="no" if args.save_steps is None else "steps",
+    save_steps=args.save_steps or 500,
     use_cpu=True,
     disable_tqdm=True,
 )
