@@ -138,10 +138,14 @@ def _redirect_mkdir(redirect: _Redirect, mkdir: Callable[..., None]) -> Callable
         real = os.path.realpath(path)
         if redirect.kept(real) or _regular(real) is not None:  # there already: mkdir's error
             return mkdir(path, mode)
-        if os.path.abspath(path) in redirect.written:
+        # mkdir's own errors, as the script would see them without the redirect
+        absolute = os.path.abspath(path)
+        if absolute in redirect.written:
             raise FileExistsError(errno.EEXIST, os.strerror(errno.EEXIST), os.fspath(path))
-        copy = redirect.path_for(path, "w")  # noted as the trial's, like a file it wrote
-        os.makedirs(copy, mode, exist_ok=True)
+        parent = os.path.dirname(absolute)
+        if parent not in redirect.written and _regular(os.path.realpath(parent)) is None:
+            raise FileNotFoundError(errno.ENOENT, os.strerror(errno.ENOENT), os.fspath(path))
+        mkdir(redirect.path_for(path, "w"), mode)  # noted as the trial's, like a file it wrote
         return None
 
     return mkdir_

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import hashlib
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -58,3 +61,43 @@ def test_experiment_trackers_are_off_inside_trials_unless_the_user_set_them(
         reasons.append(res.reason)
     assert reasons[0].endswith("wandb disabled")  # off by default inside a trial
     assert reasons[1].endswith("wandb offline")  # the user's own setting is kept
+
+
+VIEW = """
+import os, pathlib, shutil
+from autowarm.probe import _scratch
+_scratch.install()
+os.makedirs("a/b/c", exist_ok=True)
+pathlib.Path("x/y").mkdir(parents=True)
+pathlib.Path("x/y/f.txt").write_text("hi")
+shutil.copy("x/y/f.txt", "x/g.txt")
+os.remove("x/y/f.txt")
+for bad, error in (("x/y", FileExistsError), ("q/r", FileNotFoundError)):
+    try:
+        os.mkdir(bad)
+    except error:
+        pass
+    else:
+        raise SystemExit(f"mkdir {bad} did not raise {error.__name__}")
+print(os.path.isdir("a/b/c"), pathlib.Path("x").is_dir(), sorted(os.listdir("x")),
+      os.path.exists("x/y/f.txt"), os.path.getsize("x/g.txt"), sorted(os.listdir(".")))
+"""
+
+
+def test_what_a_trial_makes_it_sees_where_it_made_it_and_nowhere_else(tmp_path: Path) -> None:
+    # the script's view stays consistent (folders, listings, sizes, removal) while the
+    # project gets nothing: tmp_path is under the system temp folder, the project case
+    scratch = tmp_path / "scratch"
+    project = tmp_path / "project"
+    scratch.mkdir()
+    project.mkdir()
+    (project / "mine.txt").write_text("the user's")
+    env = {**os.environ, "AUTOWARM_SCRATCH": str(scratch)}
+    out = subprocess.run(
+        [sys.executable, "-c", VIEW], cwd=project, env=env, capture_output=True, text=True
+    )
+    assert out.returncode == 0, out.stderr
+    # the listing of "." is the real one: the trial's own folders are not in it
+    assert out.stdout.strip() == "True True ['g.txt', 'y'] False 2 ['mine.txt']"
+    assert [p.name for p in project.iterdir()] == ["mine.txt"]
+    assert (scratch / str(project).lstrip(os.sep) / "x" / "g.txt").read_text() == "hi"
