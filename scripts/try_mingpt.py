@@ -3,7 +3,8 @@ its pick against the script's own LR and a grid of full runs.
 
     git clone https://github.com/karpathy/minGPT /tmp/mingpt        # not part of this repo
     python scripts/try_mingpt.py /tmp/mingpt --probe                 # autowarm probe on it
-    python scripts/try_mingpt.py /tmp/mingpt --seeds 0,1,2 --workers 2   # full runs: a table
+    python scripts/try_mingpt.py /tmp/mingpt --seeds 0,1 --workers 2     # full runs: a table
+    python scripts/try_mingpt.py /tmp/mingpt --seeds 0,1,2,3,4,5 --grid 0.004:1000,0.016:1000
 
 What it does to the checkout (never to this repository; minGPT's code is not committed here):
 1) ``mingpt/trainer.py`` gets the two autowarm lines a user adds (``autowarm.wrap`` around
@@ -128,9 +129,9 @@ def _accuracy(model: Any, dataset: Any, ndigit: int) -> float:
     return float((c == a + b).float().mean())
 
 
-def run_all(repo: Path, seeds: list[int], workers: int) -> None:
+def run_all(repo: Path, seeds: list[int], workers: int, cells: list[tuple[float, int]]) -> None:
     specs = [{"kind": "constant", "lr": 5e-4}, {"kind": "autowarm"}] + [
-        {"kind": "grid", "lr": lr, "warmup": w} for lr in GRID_LRS for w in GRID_WARMUPS
+        {"kind": "grid", "lr": lr, "warmup": w} for lr, w in cells
     ]
     jobs = [(s, seed) for s in specs for seed in seeds]
     cache = repo / "out" / "autowarm-runs"
@@ -176,6 +177,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--probe", action="store_true", help="run autowarm probe on the adder")
     p.add_argument("--seeds", default="0,1")
     p.add_argument("--workers", type=int, default=2)
+    p.add_argument("--grid", help="grid cells LR:WARMUP,... (default: the full grid)")
     p.add_argument("--run", help=argparse.SUPPRESS)  # one full run, JSON spec (internal)
     opts = p.parse_args(argv)
     repo = opts.repo.resolve()
@@ -185,7 +187,10 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     if opts.probe:
         return probe(repo)
-    run_all(repo, [int(s) for s in opts.seeds.split(",")], opts.workers)
+    cells = [(lr, w) for lr in GRID_LRS for w in GRID_WARMUPS]
+    if opts.grid:
+        cells = [(float(c.split(":")[0]), int(c.split(":")[1])) for c in opts.grid.split(",")]
+    run_all(repo, [int(s) for s in opts.seeds.split(",")], opts.workers, cells)
     return 0
 
 
