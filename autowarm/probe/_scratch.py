@@ -21,7 +21,13 @@ belong) -- except the part of it under the working directory, when the user's pr
 lives there (a checkout in ``/tmp``: its files are the user's) -- ``/dev``, ``/proc``,
 ``/sys`` and anything that is not a regular file (the trial's report FIFO, devices).
 
-Files written through other calls (``os.open``, another library's own C code) are not seen.
+``os.open`` by path is redirected as ``open()`` is (``tempfile.mkstemp(dir=...)`` in the
+project). Removing one of the user's files or folders (``os.remove``, ``os.rmdir``,
+``shutil.rmtree``: a script clearing its output folder, HF's ``save_total_limit`` rotating old
+checkpoints) is noted and not done: the trial sees it gone, the user keeps it; a rename of the
+user's file copies it to its new name the same way.
+
+Files written through other calls (another library's own C code) are not seen.
 """
 
 from __future__ import annotations
@@ -50,6 +56,7 @@ class _Redirect:
         # a project checked out under the temp folder: its files are the user's all the same
         self.project = cwd if cwd.startswith(self.temp) else None
         self.written: set[str] = set()  # the user's paths this trial wrote (in its scratch)
+        self.deleted: set[str] = set()  # the user's files and folders it removed (kept)
 
     def kept(self, real: str) -> bool:
         """Whether a write to the resolved path ``real`` stays where it is."""
@@ -57,6 +64,13 @@ class _Redirect:
             return True
         return real.startswith(self.temp) and not (
             self.project is not None and real.startswith(self.project)
+        )
+
+    def gone(self, absolute: str) -> bool:
+        """Whether the trial removed ``absolute`` (or a folder above it) and has not written
+        it since: the trial sees nothing there, the user's copy stays."""
+        return bool(self.deleted) and any(
+            absolute == d or absolute.startswith(d + os.sep) for d in self.deleted
         )
 
     def target(self, path: str) -> str:
@@ -68,23 +82,37 @@ class _Redirect:
             return file  # a file descriptor or bytes path: left alone
         path = os.fspath(file)
         if not _WRITE & set(mode):  # a read: the trial's copy of what it wrote, if any
-            if not self.written:
+            if not self.written and not self.deleted:
                 return file  # the common case, every data file a script reads
-            return self.target(path) if os.path.abspath(path) in self.written else file
+            absolute = os.path.abspath(path)
+            # removed by the trial: its scratch path, where nothing is (or what it made since)
+            return self.target(path) if absolute in self.written or self.gone(absolute) else file
         real = os.path.realpath(path)
-        regular = _regular(real)
+        absolute = os.path.abspath(path)
+        regular = None if self.gone(absolute) else _regular(real)
         if self.kept(real) or regular is False:
             return file
         copy = self.target(path)
-        if os.path.abspath(path) not in self.written:
+        if absolute not in self.written:
             os.makedirs(os.path.dirname(copy), exist_ok=True)
             if regular and ("a" in mode or "+" in mode):
                 shutil.copy2(real, copy)  # appending to / updating the user's file: a copy
-            self.written.add(os.path.abspath(path))
+            self.written.add(absolute)
         return copy
 
+    def users(self, path: Any, *, folder: bool) -> bool:
+        """Whether ``path`` is one of the user's files (a folder with ``folder``) as the trial
+        sees it: there, not kept, not written or removed by the trial."""
+        if not isinstance(path, (str, os.PathLike)):
+            return False
+        real, absolute = os.path.realpath(path), os.path.abspath(path)
+        if self.kept(real) or absolute in self.written or self.gone(absolute):
+            return False
+        return _regular(real) is (not folder)
 
-_STAT = os.stat  # the real one: the redirect's own lookups must not go through itself
+
+_STAT = os.stat  # the real ones: the redirect's own work must not go through itself
+shutil_rmtree = shutil.rmtree
 
 
 def _regular(real: str) -> bool | None:
@@ -113,8 +141,14 @@ def install() -> None:
     # what a script does to a file it just wrote (fsspec chmods the checkpoint it moved;
     # exists / getsize / Path.stat go through os.stat; Lightning removes old top-k files)
     # reaches the trial's copy
-    for name in ("stat", "chmod", "remove", "unlink", "rmdir", "listdir", "scandir"):
+    for name in ("stat", "chmod", "listdir", "scandir"):
         setattr(os, name, _redirect_path(redirect, getattr(os, name)))
+    os.open = _redirect_os_open(redirect, os.open)  # type: ignore[assignment]
+    # removing one of the user's files or folders is noted, not done: the trial sees it gone
+    os.remove = _redirect_remove(redirect, os.remove, folder=False)  # type: ignore[assignment]
+    os.unlink = _redirect_remove(redirect, os.unlink, folder=False)  # type: ignore[assignment]
+    os.rmdir = _redirect_remove(redirect, os.rmdir, folder=True)  # type: ignore[assignment]
+    shutil.rmtree = _redirect_remove(redirect, shutil.rmtree, folder=True)  # type: ignore
     # a folder the trial makes in the project is its own too (a logger's version_N per trial
     # would pile up empty in the user's lightning_logs): os.makedirs calls os.mkdir
     os.mkdir = _redirect_mkdir(redirect, os.mkdir)  # type: ignore[assignment]
@@ -131,19 +165,57 @@ def _redirect_path(redirect: _Redirect, call: Callable[..., Any]) -> Callable[..
     return call_
 
 
+def _redirect_os_open(redirect: _Redirect, os_open: Callable[..., int]) -> Callable[..., int]:
+    """``os.open`` by path, with its flags read as open()'s mode (``tempfile.mkstemp(dir=...)``
+    in the project, then a rename over a checkpoint: the atomic save of many scripts)."""
+
+    def os_open_(path: Any, flags: int, mode: int = 0o777, *, dir_fd: int | None = None) -> int:
+        if dir_fd is not None:
+            return os_open(path, flags, mode, dir_fd=dir_fd)
+        if flags & os.O_APPEND:
+            how = "a"
+        elif flags & os.O_TRUNC:
+            how = "w"
+        else:  # writing into what is there (a copy of the user's file), or reading
+            how = "r+" if flags & (os.O_WRONLY | os.O_RDWR | os.O_CREAT) else "r"
+        return os_open(redirect.path_for(path, how), flags, mode)
+
+    return os_open_
+
+
+def _redirect_remove(
+    redirect: _Redirect, remove: Callable[..., None], *, folder: bool
+) -> Callable[..., None]:
+    """``os.remove``/``unlink`` (files), ``os.rmdir``/``shutil.rmtree`` (folders): the user's
+    are only marked gone; what the trial wrote (its scratch copy) is removed for real."""
+
+    def remove_(path: Any, *args: Any, **kwargs: Any) -> None:
+        if kwargs.get("dir_fd") is not None:  # relative to a folder: left alone
+            return remove(path, *args, **kwargs)
+        if redirect.users(path, folder=folder):
+            if folder:  # the trial's own files under it go too
+                shutil_rmtree(redirect.target(path), ignore_errors=True)
+            redirect.deleted.add(os.path.abspath(path))
+            return None
+        return remove(redirect.path_for(path, "r"), *args, **kwargs)
+
+    return remove_
+
+
 def _redirect_mkdir(redirect: _Redirect, mkdir: Callable[..., None]) -> Callable[..., None]:
     def mkdir_(path: Any, mode: int = 0o777, *, dir_fd: int | None = None) -> None:
         if dir_fd is not None or not isinstance(path, (str, os.PathLike)):
             return mkdir(path, mode, dir_fd=dir_fd)
-        real = os.path.realpath(path)
-        if redirect.kept(real) or _regular(real) is not None:  # there already: mkdir's error
-            return mkdir(path, mode)
+        real, absolute = os.path.realpath(path), os.path.abspath(path)
+        if redirect.kept(real) or (not redirect.gone(absolute) and _regular(real) is not None):
+            return mkdir(path, mode)  # there already: mkdir's own error
         # mkdir's own errors, as the script would see them without the redirect
-        absolute = os.path.abspath(path)
         if absolute in redirect.written:
             raise FileExistsError(errno.EEXIST, os.strerror(errno.EEXIST), os.fspath(path))
         parent = os.path.dirname(absolute)
-        if parent not in redirect.written and _regular(os.path.realpath(parent)) is None:
+        if parent not in redirect.written and (
+            redirect.gone(parent) or _regular(os.path.realpath(parent)) is None
+        ):
             raise FileNotFoundError(errno.ENOENT, os.strerror(errno.ENOENT), os.fspath(path))
         mkdir(redirect.path_for(path, "w"), mode)  # noted as the trial's, like a file it wrote
         return None
@@ -159,7 +231,13 @@ def _redirect_move(redirect: _Redirect, move: Callable[..., None]) -> Callable[.
     def move_(src: Any, dst: Any, *args: Any, **kwargs: Any) -> None:
         if any(v is not None for v in (*args, *kwargs.values())):
             return move(src, dst, *args, **kwargs)  # paths relative to folders: left alone
+        users_file = redirect.users(src, folder=False)
+        users_folder = not users_file and redirect.users(src, folder=True)
         src, target = redirect.path_for(src, "r"), redirect.path_for(dst, "wb")
+        if users_file or users_folder:  # the user's: copied to its new name, marked gone here
+            (shutil.copy2 if users_file else shutil.copytree)(src, target)
+            redirect.deleted.add(os.path.abspath(src))
+            return None
         try:
             return move(src, target)
         except OSError as e:

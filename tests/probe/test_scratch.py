@@ -28,6 +28,7 @@ def _digests(folder: Path) -> dict[str, str]:
 def test_a_probe_trial_leaves_every_pre_existing_file_byte_identical(
     tmp_path: Path, project_in_temp: bool
 ) -> None:
+    # the script writes, saves atomically, removes and renames (see writes_files.py).
     # pytest's tmp_path lives in the system's temp folder, where a script's own temp files are
     # not redirected; a project there (a checkout in /tmp) is the user's all the same. The
     # other case: the temp folder elsewhere (TMPDIR), the project outside it.
@@ -37,6 +38,10 @@ def test_a_probe_trial_leaves_every_pre_existing_file_byte_identical(
     (tmp_path / "out" / "last.ckpt").write_bytes(b"the user's last checkpoint")
     (tmp_path / "out" / "best.txt").write_text("best: step 90000")
     (tmp_path / "train.log").write_text("the user's own log\n")
+    (tmp_path / "out" / "stale.txt").write_text("from an earlier run")
+    (tmp_path / "runs").mkdir()
+    (tmp_path / "runs" / "events.1").write_text("the user's events")
+    (tmp_path / "notes.txt").write_text("the user's notes")
     before = _digests(tmp_path)
     env = {} if project_in_temp else {"TMPDIR": str(tmp_path / "tmp")}
     with ProbeRunner(str(SCRIPT), cwd=str(tmp_path), env=env) as runner:
@@ -44,8 +49,9 @@ def test_a_probe_trial_leaves_every_pre_existing_file_byte_identical(
         assert res.status in ("stable", "spike"), res.reason  # it read its own files back
         written = {Path(p).relative_to(tmp_path).as_posix() for p in runner.redirected}
     assert _digests(tmp_path) == before  # nothing changed, nothing new
-    assert written == {
-        "out/ckpt.pt", "train.log", "out/metrics.json", "out/last.ckpt", "out/best.txt"
+    assert written >= {
+        "out/ckpt.pt", "train.log", "out/metrics.json", "out/last.ckpt", "out/best.txt",
+        "runs/events.2", "notes.bak",
     }  # fmt: skip
 
 

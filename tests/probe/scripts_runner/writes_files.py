@@ -1,7 +1,8 @@
 """Trains a few steps and writes like real scripts do: a checkpoint with torch.save (read back
 at once), a log appended to with open(), a metrics file through pathlib, and two atomic saves:
 a temp file moved over the checkpoint (Lightning's, through fsspec) and one made next to it,
-then renamed."""
+then renamed; and it clears what an earlier run left: a stale file removed, the runs folder
+removed and made again, the notes renamed."""
 
 from __future__ import annotations
 
@@ -40,4 +41,13 @@ for step in range(40):
             f.write("best: step 5")
         os.replace(tmp, "out/best.txt")
         assert pathlib.Path("out/best.txt").read_text() == "best: step 5"
+        os.remove("out/stale.txt")
+        shutil.rmtree("runs")
+        os.rename("notes.txt", "notes.bak")
+        assert not os.path.exists("out/stale.txt") and not os.path.exists("runs/events.1")
+        os.makedirs("runs")  # no exist_ok: it is gone as far as the script can tell
+        pathlib.Path("runs/events.2").write_text("this run's events")
+        assert sorted(os.listdir("runs")) == ["events.2"]
+        assert pathlib.Path("notes.bak").read_text() == "the user's notes"
+        assert not pathlib.Path("notes.txt").exists()
     optimizer.step()
