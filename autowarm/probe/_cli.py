@@ -256,7 +256,8 @@ def probe_command(args: argparse.Namespace) -> int:
         owner=result.owner,
     )
     outcome.cost = _cost(outcome.records, wall_s=round(result.wall_s, 3))
-    for note in (_scratch_note(runner.redirected), _fixed_cost_note(outcome.cost)):
+    notes = (_scratch_note(runner.redirected, runner.removed), _fixed_cost_note(outcome.cost))
+    for note in notes:
         if note is not None:
             report.note(note)
     return _conclude(args, config, outcome, final, save=True)
@@ -279,18 +280,24 @@ def _runner(config: ProbeConfig) -> Any:
     )
 
 
-def _scratch_note(redirected: set[str]) -> str | None:
-    """What the trials wrote went to their scratch folders: say so (see probe/_scratch.py)."""
-    if not redirected:
+def _scratch_note(redirected: set[str], removed: set[str]) -> str | None:
+    """What the trials wrote went to their scratch folders, what they removed is still there:
+    say so (see probe/_scratch.py)."""
+    if not redirected and not removed:
         return None
     import os
 
-    shown = ", ".join(os.path.relpath(p) for p in sorted(redirected)[:3])
-    more = " …" if len(redirected) > 3 else ""
-    return (
-        f"the trials wrote {len(redirected)} files ({shown}{more}) into their own scratch "
-        "folders, deleted after each trial: your files are untouched."
-    )
+    def some(paths: set[str]) -> str:
+        shown = ", ".join(os.path.relpath(p) for p in sorted(paths)[:3])
+        return shown + (" …" if len(paths) > 3 else "")
+
+    parts = []
+    if redirected:
+        parts.append(f"wrote {len(redirected)} files ({some(redirected)}) into their own scratch")
+        parts[-1] += " folders, deleted after each trial"
+    if removed:
+        parts.append(f"removed {len(removed)} of your paths ({some(removed)}) in their own view")
+    return f"the trials {'; '.join(parts)}: your files are untouched."
 
 
 def _misplaced_flags(args: argparse.Namespace) -> list[str]:

@@ -70,7 +70,7 @@ from autowarm.probe._child import (
     spec_to_json,
 )
 from autowarm.probe._forkserver import ForkedProcess, ForkServer, ForkServerError
-from autowarm.probe._scratch import SCRATCH_ENV
+from autowarm.probe._scratch import REMOVED_LOG, SCRATCH_ENV
 from autowarm.probe._status import FINISHED, STOPPING_EVENTS
 from autowarm.probe._types import TrialResult, TrialSpec
 
@@ -152,6 +152,8 @@ class ProbeRunner:
 
         #: the user's paths trials wrote (they went to scratch folders, see _scratch.py)
         self.redirected: set[str] = set()
+        #: the user's paths trials removed, in their own view only (see _scratch.py)
+        self.removed: set[str] = set()
         self._lock = threading.Lock()  # the set of live trials
         self._server_lock = threading.Lock()  # starting the server (slow: not under _lock)
         self._live: set[_TrialProcess] = set()
@@ -295,14 +297,19 @@ class ProbeRunner:
         return child.result(log_bytes)
 
     def _sweep(self, scratch_dir: str) -> None:
-        """Note which of the user's paths the trial wrote (into its scratch), then delete it."""
+        """Note which of the user's paths the trial wrote (into its scratch) and removed (in
+        its own view only), then delete the scratch."""
+        log = os.path.join(scratch_dir, REMOVED_LOG)
         written = [
             os.sep + os.path.relpath(os.path.join(d, f), scratch_dir)
             for d, _, files in os.walk(scratch_dir)
             for f in files
+            if os.path.join(d, f) != log
         ]
+        removed = _read_lines(log)
         with self._lock:
             self.redirected.update(written)
+            self.removed.update(removed)
         shutil.rmtree(scratch_dir, ignore_errors=True)
 
     def _start(
@@ -704,6 +711,15 @@ def _trial_env(extra: Mapping[str, str] | None, threads: int | None) -> dict[str
 def _wait(proc: subprocess.Popen[bytes] | ForkedProcess, timeout: float) -> None:
     with contextlib.suppress(subprocess.TimeoutExpired):
         proc.wait(timeout)
+
+
+def _read_lines(path: str) -> list[str]:
+    """The non-empty lines of a small text file; none where it is missing."""
+    try:
+        with open(path, encoding="utf-8", errors="replace") as f:
+            return [line for line in f.read().splitlines() if line]
+    except OSError:
+        return []
 
 
 def _read_log(log: IO[bytes], *, whole: bool) -> bytes:

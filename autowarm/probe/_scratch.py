@@ -43,6 +43,8 @@ from collections.abc import Callable
 from typing import Any
 
 SCRATCH_ENV = "AUTOWARM_SCRATCH"
+#: in the scratch folder: the user's paths the trial removed (kept), one a line, for the report
+REMOVED_LOG = ".autowarm-removed"
 _WRITE = set("wax+")
 _SYSTEM = ("/dev/", "/proc/", "/sys/")
 
@@ -99,6 +101,13 @@ class _Redirect:
                 shutil.copy2(real, copy)  # appending to / updating the user's file: a copy
             self.written.add(absolute)
         return copy
+
+    def remove(self, path: Any) -> None:
+        """Mark one of the user's paths removed in the trial's view, and log it."""
+        absolute = os.path.abspath(path)
+        self.deleted.add(absolute)
+        with open(os.path.join(self.scratch, REMOVED_LOG), "a") as log:  # kept: scratch
+            log.write(absolute + "\n")
 
     def users(self, path: Any, *, folder: bool) -> bool:
         """Whether ``path`` is one of the user's files (a folder with ``folder``) as the trial
@@ -195,7 +204,7 @@ def _redirect_remove(
         if redirect.users(path, folder=folder):
             if folder:  # the trial's own files under it go too
                 shutil_rmtree(redirect.target(path), ignore_errors=True)
-            redirect.deleted.add(os.path.abspath(path))
+            redirect.remove(path)
             return None
         return remove(redirect.path_for(path, "r"), *args, **kwargs)
 
@@ -236,7 +245,7 @@ def _redirect_move(redirect: _Redirect, move: Callable[..., None]) -> Callable[.
         src, target = redirect.path_for(src, "r"), redirect.path_for(dst, "wb")
         if users_file or users_folder:  # the user's: copied to its new name, marked gone here
             (shutil.copy2 if users_file else shutil.copytree)(src, target)
-            redirect.deleted.add(os.path.abspath(src))
+            redirect.remove(src)
             return None
         try:
             return move(src, target)

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from autowarm.probe._cli import _scratch_note
 from autowarm.probe._runner import ProbeRunner
 from autowarm.probe._types import TrialSpec
 
@@ -48,7 +49,9 @@ def test_a_probe_trial_leaves_every_pre_existing_file_byte_identical(
         res = runner.run(TrialSpec(number=0, peak_lr=0.01, warmup_steps=2, probe_steps=20))
         assert res.status in ("stable", "spike"), res.reason  # it read its own files back
         written = {Path(p).relative_to(tmp_path).as_posix() for p in runner.redirected}
-    assert _digests(tmp_path) == before  # nothing changed, nothing new
+        removed = {Path(p).relative_to(tmp_path).as_posix() for p in runner.removed}
+    assert _digests(tmp_path) == before  # nothing changed, nothing new, nothing removed
+    assert removed == {"out/stale.txt", "runs", "notes.txt"}  # as the trial saw it
     assert written >= {
         "out/ckpt.pt", "train.log", "out/metrics.json", "out/last.ckpt", "out/best.txt",
         "runs/events.2", "notes.bak",
@@ -107,3 +110,11 @@ def test_what_a_trial_makes_it_sees_where_it_made_it_and_nowhere_else(tmp_path: 
     assert out.stdout.strip() == "True True ['g.txt', 'y'] False 2 ['mine.txt']"
     assert [p.name for p in project.iterdir()] == ["mine.txt"]
     assert (scratch / str(project).lstrip(os.sep) / "x" / "g.txt").read_text() == "hi"
+
+
+def test_the_report_says_what_trials_wrote_and_removed() -> None:
+    note = _scratch_note({"/p/out/ckpt.pt"}, {"/p/runs", "/p/old.txt"})
+    assert note is not None
+    assert "wrote 1 files" in note and "removed 2 of your paths" in note
+    assert note.endswith("your files are untouched.")
+    assert _scratch_note(set(), set()) is None
