@@ -123,3 +123,23 @@ def test_a_trial_saving_checkpoints_leaves_the_project_as_it_was(tmp_path: Path)
     assert written >= {
         "hf-out/checkpoint-5/model.safetensors", "hf-out/checkpoint-10/model.safetensors"
     }  # fmt: skip
+
+
+def test_hf_rotating_old_checkpoints_inside_a_trial_removes_none_of_the_users(
+    tmp_path: Path,
+) -> None:
+    # save_total_limit=1: after each save the Trainer rmtree-s the oldest checkpoint-N it
+    # lists, here the user's own from an earlier run; the trial sees it gone, the user keeps it
+    for step in (1, 2):
+        mine = tmp_path / "hf-out" / f"checkpoint-{step}"
+        mine.mkdir(parents=True)
+        (mine / "model.safetensors").write_bytes(f"the user's step-{step} weights".encode())
+    before = {p: p.read_bytes() for p in tmp_path.rglob("*") if p.is_file()}
+    script = str(Path(__file__).parent / "scripts" / "hf_train.py")
+    args = ["--save-steps", "5", "--save-total-limit", "1"]
+    with ProbeRunner(script, args, cwd=str(tmp_path)) as runner:
+        res = runner.run(TrialSpec(number=0, peak_lr=1e-3, warmup_steps=2, probe_steps=12))
+        removed = {Path(p).relative_to(tmp_path).as_posix() for p in runner.removed}
+    assert res.status in ("stable", "spike"), res.reason
+    assert {p: p.read_bytes() for p in tmp_path.rglob("*") if p.is_file()} == before
+    assert "hf-out/checkpoint-1" in removed  # what the rotation removed, in the trial's view

@@ -19,6 +19,7 @@ parser.add_argument("--max-steps", type=int, default=30)
 parser.add_argument("--lr", type=float, default=1e-3)
 parser.add_argument("--out", default="hf-out")
 parser.add_argument("--save-steps", type=int, help="save a checkpoint every N steps")
+parser.add_argument("--save-total-limit", type=int, help="keep that many (HF's rotation)")
 args = parser.parse_args()
 
 torch.manual_seed(0)
@@ -38,6 +39,7 @@ training = TrainingArguments(
     report_to=[],
     save_strategy="no" if args.save_steps is None else "steps",
     save_steps=args.save_steps or 500,
+    save_total_limit=args.save_total_limit,
     use_cpu=True,
     disable_tqdm=True,
 )
