@@ -291,12 +291,13 @@ def _scratch_note(redirected: set[str], removed: set[str]) -> str | None:
         shown = ", ".join(os.path.relpath(p) for p in sorted(paths)[:3])
         return shown + (" …" if len(paths) > 3 else "")
 
-    parts = []
-    if redirected:
-        parts.append(f"wrote {len(redirected)} files ({some(redirected)}) into their own scratch")
-        parts[-1] += " folders, deleted after each trial"
-    if removed:
-        parts.append(f"removed {len(removed)} of your paths ({some(removed)}) in their own view")
+    wrote = (
+        f"wrote {len(redirected)} file{'s' * (len(redirected) != 1)} ({some(redirected)}) "
+        "into their own scratch folders, "
+        "deleted after each trial"
+    )
+    gone = f"removed {len(removed)} of your paths ({some(removed)}) in their own view only"
+    parts = [wrote] * bool(redirected) + [gone] * bool(removed)
     return f"the trials {'; '.join(parts)}: your files are untouched."
 
 

@@ -115,6 +115,6 @@ def test_what_a_trial_makes_it_sees_where_it_made_it_and_nowhere_else(tmp_path: 
 def test_the_report_says_what_trials_wrote_and_removed() -> None:
     note = _scratch_note({"/p/out/ckpt.pt"}, {"/p/runs", "/p/old.txt"})
     assert note is not None
-    assert "wrote 1 files" in note and "removed 2 of your paths" in note
+    assert "wrote 1 file (" in note and "removed 2 of your paths" in note
     assert note.endswith("your files are untouched.")
     assert _scratch_note(set(), set()) is None
