@@ -83,6 +83,11 @@ def _setup(args: argparse.Namespace, wrapped: bool) -> tuple[nn.Module, torch.op
     return model, opt
 
 
+def _loss(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    out = model(x)
+    return F.cross_entropy(out.flatten(0, -2) if out.dim() > 2 else out, y.flatten())
+
+
 def _timers(
     model: nn.Module,
     opt: torch.optim.Optimizer,
@@ -95,8 +100,7 @@ def _timers(
         x, y = batches[i % len(batches)]
         t0 = clock()
         opt.zero_grad(set_to_none=True)
-        out = model(x)
-        loss = F.cross_entropy(out.flatten(0, -2) if out.dim() > 2 else out, y.flatten())
+        loss = _loss(model, x, y)
         loss.backward()
         if report is not None:
             report(loss)
@@ -113,14 +117,15 @@ def _timers(
 
 
 def _breakdown(
-    opt: Any, backward: Callable[[], None], console: Console, clock: Callable[[], float],
-    n: int = 2000,
-) -> None:  # fmt: skip
+    opt: Any, backward: Callable[[], None], console: Console, clock: Callable[[], float]
+) -> None:
     """What the monitor's pieces cost on this model's gradients (the wrapped optimizer's, left
     by its last step): the exact norm, its parts, and the floor of one flat norm, all with the
     gradients in cache; and the exact norm as a step pays it, right after a ``backward()``."""
     from autowarm.monitor import _optimizer
     from autowarm.monitor._detect import Detector
+
+    n = 2000
 
     grads = opt._grads()
     flat = torch.cat([g.reshape(-1) for g in grads])
@@ -305,8 +310,7 @@ def main(argv: list[str] | None = None) -> int:
 
         def backward() -> None:
             wrapped_opt.zero_grad(set_to_none=True)
-            out = wrapped_model(x)
-            F.cross_entropy(out.flatten(0, -2) if out.dim() > 2 else out, y.flatten()).backward()
+            _loss(wrapped_model, x, y).backward()
 
         _breakdown(wrapped_opt, backward, console, clock)
     return 0 if mean <= 1.02 else 1

@@ -121,7 +121,7 @@ class _Redirect:
 
 
 _STAT = os.stat  # the real ones: the redirect's own work must not go through itself
-shutil_rmtree = shutil.rmtree
+_RMTREE = shutil.rmtree
 
 
 def _regular(real: str) -> bool | None:
@@ -203,7 +203,7 @@ def _redirect_remove(
             return remove(path, *args, **kwargs)
         if redirect.users(path, folder=folder):
             if folder:  # the trial's own files under it go too
-                shutil_rmtree(redirect.target(path), ignore_errors=True)
+                _RMTREE(redirect.target(path), ignore_errors=True)
             redirect.remove(path)
             return None
         return remove(redirect.path_for(path, "r"), *args, **kwargs)
