@@ -3,9 +3,9 @@ user's files.
 
 A probe runs the user's whole script many times; left alone, nanoGPT's trials each wrote
 ``out_dir/ckpt.pt`` over the user's checkpoint. So in the trial process every open *for
-writing* by path -- ``open()`` (which ``torch.save`` through fsspec, Lightning's checkpoints,
-loggers and tensorboard use) and ``torch.save(obj, path)`` (whose zip writer opens the path
-in C++) -- is redirected to the same path under ``AUTOWARM_SCRATCH``, the trial's own folder
+writing* by path, str or bytes -- ``open()`` (which ``torch.save`` through fsspec, Lightning's
+checkpoints, loggers and tensorboard use) and ``torch.save(obj, path)`` (whose zip writer
+opens the path in C++) -- is redirected to the same path under ``AUTOWARM_SCRATCH``, the trial's own folder
 that the runner deletes after the trial. A later read of such a path reads the trial's copy
 (a script may load the checkpoint it just saved); appending to, or updating, a file of the
 user's first copies it. ``os.replace`` and ``os.rename`` (``shutil.move``, ``Path.replace``)
@@ -76,13 +76,16 @@ class _Redirect:
         )
 
     def target(self, path: str) -> str:
-        return os.path.join(self.scratch, os.path.abspath(path).lstrip(os.sep))
+        return os.path.join(self.scratch, os.path.abspath(_text(path)).lstrip(os.sep))
 
     def path_for(self, file: Any, mode: str) -> Any:
-        """Where an open of ``file`` with ``mode`` really goes."""
-        if not isinstance(file, (str, bytes, os.PathLike)) or isinstance(file, bytes):
-            return file  # a file descriptor or bytes path: left alone
+        """Where an open of ``file`` with ``mode`` really goes (a bytes path as bytes)."""
+        if not isinstance(file, (str, bytes, os.PathLike)):
+            return file  # a file descriptor
         path = os.fspath(file)
+        if isinstance(path, bytes):  # tensorboard's event writer opens bytes paths
+            where = self.path_for(os.fsdecode(path), mode)
+            return file if where == os.fsdecode(path) else os.fsencode(where)
         if not _WRITE & set(mode):  # a read: the trial's copy of what it wrote, if any
             if not self.written and not self.deleted:
                 return file  # the common case, every data file a script reads
@@ -104,7 +107,7 @@ class _Redirect:
 
     def remove(self, path: Any) -> None:
         """Mark one of the user's paths removed in the trial's view, and log it."""
-        absolute = os.path.abspath(path)
+        absolute = os.path.abspath(_text(path))
         self.deleted.add(absolute)
         with open(os.path.join(self.scratch, REMOVED_LOG), "a") as log:  # kept: scratch
             log.write(absolute + "\n")
@@ -112,8 +115,9 @@ class _Redirect:
     def users(self, path: Any, *, folder: bool) -> bool:
         """Whether ``path`` is one of the user's files (a folder with ``folder``) as the trial
         sees it: there, not kept, not written or removed by the trial."""
-        if not isinstance(path, (str, os.PathLike)):
+        if not isinstance(path, (str, bytes, os.PathLike)):
             return False
+        path = _text(path)
         real, absolute = os.path.realpath(path), os.path.abspath(path)
         if self.kept(real) or absolute in self.written or self.gone(absolute):
             return False
@@ -122,6 +126,11 @@ class _Redirect:
 
 _STAT = os.stat  # the real ones: the redirect's own work must not go through itself
 _RMTREE = shutil.rmtree
+
+
+def _text(path: Any) -> str:
+    """A path as ``str`` (bytes paths decoded as the file system does)."""
+    return os.fsdecode(os.fspath(path))
 
 
 def _regular(real: str) -> bool | None:
@@ -213,8 +222,9 @@ def _redirect_remove(
 
 def _redirect_mkdir(redirect: _Redirect, mkdir: Callable[..., None]) -> Callable[..., None]:
     def mkdir_(path: Any, mode: int = 0o777, *, dir_fd: int | None = None) -> None:
-        if dir_fd is not None or not isinstance(path, (str, os.PathLike)):
+        if dir_fd is not None or not isinstance(path, (str, bytes, os.PathLike)):
             return mkdir(path, mode, dir_fd=dir_fd)
+        path = _text(path)
         real, absolute = os.path.realpath(path), os.path.abspath(path)
         if redirect.kept(real) or (not redirect.gone(absolute) and _regular(real) is not None):
             return mkdir(path, mode)  # there already: mkdir's own error

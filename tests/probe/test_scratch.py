@@ -58,6 +58,23 @@ def test_a_probe_trial_leaves_every_pre_existing_file_byte_identical(
     }  # fmt: skip
 
 
+def test_tensorboard_event_files_of_a_trial_go_to_its_scratch(tmp_path: Path) -> None:
+    # tensorboard's writer opens its event file by a bytes path, from a thread of its own;
+    # before, each trial left one event file in the user's runs/ folder
+    pytest.importorskip("tensorboard")
+    (tmp_path / "runs").mkdir()
+    (tmp_path / "runs" / "events.out.tfevents.1.user").write_bytes(b"the user's own run")
+    before = _digests(tmp_path)
+    script = Path(__file__).parent / "scripts_runner" / "tensorboard_logs.py"
+    with ProbeRunner(str(script), cwd=str(tmp_path)) as runner:
+        res = runner.run(TrialSpec(number=0, peak_lr=0.01, warmup_steps=2, probe_steps=20))
+        assert res.status in ("stable", "spike"), res.reason
+        written = [Path(p).relative_to(tmp_path) for p in runner.redirected]
+    assert _digests(tmp_path) == before
+    assert [p.parent.name for p in written] == ["runs"]
+    assert written[0].name.startswith("events.out.tfevents.")
+
+
 def test_experiment_trackers_are_off_inside_trials_unless_the_user_set_them(
     tmp_path: Path,
 ) -> None:
@@ -81,6 +98,9 @@ pathlib.Path("x/y").mkdir(parents=True)
 pathlib.Path("x/y/f.txt").write_text("hi")
 shutil.copy("x/y/f.txt", "x/g.txt")
 os.remove("x/y/f.txt")
+with open(b"x/b.bin", "wb") as f:  # a bytes path, as tensorboard's event writer opens
+    f.write(b"123")
+os.remove(b"mine.txt")
 for bad, error in (("x/y", FileExistsError), ("q/r", FileNotFoundError)):
     try:
         os.mkdir(bad)
@@ -89,7 +109,8 @@ for bad, error in (("x/y", FileExistsError), ("q/r", FileNotFoundError)):
     else:
         raise SystemExit(f"mkdir {bad} did not raise {error.__name__}")
 print(os.path.isdir("a/b/c"), pathlib.Path("x").is_dir(), sorted(os.listdir("x")),
-      os.path.exists("x/y/f.txt"), os.path.getsize("x/g.txt"), sorted(os.listdir(".")))
+      os.path.exists("x/y/f.txt"), os.path.getsize("x/g.txt"), sorted(os.listdir(".")),
+      os.path.getsize(b"x/b.bin"), os.path.exists("mine.txt"))
 """
 
 
@@ -107,7 +128,7 @@ def test_what_a_trial_makes_it_sees_where_it_made_it_and_nowhere_else(tmp_path: 
     )
     assert out.returncode == 0, out.stderr
     # the listing of "." is the real one: the trial's own folders are not in it
-    assert out.stdout.strip() == "True True ['g.txt', 'y'] False 2 ['mine.txt']"
+    assert out.stdout.strip() == "True True ['b.bin', 'g.txt', 'y'] False 2 ['mine.txt'] 3 False"
     assert [p.name for p in project.iterdir()] == ["mine.txt"]
     assert (scratch / str(project).lstrip(os.sep) / "x" / "g.txt").read_text() == "hi"
 
