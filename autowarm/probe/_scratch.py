@@ -3,18 +3,19 @@ user's files.
 
 A probe runs the user's whole script many times; left alone, nanoGPT's trials each wrote
 ``out_dir/ckpt.pt`` over the user's checkpoint. So in the trial process every open *for
-writing* by path, str or bytes -- ``open()`` (which ``torch.save`` through fsspec, Lightning's
-checkpoints, loggers and tensorboard use) and ``torch.save(obj, path)`` (whose zip writer
-opens the path in C++) -- is redirected to the same path under ``AUTOWARM_SCRATCH``, the trial's own folder
-that the runner deletes after the trial. A later read of such a path reads the trial's copy
-(a script may load the checkpoint it just saved); appending to, or updating, a file of the
-user's first copies it. ``os.replace`` and ``os.rename`` (``shutil.move``, ``Path.replace``)
-onto such a path land on the trial's copy too: the atomic save of Lightning's checkpoints
-(fsspec) and of many scripts writes a temp file, then moves it over the checkpoint. And
-``os.stat`` (``exists``, ``getsize``), ``os.chmod`` and ``os.remove`` of a path the trial
-wrote reach its copy, so the script sees what it wrote where it wrote it; the folders it makes
-(``os.makedirs``) are made in its scratch too, and ``safetensors.torch.save_file`` (HF's
-``save_pretrained``, written from Rust) is redirected where it calls its writer.
+writing* by path, str or bytes -- ``open()`` (which ``torch.save`` through fsspec,
+Lightning's checkpoints, loggers and tensorboard use) and ``torch.save(obj, path)`` (whose
+zip writer opens the path in C++) -- is redirected to the same path under
+``AUTOWARM_SCRATCH``, the trial's own folder that the runner deletes after the trial. A
+later read of such a path reads the trial's copy (a script may load the checkpoint it just
+saved); appending to, or updating, a file of the user's first copies it. ``os.replace`` and
+``os.rename`` (``shutil.move``, ``Path.replace``) onto such a path land on the trial's copy
+too: the atomic save of Lightning's checkpoints (fsspec) and of many scripts writes a temp
+file, then moves it over the checkpoint. And ``os.stat`` (``exists``, ``getsize``),
+``os.chmod`` and ``os.remove`` of a path the trial wrote reach its copy, so the script sees
+what it wrote where it wrote it; the folders it makes (``os.makedirs``) are made in its
+scratch too, and ``safetensors.torch.save_file`` (HF's ``save_pretrained``, written from
+Rust) is redirected where it calls its writer.
 
 Not redirected: the system's temp folder (scratch space already, where a script's temp files
 belong) -- except the part of it under the working directory, when the user's project itself
