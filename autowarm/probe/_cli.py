@@ -285,11 +285,10 @@ def _scratch_note(redirected: set[str], removed: set[str]) -> str | None:
     say so (see probe/_scratch.py)."""
     if not redirected and not removed:
         return None
-    import os
 
-    def some(paths: set[str]) -> str:
-        shown = ", ".join(os.path.relpath(p) for p in sorted(paths)[:3])
-        return shown + (" …" if len(paths) > 3 else "")
+    def some(paths: set[str]) -> str:  # the project's own paths first: they are the news
+        ordered = sorted(paths, key=lambda p: (_shown(p).startswith(("~", "/")), p))
+        return ", ".join(map(_shown, ordered[:3])) + (" …" if len(paths) > 3 else "")
 
     wrote = (
         f"wrote {len(redirected)} file{'s' * (len(redirected) != 1)} ({some(redirected)}) "
@@ -299,6 +298,18 @@ def _scratch_note(redirected: set[str], removed: set[str]) -> str | None:
     gone = f"removed {len(removed)} of your paths ({some(removed)}) in their own view only"
     parts = [wrote] * bool(redirected) + [gone] * bool(removed)
     return f"the trials {'; '.join(parts)}: your files are untouched."
+
+
+def _shown(path: str) -> str:
+    """A path as the report shows it: relative inside the working directory, else from ``~``
+    or absolute (a library's cache under the home folder, not ``../../root/.cache/...``)."""
+    import os
+
+    rel = os.path.relpath(path)
+    if rel != os.pardir and not rel.startswith(os.pardir + os.sep):
+        return rel
+    home = os.path.expanduser("~")
+    return "~" + path[len(home) :] if path.startswith(home + os.sep) else path
 
 
 def _misplaced_flags(args: argparse.Namespace) -> list[str]:

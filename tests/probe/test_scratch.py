@@ -139,3 +139,7 @@ def test_the_report_says_what_trials_wrote_and_removed() -> None:
     assert "wrote 1 file (" in note and "removed 2 of your paths" in note
     assert note.endswith("your files are untouched.")
     assert _scratch_note(set(), set()) is None
+    # a library's cache outside the project (HF datasets' lock files) after the project's own
+    cache = os.path.expanduser("~/.cache/huggingface/datasets/text.lock")
+    note = _scratch_note({cache, os.path.abspath("out/ckpt.pt")}, set())
+    assert note is not None and "(out/ckpt.pt, ~/.cache/huggingface/datasets/text.lock)" in note
