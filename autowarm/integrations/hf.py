@@ -63,6 +63,9 @@ class AutowarmCallback(TrainerCallback):
         **_: Any,
     ) -> None:
         self.optimizer = wrap_inside(optimizer, **self.wrap_kwargs)
+        from autowarm.probe._child import note_trainer
+
+        note_trainer("hf")  # inside a probe trial: the report speaks TrainingArguments
         self._accumulation = int(getattr(args, "gradient_accumulation_steps", 1) or 1)
         if self._hook is not None:  # a second train() on the same callback
             self._hook.remove()

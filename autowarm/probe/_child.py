@@ -178,6 +178,9 @@ class _Session:
         # the script's loop set param_group["lr"] itself with no torch LR scheduler (nanoGPT):
         # a scheduler pasted into it would be overwritten every iteration
         self.sets_lr = False
+        # the framework's trainer the script runs under, as its autowarm callback tells
+        # (note_trainer): the report then prints the schedule as that trainer's own arguments
+        self.trainer: str | None = None
 
     @property
     def train_s(self) -> float:
@@ -201,6 +204,7 @@ class _Session:
             "script_lr": self.script_lr,
             "wrapped": bool(self.controllers),
             "sets_lr": self.sets_lr,
+            "trainer": self.trainer,
         }
 
     def end(self, status: str, reason: str | None, score: float | None = None) -> TrialEnd:
@@ -454,6 +458,13 @@ def attach(optimizer: Any) -> Controller:
     optimizer.register_step_pre_hook(controller.before_step)
     optimizer.register_step_post_hook(controller.after_step)
     return controller
+
+
+def note_trainer(name: str) -> None:
+    """A framework's autowarm callback (``"hf"``) says the script trains under its trainer:
+    inside a trial, the report then prints the schedule as that trainer's own arguments."""
+    if TRIAL_ENV in os.environ:
+        _get_session().trainer = name
 
 
 # ---------------------------------------------------------------------------------------------

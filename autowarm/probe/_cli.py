@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import os
 import re
 import sys
 from dataclasses import dataclass, field
@@ -303,8 +304,6 @@ def _scratch_note(redirected: set[str], removed: set[str]) -> str | None:
 def _shown(path: str) -> str:
     """A path as the report shows it: relative inside the working directory, else from ``~``
     or absolute (a library's cache under the home folder, not ``../../root/.cache/...``)."""
-    import os
-
     rel = os.path.relpath(path)
     if rel != os.pardir and not rel.startswith(os.pardir + os.sep):
         return rel
@@ -474,6 +473,7 @@ def _conclude(
         warmup_max=config.warmup_max,
         out=written,
         table=not save,
+        command=[os.path.basename(sys.executable), config.script, *config.args],
     )
     _write_json(args, recipe, out, error=error)
     if out.interrupted:
@@ -509,6 +509,8 @@ def _recommend(config: ProbeConfig, out: _Outcome, *, cost: bool) -> Any:
         "study": out.study,
         # the loop sets param_group["lr"] itself: the code to paste is for that loop
         "script_sets_lr": any(r.sets_lr for r in out.records),
+        # the framework's trainer it ran under ("hf": the report prints TrainingArguments)
+        "script_trainer": next((r.trainer for r in out.records if r.trainer), None),
         # what the trials' scores are: the script's autowarm.score_with(), or the training loss
         "scored_by": (
             "score_with" if any(r.script_scored for r in out.records) else "training loss"

@@ -47,6 +47,7 @@ class TrialRecord:
     event_counts: dict[str, int] = field(default_factory=dict)  # event kind -> how many
     checkpoint_loss: float | None = None  # loss at the cohort pruner's checkpoint
     sets_lr: bool = False  # the script's loop set the LR itself (no torch scheduler)
+    trainer: str | None = None  # the framework's trainer it ran under ("hf"), if one said so
     script_scored: bool = False  # score is the script's autowarm.score_with(), not the loss
     owner: str = ""  # the worker that ran it (host:pid:token; see _workers.new_owner)
 
@@ -101,6 +102,7 @@ def _attrs(res: TrialResult, spec: TrialSpec, checkpoint_loss: float | None) -> 
         "event_counts": counts,
         "checkpoint_loss": finite_or_none(checkpoint_loss),
         "sets_lr": res.sets_lr,
+        "trainer": res.trainer,
     }
 
 
@@ -181,6 +183,7 @@ def record_from_frozen(t: FrozenTrial) -> TrialRecord | None:
         event_counts=a.get("event_counts", a.get("events", {})),
         checkpoint_loss=a.get("checkpoint_loss"),
         sets_lr=bool(a.get("sets_lr", False)),
+        trainer=a.get("trainer"),
         script_scored=bool(a.get("script_scored", False)),
         owner=str(a.get("owner", "")),
     )

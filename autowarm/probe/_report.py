@@ -344,6 +344,50 @@ def probe_point(recipe: Any) -> tuple[float, int]:
     )
 
 
+def _targets(console: Console, recipe: Any, command: Sequence[str]) -> list[tuple[str, str]]:
+    """The code targets that fit the script's loop, saying why where it is not a plain one."""
+    evidence = recipe.evidence or {}
+    if evidence.get("script_sets_lr"):
+        # a scheduler pasted into such a loop is overwritten every iteration (nanoGPT)
+        console.print()
+        console.print(
+            "The script sets param_group['lr'] itself every iteration (no torch LR scheduler), "
+            "so a pasted scheduler would be overwritten: set the LR from the recipe there.",
+            highlight=False,
+        )
+        return [("loop", "where your loop sets the LR")]
+    if evidence.get("script_trainer") != "hf":
+        return [("torch", "plain PyTorch"), ("transformers", "HF transformers")]
+    if _reads_training_args(command[2:]):  # an HF example script: its own flags
+        from autowarm.schedule._code import hf_command
+
+        console.print()
+        console.print(
+            Text("Run it with (the HF Trainer, TrainingArguments from its flags):", style="bold")
+        )
+        code = hf_command(recipe, command)
+        console.print(Syntax(code, "bash", theme="ansi_dark", background_color="default"))
+    return [("transformers", "HF transformers")]
+
+
+#: at least this many ``TrainingArguments`` flags among a script's arguments: it parses them
+#: (``HfArgumentParser``, as every HF example does), not an argparse of its own
+TRAINING_FLAGS = 2
+
+
+def _reads_training_args(args: Sequence[str]) -> bool:
+    """Whether a script run under the HF Trainer takes its ``TrainingArguments`` as flags."""
+    import dataclasses
+
+    try:
+        from transformers import TrainingArguments
+    except ImportError:
+        return False
+    fields = {f.name for f in dataclasses.fields(TrainingArguments)}
+    names = {a[2:].split("=", 1)[0].replace("-", "_") for a in args if a.startswith("--")}
+    return len(names & fields) >= TRAINING_FLAGS
+
+
 def _numbers(ns: Sequence[int]) -> str:
     return ", ".join(f"#{n}" for n in ns[:8]) + (" …" if len(ns) > 8 else "")
 
@@ -357,7 +401,10 @@ def print_final(
     warmup_max: int,
     out: str | None = None,
     table: bool = False,
+    command: Sequence[str] = (),
 ) -> None:
+    """The end of a probe's report: the map, the recommendation and the code to paste
+    (``command``: how the script was run, ``python train.py args``)."""
     if table:
         console.print(trial_table(records))
     console.print()
@@ -378,17 +425,7 @@ def print_final(
             highlight=False,
         )
         return
-    targets = (("torch", "plain PyTorch"), ("transformers", "HF transformers"))
-    if (recipe.evidence or {}).get("script_sets_lr"):
-        # a scheduler pasted into such a loop is overwritten every iteration (nanoGPT)
-        console.print()
-        console.print(
-            "The script sets param_group['lr'] itself every iteration (no torch LR scheduler), "
-            "so a pasted scheduler would be overwritten: set the LR from the recipe there.",
-            highlight=False,
-        )
-        targets = (("loop", "where your loop sets the LR"),)
-    for target, title in targets:
+    for target, title in _targets(console, recipe, command):
         try:
             code = recipe.render(target)
         except Exception as e:  # rendering is a convenience: never lose the result over it

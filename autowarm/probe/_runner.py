@@ -470,6 +470,7 @@ class _TrialProcess:
         self.wrapped = False
         self.script_lr: float | None = None
         self.sets_lr = False  # the script's loop sets the LR itself (see _child.py)
+        self.trainer: str | None = None  # the framework's trainer, when its callback said so
         self.script_score: float | None = None  # its autowarm.score_with() value
         self.train_s = 0.0
         self.stop_status: str | None = None  # pruned / timeout / interrupted
@@ -582,6 +583,7 @@ class _TrialProcess:
                 if msg.get("script_lr") is not None:
                     self.script_lr = float(msg["script_lr"])
                 self.sets_lr = bool(msg.get("sets_lr"))
+                self.trainer = msg.get("trainer") or self.trainer
                 if msg.get("score") is not None:
                     self.script_score = float(msg["score"])
 
@@ -600,6 +602,7 @@ class _TrialProcess:
             train_s=self.train_s,
             script_lr=self.script_lr,
             sets_lr=self.sets_lr,
+            trainer=self.trainer,
             script_score=self.script_score,
         )
         final = self.final or {}

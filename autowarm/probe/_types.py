@@ -41,4 +41,5 @@ class TrialResult:
     train_s: float = 0.0  # from the first to the last optimizer step inside the script
     script_lr: float | None = None  # the script's own LR (reference group) at its first step
     sets_lr: bool = False  # its loop sets param_group["lr"] itself, without a torch scheduler
+    trainer: str | None = None  # the framework's trainer it ran under ("hf": our HF callback)
     script_score: float | None = None  # what the script's autowarm.score_with() gave, if asked

@@ -11,7 +11,9 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import shlex
 import textwrap
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from autowarm._errors import AutowarmError
@@ -258,6 +260,48 @@ def hf_equivalent(schedule: Schedule, peak_lr: float) -> tuple[str, dict[str, An
         if f > 0.0:
             reasons.append(f"its inverse_sqrt has no floor (this recipe: {f:g}x)")
     return name, kwargs, reasons
+
+
+#: the ``TrainingArguments`` flags that set the LR schedule (a user's own are replaced)
+HF_SCHEDULE_FLAGS = frozenset(
+    ("learning_rate", "warmup_steps", "warmup_ratio", "lr_scheduler_type",
+     "lr_scheduler_kwargs", "max_steps")
+)  # fmt: skip
+
+
+def hf_command(recipe: Recipe, argv: Sequence[str]) -> str:
+    """``argv`` -- a script that reads ``TrainingArguments`` from its command line
+    (``HfArgumentParser``, as every HF example does) -- with the flags that set this recipe's
+    schedule in place of its own: the fields of :meth:`Recipe.training_args`."""
+    schedule = recipe.schedule()
+    schedule.require_total()
+    name, kwargs, reasons = hf_equivalent(schedule, recipe.peak_lr)
+    flags = ["--learning_rate", repr(recipe.peak_lr), "--warmup_steps", str(schedule.warmup_steps)]
+    flags += ["--lr_scheduler_type", name]
+    if kwargs:
+        flags += ["--lr_scheduler_kwargs", json.dumps(kwargs)]
+    flags += ["--max_steps", str(schedule.total_steps)]
+    header = _comment(f"autowarm recipe: {recipe.describe()}.")
+    if reasons:
+        header += _comment(f"transformers' closest schedule: {'; '.join(reasons)}.")
+    return "\n".join([*header, shlex.join([*_without(argv, HF_SCHEDULE_FLAGS), *flags])])
+
+
+def _without(argv: Sequence[str], names: frozenset[str]) -> list[str]:
+    """``argv`` less the ``--name value`` / ``--name=value`` flags of ``names`` (``-`` or
+    ``_`` in a name alike, as ``HfArgumentParser`` takes both)."""
+    out: list[str] = []
+    skip = False
+    for arg in argv:
+        if skip:
+            skip = False
+            continue
+        name = arg[2:].split("=", 1)[0].replace("-", "_") if arg.startswith("--") else None
+        if name in names:
+            skip = "=" not in arg
+            continue
+        out.append(arg)
+    return out
 
 
 def _transformers(schedule: Schedule, peak_lr: float) -> str:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import shlex
 import warnings
 from pathlib import Path
 
@@ -103,6 +104,29 @@ def test_the_stock_trainer_script_runs_as_a_probe_trial(tmp_path) -> None:
     assert res.steps == 10  # the probe ended the 30-step run at its own length
     assert all(math.isfinite(v) for v in res.losses)  # every step's loss was reported
     assert res.script_lr == pytest.approx(1e-3)
+    assert res.trainer == "hf"  # the callback said so: the report speaks TrainingArguments
+
+
+def test_the_command_form_parses_to_the_recipes_training_args() -> None:
+    # an HF example script reads TrainingArguments from its flags (HfArgumentParser): the
+    # report prints the user's command with the schedule's flags in place of theirs
+    from transformers import HfArgumentParser
+
+    from autowarm.schedule._code import hf_command
+
+    recipe = Recipe(3e-3, 60, 2000, min_lr_ratio=0.1)
+    mine = ["--output_dir", "out", "--learning-rate=5e-5", "--warmup_ratio", "0.1",
+            "--max_steps", "300", "--do_train", "--lr_scheduler_type", "linear"]  # fmt: skip
+    with pytest.warns(UserWarning):  # the warmup's start: the recipe's 1/(W+1), HF's 0
+        expected = recipe.training_args()
+    line = hf_command(recipe, ["python", "run_clm.py", *mine]).splitlines()[-1]
+    argv = shlex.split(line)
+    assert argv[:3] == ["python", "run_clm.py", "--output_dir"]
+    (parsed,) = HfArgumentParser(TrainingArguments).parse_args_into_dataclasses(args=argv[2:])
+    for name, value in expected.items():
+        assert getattr(parsed, name) == value, name
+    assert getattr(parsed, "warmup_ratio", None) in (0.0, None)  # theirs dropped (gone in v5)
+    assert parsed.do_train and parsed.output_dir == "out"  # the rest of theirs kept
 
 
 def test_a_trial_saving_checkpoints_leaves_the_project_as_it_was(tmp_path: Path) -> None:

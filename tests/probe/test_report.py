@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import io
 
+import pytest
 from rich.console import Console
 
 from autowarm import Recipe
@@ -130,6 +131,19 @@ def test_case13_status_says_the_step_once() -> None:
     assert status_text(timeout).plain == f"timeout: {reason}"
     stalled = TrialRecord(8, 0.01, 5, "stalled", steps=40, reason="no progress")
     assert status_text(stalled).plain == "stalled: no progress (step 40)"
+
+
+def test_an_hf_trainer_script_gets_its_own_flags_and_training_args() -> None:
+    pytest.importorskip("transformers")
+    recipe = recommend(RECORDS, probe_steps=100, total_steps=1000, decay="cosine")
+    hf = Recipe(recipe.peak_lr, recipe.warmup_steps, 1000, evidence={"script_trainer": "hf"})
+    example = ["python", "run_clm.py", "--output_dir", "out", "--do_train", "--max_steps", "1000"]
+    for command, flags in ((example, True), (["python", "train.py", "--out", "o"], False)):
+        c = console()
+        print_final(c, RECORDS, hf, lr_range=(1e-4, 1.0), warmup_max=50, command=command)
+        out = text(c)
+        assert ("python run_clm.py --output_dir out --do_train --learning_rate" in out) is flags
+        assert "TrainingArguments(" in out and "plain PyTorch" not in out
 
 
 def test_a_loop_that_sets_its_own_lr_gets_code_for_that_loop() -> None:
