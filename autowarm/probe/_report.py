@@ -365,8 +365,7 @@ def _targets(console: Console, recipe: Any, command: Sequence[str]) -> list[tupl
         console.print(
             Text("Run it with (the HF Trainer, TrainingArguments from its flags):", style="bold")
         )
-        code = hf_command(recipe, command)
-        console.print(Syntax(code, "bash", theme="ansi_dark", background_color="default"))
+        _print_code(console, hf_command(recipe, command), "bash")
     return [("transformers", "HF transformers")]
 
 
@@ -433,10 +432,12 @@ def print_final(
             continue
         console.print()
         console.print(Text(f"Paste into your script ({title}):", style="bold"))
-        # code_width + crop=False: a line of code is never cut at the terminal's width (it is
-        # for pasting); it runs past the edge instead
-        width = max(len(line) for line in code.splitlines())
-        syntax = Syntax(
-            code, "python", theme="ansi_dark", background_color="default", code_width=width
-        )
-        console.print(syntax, crop=False)
+        _print_code(console, code, "python")
+
+
+def _print_code(console: Console, code: str, lexer: str) -> None:
+    # code_width + crop=False: a line of code is never cut at the terminal's width (it is for
+    # pasting); it runs past the edge instead
+    width = max(len(line) for line in code.splitlines())
+    syntax = Syntax(code, lexer, theme="ansi_dark", background_color="default", code_width=width)
+    console.print(syntax, crop=False)

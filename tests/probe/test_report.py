@@ -143,6 +143,8 @@ def test_an_hf_trainer_script_gets_its_own_flags_and_training_args() -> None:
         print_final(c, RECORDS, hf, lr_range=(1e-4, 1.0), warmup_max=50, command=command)
         out = text(c)
         assert ("python run_clm.py --output_dir out --do_train --learning_rate" in out) is flags
+        # one line past the terminal's width, uncut: it is for pasting
+        assert ("--lr_scheduler_type cosine --max_steps 1000\n" in out) is flags
         assert "TrainingArguments(" in out and "plain PyTorch" not in out
 
 
