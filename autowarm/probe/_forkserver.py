@@ -12,8 +12,9 @@ and runs the script like ``python script.py args`` (:func:`autowarm.probe._child
 Forking after ``import torch`` is safe as long as the server never runs a torch op (no
 intra-op thread pool, no CUDA context): the server checks that CUDA is not initialised and
 that no preloaded package started threads beyond the baseline other than OpenBLAS pools
-(numpy's, scipy's via sklearn: OpenBLAS stops them around a fork itself); if one did, the
-runner restarts it with the baseline imports only. Seeds:
+(numpy's, scipy's via sklearn) and jemalloc's background thread (pyarrow's: HF ``datasets``),
+which stop themselves around a fork; if one did, the runner restarts it with the baseline
+imports only. Seeds:
 Python's ``random`` reseeds itself after fork and torch's default seed is fixed anyway; the
 child reseeds numpy's global RandomState from OS entropy, as a fresh interpreter would — the
 server seeds nothing with a value of its own.
@@ -40,6 +41,7 @@ import sys
 import tempfile
 import threading
 from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
 
 from autowarm.probe._child import become_subreaper, descendants, kill_processes
 
@@ -64,6 +66,22 @@ def _thread_count() -> int:
         return len(os.listdir("/proc/self/task"))
     except OSError:
         return threading.active_count()
+
+
+#: threads that quiesce themselves around a fork (``pthread_atfork``): jemalloc's background
+#: purger, which pyarrow -- so HF ``datasets`` -- starts when it loads (Redis forks under it for
+#: every snapshot); without it an HF script's imports are paid again by every trial
+_FORK_SAFE_THREADS = frozenset({"jemalloc_bg_thd"})
+
+
+def _fork_safe_threads() -> int:
+    """Threads of this process named in ``_FORK_SAFE_THREADS`` (0 where that cannot be read)."""
+    try:
+        tasks = os.listdir("/proc/self/task")
+        names = [Path(f"/proc/self/task/{t}/comm").read_text().strip() for t in tasks]
+    except OSError:
+        return 0
+    return sum(name in _FORK_SAFE_THREADS for name in names)
 
 
 def _blas_workers() -> int:
@@ -123,7 +141,8 @@ def _preload(preload: Sequence[str], send: Callable[[dict], None]) -> list[str] 
     for name in _OPTIONAL:
         with contextlib.suppress(Exception):
             importlib.import_module(name)
-    baseline_threads, baseline_blas = _thread_count(), _blas_workers()
+    baseline_threads = _thread_count()
+    baseline_safe = _blas_workers() + _fork_safe_threads()
     loaded = []
     for item in preload:  # "module" or "module:name,name" (see _runner._third_party_imports)
         module, _, names = item.partition(":")
@@ -135,7 +154,7 @@ def _preload(preload: Sequence[str], send: Callable[[dict], None]) -> list[str] 
         except Exception:
             continue  # the script will fail on it itself, with its own traceback
         extra = _thread_count() - baseline_threads
-        if extra > 0 and extra > _blas_workers() - baseline_blas:
+        if extra > 0 and extra > _blas_workers() + _fork_safe_threads() - baseline_safe:
             send({"unsafe": f"importing {item!r} started a thread"})
             return None
         loaded.append(item)

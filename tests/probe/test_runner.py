@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import subprocess
 import sys
 import threading
 import time
@@ -85,6 +86,32 @@ def test_a_package_that_starts_a_thread_at_import_is_not_preloaded(tmp_path: Pat
         assert runner._get_server().preloaded == []
         result = runner.run(spec(probe_steps=20))
     assert (result.status, result.steps) == ("stable", 20)
+
+
+JEMALLOC_THREAD = """\
+import os, pyarrow
+names = [open(f"/proc/self/task/{t}/comm").read().strip() for t in os.listdir("/proc/self/task")]
+print("jemalloc_bg_thd" in names)
+"""
+
+
+def test_pyarrows_jemalloc_thread_does_not_stop_the_preload(tmp_path: Path) -> None:
+    # pyarrow (HF datasets' backend) starts jemalloc's background thread when it loads; it
+    # quiesces itself around a fork, so the script's imports are still preloaded, and the
+    # forked trials allocate through jemalloc
+    pytest.importorskip("pyarrow")
+    out = subprocess.run([sys.executable, "-c", JEMALLOC_THREAD], capture_output=True, text=True)
+    if out.stdout.strip() != "True":
+        pytest.skip("this pyarrow starts no jemalloc background thread")
+    train = tmp_path / "train.py"
+    allocate = "    pyarrow.array(list(range(10_000)))  # jemalloc in the forked child\n"
+    loop = TRAIN_LOOP.replace("    opt.step()\n", "    opt.step()\n" + allocate)
+    train.write_text("import pyarrow\n" + loop)
+    with ProbeRunner(str(train)) as runner:
+        assert runner.mode == "forkserver", runner.fallback_reason
+        assert runner._get_server().preloaded == ["pyarrow", "torch"]
+        results = [runner.run(spec(probe_steps=20, number=n)) for n in range(3)]
+    assert [(r.status, r.steps) for r in results] == [("stable", 20)] * 3
 
 
 THREAD_AT_IMPORT = """\
