@@ -1,0 +1,111 @@
+"""Run autowarm on the HF Trainer example ``run_clm.py`` (transformers'
+``examples/pytorch/language-modeling``), a third-party script, with a tiny GPT-2 from a config.
+
+    # run_clm.py is not part of this repo: copy it from a transformers checkout
+    cp transformers/examples/pytorch/language-modeling/run_clm.py /tmp/hfclm/
+    pip install datasets evaluate                 # run_clm.py imports both
+    python scripts/try_hf_run_clm.py /tmp/hfclm   # patch, data, tokenizer, probe, check
+
+What it does in that folder (never in this repository):
+1) ``run_clm.py`` gets the two lines an HF user adds: ``from autowarm.integrations.hf import
+   AutowarmCallback`` and ``callbacks=[AutowarmCallback()]`` in its ``Trainer(...)``;
+2) the data and the tokenizer, with no download: ``train.txt`` is 1.5 MB of the standard
+   library's own source, ``tok/`` a 512-token byte-level BPE trained on it and saved with
+   ``save_pretrained`` (``--tokenizer_name ./tok``);
+3) one plain run of 30 steps (``--output_dir out``, a checkpoint every 20 steps) stands in for
+   the user's earlier run; then ``autowarm probe --trials 6 --total-steps 200 run_clm.py ...``
+   as a user would type it, offline (``HF_HUB_OFFLINE=1``), and a check that ``out/`` and the
+   HF datasets cache under ``~/.cache/huggingface`` are byte-identical afterwards. The report
+   ends with the user's command carrying the schedule as ``TrainingArguments`` flags.
+"""
+
+from __future__ import annotations
+
+import argparse
+import glob
+import hashlib
+import os
+import subprocess
+import sys
+import sysconfig
+from pathlib import Path
+
+CALLBACK = "        data_collator=default_data_collator,\n"
+ARGS = ["--model_type", "gpt2",
+        "--config_overrides", "n_layer=2,n_embd=64,n_head=2,n_positions=128,vocab_size=512",
+        "--tokenizer_name", "./tok", "--train_file", "train.txt", "--do_train",
+        "--output_dir", "out", "--per_device_train_batch_size", "16", "--block_size", "64",
+        "--save_steps", "20", "--report_to", "none", "--learning_rate", "5e-4"]  # fmt: skip
+
+
+def patch(folder: Path) -> None:
+    path = folder / "run_clm.py"
+    src = path.read_text()
+    if "AutowarmCallback" in src:
+        return
+    assert src.count(CALLBACK) == 1, "run_clm.py's Trainer(...) changed: update the patch"
+    src = src.replace("import transformers\n", "import transformers\n"
+                      "from autowarm.integrations.hf import AutowarmCallback\n", 1)  # fmt: skip
+    src = src.replace(CALLBACK, CALLBACK + "        callbacks=[AutowarmCallback()],\n")
+    path.write_text(src)
+
+
+def data_and_tokenizer(folder: Path) -> None:
+    if (folder / "tok" / "tokenizer.json").exists():
+        return
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    from transformers import PreTrainedTokenizerFast
+
+    text = ""
+    for name in sorted(glob.glob(os.path.join(sysconfig.get_paths()["stdlib"], "*.py"))):
+        text += Path(name).read_text(encoding="utf-8", errors="ignore")
+        if len(text) > 1_500_000:
+            break
+    (folder / "train.txt").write_text(text)
+    tok = Tokenizer(models.BPE())
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.decoder = decoders.ByteLevel()
+    alphabet = pre_tokenizers.ByteLevel.alphabet()
+    trainer = trainers.BpeTrainer(
+        vocab_size=512, special_tokens=["<|endoftext|>"], initial_alphabet=alphabet
+    )
+    tok.train([str(folder / "train.txt")], trainer)
+    eos = "<|endoftext|>"
+    fast = PreTrainedTokenizerFast(
+        tokenizer_object=tok, eos_token=eos, bos_token=eos, model_max_length=128
+    )
+    fast.save_pretrained(str(folder / "tok"))
+
+
+def _digests(*folders: Path) -> dict[str, str]:
+    return {
+        str(p): hashlib.sha256(p.read_bytes()).hexdigest()
+        for folder in folders
+        for p in sorted(folder.rglob("*"))
+        if p.is_file()
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("folder", type=Path, help="a folder holding transformers' run_clm.py")
+    folder = p.parse_args(argv).folder.resolve()
+    patch(folder)
+    data_and_tokenizer(folder)
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1"}
+    if not (folder / "out").exists():  # the user's earlier run
+        plain = [sys.executable, "run_clm.py", *ARGS, "--max_steps", "30"]
+        subprocess.run(plain, cwd=folder, env=env, check=True, capture_output=True)
+    watched = (folder / "out", Path.home() / ".cache" / "huggingface")
+    before = _digests(*watched)
+    probe = ["autowarm", "probe", "--trials", "6", "--total-steps", "200", "run_clm.py", *ARGS,
+             "--max_steps", "200"]  # fmt: skip
+    code = subprocess.run(probe, cwd=folder, env=env).returncode
+    after = _digests(*watched)
+    changed = sorted(k for k in {*before, *after} if before.get(k) != after.get(k))
+    print("out/ and the HF cache:", "CHANGED: " + ", ".join(changed) if changed else "unchanged")
+    return code or bool(changed)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
