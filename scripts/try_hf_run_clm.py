@@ -16,7 +16,9 @@ What it does in that folder (never in this repository):
    the user's earlier run; then ``autowarm probe --trials 6 --total-steps 200 run_clm.py ...``
    as a user would type it, offline (``HF_HUB_OFFLINE=1``), and a check that ``out/`` and the
    HF datasets cache under ``~/.cache/huggingface`` are byte-identical afterwards. The report
-   ends with the user's command carrying the schedule as ``TrainingArguments`` flags.
+   ends with the user's command carrying the schedule as ``TrainingArguments`` flags; last,
+   what each trial paid outside its training steps (the recipe's ``evidence.cost``). Run it
+   again after removing ``.autowarm/`` and ``autowarm.json`` for a fresh search.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from __future__ import annotations
 import argparse
 import glob
 import hashlib
+import json
 import os
 import subprocess
 import sys
@@ -101,6 +104,10 @@ def main(argv: list[str] | None = None) -> int:
     probe = ["autowarm", "probe", "--trials", "6", "--total-steps", "200", "run_clm.py", *ARGS,
              "--max_steps", "200"]  # fmt: skip
     code = subprocess.run(probe, cwd=folder, env=env).returncode
+    if (folder / "autowarm.json").exists():  # what each trial paid outside its steps
+        cost = json.loads((folder / "autowarm.json").read_text())["evidence"].get("cost") or {}
+        print(f"outside the training steps: {cost.get('fixed_s_per_trial')} s per trial "
+              f"(median), {cost.get('fixed_share')} of the trials' time")  # fmt: skip
     after = _digests(*watched)
     changed = sorted(k for k in {*before, *after} if before.get(k) != after.get(k))
     print("out/ and the HF cache:", "CHANGED: " + ", ".join(changed) if changed else "unchanged")
