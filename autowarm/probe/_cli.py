@@ -281,6 +281,15 @@ def _runner(config: ProbeConfig) -> Any:
     )
 
 
+def _command(config: ProbeConfig) -> list[str]:
+    """How the user runs the script by hand: ``python train.py args``, or under torchrun."""
+    n = config.nproc_per_node
+    launcher = (
+        [os.path.basename(sys.executable)] if n == 1 else ["torchrun", f"--nproc-per-node={n}"]
+    )
+    return [*launcher, config.script, *config.args]
+
+
 def _scratch_note(redirected: set[str], removed: set[str]) -> str | None:
     """What the trials wrote went to their scratch folders, what they removed is still there:
     say so (see probe/_scratch.py)."""
@@ -473,7 +482,7 @@ def _conclude(
         warmup_max=config.warmup_max,
         out=written,
         table=not save,
-        command=[os.path.basename(sys.executable), config.script, *config.args],
+        command=_command(config),
     )
     _write_json(args, recipe, out, error=error)
     if out.interrupted:

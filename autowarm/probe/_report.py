@@ -358,7 +358,7 @@ def _targets(console: Console, recipe: Any, command: Sequence[str]) -> list[tupl
         return [("loop", "where your loop sets the LR")]
     if evidence.get("script_trainer") != "hf":
         return [("torch", "plain PyTorch"), ("transformers", "HF transformers")]
-    if _reads_training_args(command[2:]):  # an HF example script: its own flags
+    if _reads_training_args(command[1:]):  # an HF example script: its own flags
         from autowarm.schedule._code import hf_command
 
         console.print()

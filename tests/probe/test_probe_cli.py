@@ -417,3 +417,13 @@ def test_the_fixed_cost_every_trial_pays_is_measured_and_said_when_large() -> No
         TrialRecord(i, 0.01, 5, "stable", steps=30, wall_s=1.0, train_s=0.95) for i in range(4)
     ]
     assert _fixed_cost_note(_cost(quick, wall_s=4.0)) is None
+
+
+def test_the_command_the_report_gives_back_is_how_the_user_runs_the_script() -> None:
+    from autowarm.probe._cli import _command
+    from autowarm.probe._config import ProbeConfig
+
+    one = _command(ProbeConfig(script="run_clm.py", args=("--output_dir", "out")))
+    assert one[1:] == ["run_clm.py", "--output_dir", "out"] and one[0].startswith("python")
+    ddp = _command(ProbeConfig(script="train.py", args=("--x",), nproc_per_node=2))
+    assert ddp == ["torchrun", "--nproc-per-node=2", "train.py", "--x"]
