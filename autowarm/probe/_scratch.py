@@ -12,10 +12,12 @@ saved); appending to, or updating, a file of the user's first copies it. ``os.re
 ``os.rename`` (``shutil.move``, ``Path.replace``) onto such a path land on the trial's copy
 too: the atomic save of Lightning's checkpoints (fsspec) and of many scripts writes a temp
 file, then moves it over the checkpoint. And ``os.stat`` (``exists``, ``getsize``),
-``os.chmod`` and ``os.remove`` of a path the trial wrote reach its copy, so the script sees
-what it wrote where it wrote it; the folders it makes (``os.makedirs``) are made in its
-scratch too, and ``safetensors.torch.save_file`` (HF's ``save_pretrained``, written from
-Rust) is redirected where it calls its writer.
+``os.chmod`` and ``os.remove`` of a path the trial wrote reach its copy, and a listing
+(``os.listdir``, ``os.scandir``: ``glob``, ``os.walk``) shows a folder with what the trial
+wrote there and without what it removed, so the script sees what it wrote where it wrote it;
+the folders it makes (``os.makedirs``) are made in its scratch too, and
+``safetensors.torch.save_file`` (HF's ``save_pretrained``, written from Rust) is redirected
+where it calls its writer.
 
 Not redirected: the system's temp folder (scratch space already, where a script's temp files
 belong) -- except the part of it under the working directory, when the user's project itself
@@ -160,8 +162,12 @@ def install() -> None:
     # what a script does to a file it just wrote (fsspec chmods the checkpoint it moved;
     # exists / getsize / Path.stat go through os.stat; Lightning removes old top-k files)
     # reaches the trial's copy
-    for name in ("stat", "chmod", "listdir", "scandir"):
+    for name in ("stat", "chmod"):
         setattr(os, name, _redirect_path(redirect, getattr(os, name)))
+    # a listing shows the folder as the trial sees it: what it wrote there, less what it
+    # removed (a script finding its latest checkpoint by glob, os.walk over its outputs)
+    os.listdir = _redirect_listing(redirect, os.listdir, entries=False)  # type: ignore
+    os.scandir = _redirect_listing(redirect, os.scandir, entries=True)  # type: ignore
     os.open = _redirect_os_open(redirect, os.open)  # type: ignore[assignment]
     # removing one of the user's files or folders is noted, not done: the trial sees it gone
     os.remove = _redirect_remove(redirect, os.remove, folder=False)  # type: ignore[assignment]
@@ -182,6 +188,63 @@ def _redirect_path(redirect: _Redirect, call: Callable[..., Any]) -> Callable[..
         return call(redirect.path_for(path, "r"), *args, **kwargs)
 
     return call_
+
+
+def _redirect_listing(
+    redirect: _Redirect, call: Callable[..., Any], *, entries: bool
+) -> Callable[..., Any]:
+    """``os.listdir`` (names) or ``os.scandir`` (``entries``): a folder the trial made or
+    removed lists its scratch copy; one of the user's folders lists its own entries less those
+    the trial removed, plus what the trial wrote there."""
+
+    def list_(path: Any = None, *args: Any, **kwargs: Any) -> Any:
+        given = () if path is None else (path,)
+        if isinstance(path, int) or args or kwargs or not (redirect.written or redirect.deleted):
+            return call(*given, *args, **kwargs)  # a folder descriptor, or nothing to merge
+        where = "." if path is None else path
+        seen = redirect.path_for(where, "r")
+        if seen is not where:  # the trial's own folder, or one it removed
+            return call(seen)
+        own = redirect.target(where)
+        if _regular(own) is not False:  # no folder of the trial's there
+            return call(*given)
+        try:
+            mine = [e for e in call(*given) if not redirect.gone(_entry_path(where, e, entries))]
+        except FileNotFoundError:
+            mine = []
+        names = {e.name if entries else e for e in mine}
+        as_given = os.fsencode(own) if isinstance(os.fspath(where), bytes) else own
+        theirs = [e for e in call(as_given) if (e.name if entries else e) not in names]
+        return _Entries(mine + theirs) if entries else mine + theirs
+
+    return list_
+
+
+def _entry_path(folder: Any, entry: Any, entries: bool) -> str:
+    name = entry.name if entries else entry
+    return os.path.abspath(os.path.join(_text(folder), _text(name)))
+
+
+class _Entries:
+    """``os.scandir``'s result: an iterator of ``DirEntry`` that is its own context manager."""
+
+    def __init__(self, entries: list[Any]) -> None:
+        self._it = iter(entries)
+
+    def __iter__(self) -> _Entries:
+        return self
+
+    def __next__(self) -> Any:
+        return next(self._it)
+
+    def __enter__(self) -> _Entries:
+        return self
+
+    def __exit__(self, *_: Any) -> None:
+        return None
+
+    def close(self) -> None:
+        return None
 
 
 def _redirect_os_open(redirect: _Redirect, os_open: Callable[..., int]) -> Callable[..., int]:

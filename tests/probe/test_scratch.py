@@ -90,7 +90,7 @@ def test_experiment_trackers_are_off_inside_trials_unless_the_user_set_them(
 
 
 VIEW = """
-import os, pathlib, shutil
+import glob, os, pathlib, shutil
 from autowarm.probe import _scratch
 _scratch.install()
 os.makedirs("a/b/c", exist_ok=True)
@@ -101,6 +101,12 @@ os.remove("x/y/f.txt")
 with open(b"x/b.bin", "wb") as f:  # a bytes path, as tensorboard's event writer opens
     f.write(b"123")
 os.remove(b"mine.txt")
+pathlib.Path("ckpts/step-20.pt").write_text("the trial's")  # into the user's own folder
+os.remove("ckpts/step-5.pt")
+walked = sorted(f for _, _, files in os.walk("ckpts") for f in files)
+assert walked == sorted(os.listdir("ckpts")) == ["step-10.pt", "step-20.pt"], walked
+assert sorted(glob.glob("ckpts/*.pt"))[-1] == "ckpts/step-20.pt"  # its latest checkpoint
+assert sorted(os.listdir(b"ckpts")) == [b"step-10.pt", b"step-20.pt"]
 for bad, error in (("x/y", FileExistsError), ("q/r", FileNotFoundError)):
     try:
         os.mkdir(bad)
@@ -122,14 +128,19 @@ def test_what_a_trial_makes_it_sees_where_it_made_it_and_nowhere_else(tmp_path: 
     scratch.mkdir()
     project.mkdir()
     (project / "mine.txt").write_text("the user's")
+    (project / "ckpts").mkdir()
+    for step in (5, 10):
+        (project / "ckpts" / f"step-{step}.pt").write_text("the user's")
+    before = _digests(project)
     env = {**os.environ, "AUTOWARM_SCRATCH": str(scratch)}
     out = subprocess.run(
         [sys.executable, "-c", VIEW], cwd=project, env=env, capture_output=True, text=True
     )
     assert out.returncode == 0, out.stderr
-    # the listing of "." is the real one: the trial's own folders are not in it
-    assert out.stdout.strip() == "True True ['b.bin', 'g.txt', 'y'] False 2 ['mine.txt'] 3 False"
-    assert [p.name for p in project.iterdir()] == ["mine.txt"]
+    # "." lists as the trial sees it: its own folders in, the file it removed out
+    listing = "['a', 'ckpts', 'x']"
+    assert out.stdout.strip() == f"True True ['b.bin', 'g.txt', 'y'] False 2 {listing} 3 False"
+    assert _digests(project) == before  # and for real nothing changed
     assert (scratch / str(project).lstrip(os.sep) / "x" / "g.txt").read_text() == "hi"
 
 
