@@ -263,3 +263,24 @@ def test_trials_pruned_above_the_best_lr_count_only_in_their_variant(
     assert r.evidence["pruned_hot_lr"] == 0.1
     assert r.evidence["near_stability_edge"] is at_edge
     assert r.evidence["boundary_lr"] == boundary
+
+
+@pytest.mark.parametrize(("variant", "narrow", "wide"), [("", 0.3, 0.3), ("width", 0.5, 0.1)])
+def test_the_width_horizon_rule_reads_how_sharply_the_score_peaks_in_lr(
+    monkeypatch: pytest.MonkeyPatch, variant: str, narrow: float, wide: float
+) -> None:
+    # the variant rejected on the held-out set, kept selectable for replays: a score sharply
+    # peaked in LR takes the large exponent, a wide flat good region the small one
+    from autowarm.probe import _recommend
+
+    monkeypatch.setattr(_recommend, "HORIZON_RULE", variant)
+    lrs = [1e-3, 3e-3, 1e-2, 3e-2, 1e-1]
+    sharp = [rec(i, lr, 10, score=s) for i, (lr, s) in enumerate(zip(lrs, [3, 2, 1, 2, 3]))]
+    flat = [
+        rec(i, lr, 10, score=s) for i, (lr, s) in enumerate(zip(lrs, [1.02, 1.01, 1, 1.01, 1.02]))
+    ]
+    exponents = []
+    for trials in (sharp, flat):
+        r = recommend(trials, probe_steps=100, total_steps=1000, decay="cosine")
+        exponents.append(r.evidence["horizon_exponent"])
+    assert exponents == [narrow, wide]
