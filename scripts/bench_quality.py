@@ -336,9 +336,26 @@ def probe(w: Workload, seed: int, extra: list[str], *, replay: bool = False) -> 
             raise RuntimeError(f"autowarm probe on {w.name} (seed {seed}): {tail}")
         doc = json.loads(proc.stdout)
         doc["bench_wall_s"] = time.perf_counter() - t0
+        doc["records"] = full_records(f"sqlite:///{tmp}/probe.db", doc.get("study"))
     path.parent.mkdir(parents=True, exist_ok=True)
     atomic_write_text(path, json.dumps(doc))
     return doc
+
+
+def full_records(storage: str, study: str | None) -> list[dict[str, Any]]:
+    """Every trial as the study holds it, with what ``--json`` leaves out (its loss curve,
+    score noise, initial loss, event counts): a replay then has what a signal drawn from the
+    trials' curves needs (the searches stored before this have the summary only)."""
+    import optuna
+
+    from autowarm.probe._record import records
+
+    if study is None:
+        return []
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    return [
+        dataclasses.asdict(r) for r in records(optuna.load_study(study_name=study, storage=storage))
+    ]
 
 
 def set_rule(spec: str) -> None:
@@ -360,7 +377,10 @@ def replayed(doc: dict[str, Any]) -> dict[str, Any]:
     from autowarm.probe._record import TrialRecord
 
     fields = ("number", "peak_lr", "warmup_steps", "status", "score", "steps", "failure")
-    records = [TrialRecord(**{k: t.get(k) for k in fields}) for t in doc["trials"]]
+    if doc.get("records"):  # the whole trials, curves included
+        records = [TrialRecord(**r) for r in doc["records"]]
+    else:
+        records = [TrialRecord(**{k: t.get(k) for k in fields}) for t in doc["trials"]]
     old = doc["recipe"]
     ev = old["evidence"]
     # the module's names, so --rule MARGIN=3 or HORIZON_EXPONENT=0 reach this replay too (the
