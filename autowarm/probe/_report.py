@@ -358,33 +358,15 @@ def _targets(console: Console, recipe: Any, command: Sequence[str]) -> list[tupl
         return [("loop", "where your loop sets the LR")]
     if evidence.get("script_trainer") != "hf":
         return [("torch", "plain PyTorch"), ("transformers", "HF transformers")]
-    if _reads_training_args(command[1:]):  # an HF example script: its own flags
-        from autowarm.schedule._code import hf_command
+    from autowarm.schedule._code import hf_command, reads_training_args
 
+    if reads_training_args(command[1:]):  # an HF example script: its own flags
         console.print()
         console.print(
             Text("Run it with (the HF Trainer, TrainingArguments from its flags):", style="bold")
         )
         _print_code(console, hf_command(recipe, command), "bash")
     return [("transformers", "HF transformers")]
-
-
-#: at least this many ``TrainingArguments`` flags among a script's arguments: it parses them
-#: (``HfArgumentParser``, as every HF example does), not an argparse of its own
-TRAINING_FLAGS = 2
-
-
-def _reads_training_args(args: Sequence[str]) -> bool:
-    """Whether a script run under the HF Trainer takes its ``TrainingArguments`` as flags."""
-    import dataclasses
-
-    try:
-        from transformers import TrainingArguments
-    except ImportError:
-        return False
-    fields = {f.name for f in dataclasses.fields(TrainingArguments)}
-    names = {a[2:].split("=", 1)[0].replace("-", "_") for a in args if a.startswith("--")}
-    return len(names & fields) >= TRAINING_FLAGS
 
 
 def _numbers(ns: Sequence[int]) -> str:

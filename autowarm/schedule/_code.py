@@ -287,16 +287,36 @@ def hf_command(recipe: Recipe, argv: Sequence[str]) -> str:
     return "\n".join([*header, shlex.join([*_without(argv, HF_SCHEDULE_FLAGS), *flags])])
 
 
+#: at least this many ``TrainingArguments`` flags among a script's arguments: it parses them
+#: (``HfArgumentParser``, as every HF example does), not an argparse of its own
+TRAINING_FLAGS = 2
+
+
+def reads_training_args(args: Sequence[str]) -> bool:
+    """Whether a script run under the HF Trainer takes its ``TrainingArguments`` as flags."""
+    try:
+        from transformers import TrainingArguments
+    except ImportError:
+        return False
+    fields = {f.name for f in dataclasses.fields(TrainingArguments)}
+    return len({_flag(a) for a in args} & fields) >= TRAINING_FLAGS
+
+
+def _flag(arg: str) -> str | None:
+    """The field a ``--name`` / ``--name=value`` argument sets (``-`` or ``_`` in a name
+    alike, as ``HfArgumentParser`` takes both); None for anything else."""
+    return arg[2:].split("=", 1)[0].replace("-", "_") if arg.startswith("--") else None
+
+
 def _without(argv: Sequence[str], names: frozenset[str]) -> list[str]:
-    """``argv`` less the ``--name value`` / ``--name=value`` flags of ``names`` (``-`` or
-    ``_`` in a name alike, as ``HfArgumentParser`` takes both)."""
+    """``argv`` less the flags of ``names``, with their values."""
     out: list[str] = []
     skip = False
     for arg in argv:
         if skip:
             skip = False
             continue
-        name = arg[2:].split("=", 1)[0].replace("-", "_") if arg.startswith("--") else None
+        name = _flag(arg)
         if name in names:
             skip = "=" not in arg
             continue
