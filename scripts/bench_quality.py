@@ -51,6 +51,7 @@ import os
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -69,6 +70,9 @@ GRID_SEEDS = (0, 1)
 #: every choice is trained on these (paired with the oracle's cell on the same seeds)
 EVAL_SEEDS = GRID_SEEDS
 WARMUP_FRACTIONS = (0.0, 0.05, 0.15, 0.3)
+
+
+_PARSE_LOCK = threading.Lock()
 
 
 @dataclass(frozen=True)
@@ -94,8 +98,11 @@ class Workload:
         return ROOT / self.script
 
     def defaults(self) -> dict[str, Any]:
-        """The script's ``DEFAULTS = dict(...)``, read without importing it."""
-        for node in ast.walk(ast.parse(self.path.read_text())):
+        """The script's ``DEFAULTS = dict(...)``, read without importing it (one parse at a
+        time: CPython 3.11's parser is not thread-safe, and the full runs' threads call this)."""
+        with _PARSE_LOCK:
+            tree = ast.parse(self.path.read_text())
+        for node in ast.walk(tree):
             if isinstance(node, ast.Assign) and getattr(node.targets[0], "id", "") == "DEFAULTS":
                 call = node.value
                 assert isinstance(call, ast.Call)
