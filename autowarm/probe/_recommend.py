@@ -304,10 +304,29 @@ class _SoftTie:
         }
 
 
+#: what the soft-tie temperature is a fraction of: "best" -- |best score| (the default); or, a
+#: variant measured in scripts/bench_quality_variants.md, "gain" -- what the best trial learned,
+#: the trials' median initial loss less its score, times TEMPERATURE_GAIN: unmoved by a constant
+#: added to the loss (an LM's 2-5 nats of floor make |best| a loose scale)
+TEMPERATURE_BASE = "best"
+TEMPERATURE_GAIN = 0.1
+
+
+def _temperature(eligible: list[TrialRecord], best: TrialRecord, temperature: float) -> float:
+    """Step 4's absolute temperature (see ``TEMPERATURE_BASE``)."""
+    if TEMPERATURE_BASE not in ("best", "gain"):
+        raise ValueError(f"TEMPERATURE_BASE must be 'best' or 'gain' but got {TEMPERATURE_BASE!r}.")
+    initial = [r.initial_loss for r in eligible if r.initial_loss is not None]
+    initial = [x for x in initial if math.isfinite(x)]
+    if TEMPERATURE_BASE == "gain" and initial and float(np.median(initial)) > _score(best):
+        return TEMPERATURE_GAIN * (float(np.median(initial)) - _score(best))
+    # relative to the loss's size; a best loss of exactly 0 leaves the temperature absolute
+    return temperature * abs(_score(best)) if best.score != 0 else temperature
+
+
 def _soft_tie(eligible: list[TrialRecord], temperature: float) -> _SoftTie:
     best = min(eligible, key=_score)
-    # relative to the loss's size; a best loss of exactly 0 leaves the temperature absolute
-    temp = temperature * abs(_score(best)) if best.score != 0 else temperature
+    temp = _temperature(eligible, best, temperature)
     weights = np.array([math.exp(-(_score(r) - _score(best)) / temp) for r in eligible])
     log_lrs = np.log([r.peak_lr for r in eligible])
     w_lr = weights if LR_RULE == "weighted" else np.where(weights >= NEAR, weights, 0.0)

@@ -284,3 +284,30 @@ def test_the_width_horizon_rule_reads_how_sharply_the_score_peaks_in_lr(
         r = recommend(trials, probe_steps=100, total_steps=1000, decay="cosine")
         exponents.append(r.evidence["horizon_exponent"])
     assert exponents == [narrow, wide]
+
+
+def test_the_gain_temperature_is_unmoved_by_a_constant_added_to_the_loss(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # the variant: a fraction of what the best trial learned (initial loss - best), so a loss
+    # floor of 3 nats added to every score and initial loss changes nothing; |best| does
+    from autowarm.probe import _recommend
+
+    def search(offset: float) -> list[TrialRecord]:
+        scores = [1.4, 1.1, 1.0, 1.2, 1.9]
+        lrs = [1e-3, 3e-3, 1e-2, 3e-2, 1e-1]
+        return [
+            rec(i, lr, 10, score=s + offset, initial_loss=2.0 + offset)
+            for i, (lr, s) in enumerate(zip(lrs, scores))
+        ]
+
+    picks = {}
+    for base in ("best", "gain"):
+        monkeypatch.setattr(_recommend, "TEMPERATURE_BASE", base)
+        for offset in (0.0, 3.0):
+            r = recommend(search(offset), probe_steps=100, total_steps=1000, decay="cosine")
+            picks[base, offset] = (r.peak_lr, r.evidence["temperature"])
+    assert picks["gain", 0.0] == picks["gain", 3.0]
+    assert picks["gain", 0.0][1] == pytest.approx(_recommend.TEMPERATURE_GAIN * 1.0)
+    assert picks["best", 3.0][1] == pytest.approx(4 * picks["best", 0.0][1])  # 0.1 x |best|
+    assert picks["best", 3.0][0] < picks["best", 0.0][0]  # softer: pulled to the cold trials
