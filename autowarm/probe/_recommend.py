@@ -316,10 +316,10 @@ def _temperature(eligible: list[TrialRecord], best: TrialRecord, temperature: fl
     """Step 4's absolute temperature (see ``TEMPERATURE_BASE``)."""
     if TEMPERATURE_BASE not in ("best", "gain"):
         raise ValueError(f"TEMPERATURE_BASE must be 'best' or 'gain' but got {TEMPERATURE_BASE!r}.")
-    initial = [r.initial_loss for r in eligible if r.initial_loss is not None]
-    initial = [x for x in initial if math.isfinite(x)]
-    if TEMPERATURE_BASE == "gain" and initial and float(np.median(initial)) > _score(best):
-        return TEMPERATURE_GAIN * (float(np.median(initial)) - _score(best))
+    initial = [x for x in (r.initial_loss for r in eligible) if x is not None and math.isfinite(x)]
+    gain = float(np.median(initial)) - _score(best) if initial else math.nan
+    if TEMPERATURE_BASE == "gain" and gain > 0:  # unknown (NaN) fails too
+        return TEMPERATURE_GAIN * gain
     # relative to the loss's size; a best loss of exactly 0 leaves the temperature absolute
     return temperature * abs(_score(best)) if best.score != 0 else temperature
 

@@ -208,21 +208,23 @@ def _redirect_listing(
         own = redirect.target(where)
         if _regular(own) is not False:  # no folder of the trial's there
             return call(*given)
+
+        def name(e: Any) -> Any:
+            return e.name if entries else e
+
+        folder = os.path.abspath(_text(where))
         try:
-            mine = [e for e in call(*given) if not redirect.gone(_entry_path(where, e, entries))]
+            mine = [
+                e for e in call(*given) if not redirect.gone(f"{folder}{os.sep}{_text(name(e))}")
+            ]
         except FileNotFoundError:
             mine = []
-        names = {e.name if entries else e for e in mine}
+        names = set(map(name, mine))
         as_given = os.fsencode(own) if isinstance(os.fspath(where), bytes) else own
-        theirs = [e for e in call(as_given) if (e.name if entries else e) not in names]
+        theirs = [e for e in call(as_given) if name(e) not in names]
         return _Entries(mine + theirs) if entries else mine + theirs
 
     return list_
-
-
-def _entry_path(folder: Any, entry: Any, entries: bool) -> str:
-    name = entry.name if entries else entry
-    return os.path.abspath(os.path.join(_text(folder), _text(name)))
 
 
 class _Entries:
