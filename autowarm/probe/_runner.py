@@ -41,9 +41,11 @@ from __future__ import annotations
 
 import ast
 import contextlib
+import getpass
 import json
 import math
 import os
+import re
 import select
 import shutil
 import signal
@@ -70,7 +72,7 @@ from autowarm.probe._child import (
     spec_to_json,
 )
 from autowarm.probe._forkserver import ForkedProcess, ForkServer, ForkServerError
-from autowarm.probe._scratch import REMOVED_LOG, SCRATCH_ENV
+from autowarm.probe._scratch import REMOVED_LOG, SCRATCH_ENV, SYSTEM_TEMP_ENV
 from autowarm.probe._status import FINISHED, STOPPING_EVENTS
 from autowarm.probe._types import TrialResult, TrialSpec
 
@@ -260,11 +262,35 @@ class ProbeRunner:
         devices: list[str],
         on_step: OnStep | None,
     ) -> TrialResult:
+        # what the script writes lands here, never over the user's files, and its temp files
+        # in a temp folder of its own: both removed after the trial, however it ended (a
+        # trial ends by os._exit or is killed, so no atexit hook of the script removes its
+        # DataLoader workers' pymp-* folder; see _scratch.py)
+        scratch_dir = tempfile.mkdtemp(prefix=f"autowarm-trial-{spec.number}-")
+        temp = _trial_temp(self._env[SYSTEM_TEMP_ENV])
+        try:
+            env = (
+                {SCRATCH_ENV: scratch_dir}
+                if temp is None
+                else {SCRATCH_ENV: scratch_dir, "TMPDIR": temp}
+            )
+            return self._run_in(env, spec, server, devices, on_step)
+        finally:
+            self._sweep(scratch_dir)
+            if temp is not None:
+                shutil.rmtree(temp, ignore_errors=True)
+
+    def _run_in(
+        self,
+        env: dict[str, str],
+        spec: TrialSpec,
+        server: ForkServer | None,
+        devices: list[str],
+        on_step: OnStep | None,
+    ) -> TrialResult:
         log = tempfile.TemporaryFile()  # noqa: SIM115 (closed below, after the trial)
         channel = _Inbox(fifo=self.nproc_per_node > 1)
-        # what the script writes lands here, never over the user's files (see _scratch.py)
-        scratch_dir = tempfile.mkdtemp(prefix=f"autowarm-trial-{spec.number}-")
-        env = {TRIAL_ENV: spec_to_json(spec), SCRATCH_ENV: scratch_dir}
+        env = {**env, TRIAL_ENV: spec_to_json(spec)}
         if devices:
             env[_GPUS_ENV] = ",".join(devices)
         try:
@@ -293,7 +319,6 @@ class ProbeRunner:
         if self.log_dir is not None:
             path = os.path.join(self.log_dir, f"trial-{spec.number}.log")
             atomic_write_bytes(path, log_bytes)
-        self._sweep(scratch_dir)
         return child.result(log_bytes)
 
     def _sweep(self, scratch_dir: str) -> None:
@@ -708,7 +733,40 @@ def _trial_env(extra: Mapping[str, str] | None, threads: int | None) -> dict[str
     # user who set these variables asked for their own value, which is kept
     for name, value in _TRACKERS_OFF.items():
         base.setdefault(name, value)
+    # each trial has a temp folder of its own (TMPDIR, see _scratch.py); what depends on the
+    # temp folder the script would have had stays there: the kept-writes rule and
+    # torch.compile's cache, which the trials share (torch's default place)
+    temp = next((base[n] for n in ("TMPDIR", "TEMP", "TMP") if base.get(n)), None)
+    temp = temp or tempfile.gettempdir()
+    base[SYSTEM_TEMP_ENV] = temp
+    base.setdefault("TORCHINDUCTOR_CACHE_DIR", _inductor_cache(temp))
     return base
+
+
+#: the longest path of a trial's own temp folder: multiprocessing binds AF_UNIX sockets under
+#: it (``pymp-XXXXXXXX/listener-XXXXXXXX``, 32 more characters) and a socket path has at most
+#: 104 (macOS; 108 on Linux). Longer: the trial keeps the system's temp folder
+_TEMP_MAX = 104 - 32 - 1
+
+
+def _trial_temp(system_temp: str) -> str | None:
+    """A temp folder of the trial's own in ``system_temp`` (None where its path would be too
+    long for the sockets made in it, or it cannot be made)."""
+    if len(os.path.realpath(system_temp)) + len("/aw-trial-XXXXXXXX") > _TEMP_MAX:
+        return None
+    try:
+        return tempfile.mkdtemp(prefix="aw-trial-", dir=system_temp)
+    except OSError:
+        return None
+
+
+def _inductor_cache(temp: str) -> str:
+    """torch.compile's default cache folder for the temp folder ``temp`` (as torch names it)."""
+    try:
+        user = getpass.getuser()
+    except (KeyError, ModuleNotFoundError, OSError):
+        user = f"uid_{os.getuid()}"
+    return os.path.join(temp, "torchinductor_" + re.sub(r'[\\/:*?"<>|]', "_", user))
 
 
 def _wait(proc: subprocess.Popen[bytes] | ForkedProcess, timeout: float) -> None:

@@ -24,6 +24,12 @@ belong) -- except the part of it under the working directory, when the user's pr
 lives there (a checkout in ``/tmp``: its files are the user's) -- ``/dev``, ``/proc``,
 ``/sys`` and anything that is not a regular file (the trial's report FIFO, devices).
 
+A trial's own temp files (``tempfile``, DataLoader workers' ``pymp-*`` folders, torchrun's
+``torchelastic_*``) go to a temp folder of its own (``TMPDIR``, in the system's): a trial ends
+by ``os._exit`` or is killed when pruned, so no atexit hook of the script removes them; the
+runner removes that folder after the trial. torch.compile's cache stays where it would have
+been (``TORCHINDUCTOR_CACHE_DIR``), so the trials still share it.
+
 ``os.open`` by path is redirected as ``open()`` is (``tempfile.mkstemp(dir=...)`` in the
 project). Removing one of the user's files or folders (``os.remove``, ``os.rmdir``,
 ``shutil.rmtree``: a script clearing its output folder, HF's ``save_total_limit`` rotating old
@@ -41,11 +47,15 @@ import io
 import os
 import shutil
 import stat
+import sys
 import tempfile
 from collections.abc import Callable
 from typing import Any
 
 SCRATCH_ENV = "AUTOWARM_SCRATCH"
+#: the temp folder the trial would have had without its own (``TMPDIR`` is its own): writes
+#: there stay where they are
+SYSTEM_TEMP_ENV = "AUTOWARM_SYSTEM_TEMP"
 #: in the scratch folder: the user's paths the trial removed (kept), one a line, for the report
 REMOVED_LOG = ".autowarm-removed"
 _WRITE = set("wax+")
@@ -55,7 +65,8 @@ _SYSTEM = ("/dev/", "/proc/", "/sys/")
 class _Redirect:
     def __init__(self, scratch: str) -> None:
         self.scratch = os.path.realpath(scratch)
-        self.temp = os.path.realpath(tempfile.gettempdir()) + os.sep
+        system_temp = os.environ.get(SYSTEM_TEMP_ENV) or tempfile.gettempdir()
+        self.temp = os.path.realpath(system_temp) + os.sep
         self.keep = (self.scratch + os.sep, *_SYSTEM)
         cwd = os.path.realpath(os.getcwd()) + os.sep
         # a project checked out under the temp folder: its files are the user's all the same
@@ -127,6 +138,15 @@ class _Redirect:
         return _regular(real) is (not folder)
 
 
+def _own_temp_folder() -> None:
+    """Forget a temp folder chosen before the trial's ``TMPDIR`` was set (a forked trial
+    inherits the fork server's choice), so its temp files go to its own."""
+    tempfile.tempdir = None
+    mp = sys.modules.get("multiprocessing")
+    if mp is not None:  # its pymp-* folder, cached per process once made
+        mp.current_process()._config.pop("tempdir", None)  # type: ignore[attr-defined]
+
+
 _STAT = os.stat  # the real ones: the redirect's own work must not go through itself
 _RMTREE = shutil.rmtree
 
@@ -150,6 +170,7 @@ def install() -> None:
     if not scratch or getattr(builtins.open, "__autowarm_scratch__", False):
         return
     redirect = _Redirect(scratch)
+    _own_temp_folder()
     original = builtins.open
 
     def open_(file: Any, mode: str = "r", *args: Any, **kwargs: Any) -> Any:

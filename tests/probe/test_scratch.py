@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import hashlib
 import os
+import shutil
 import subprocess
 import sys
+import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -154,3 +157,43 @@ def test_the_report_says_what_trials_wrote_and_removed() -> None:
     cache = os.path.expanduser("~/.cache/huggingface/datasets/text.lock")
     note = _scratch_note({cache, os.path.abspath("out/ckpt.pt")}, set())
     assert note is not None and "(out/ckpt.pt, ~/.cache/huggingface/datasets/text.lock)" in note
+
+
+@pytest.fixture
+def short_temp() -> Iterator[Path]:
+    """A folder with a short path in the system's temp folder: multiprocessing binds sockets
+    under the temp folder, and a socket path has at most 104-108 characters."""
+    folder = Path(tempfile.mkdtemp(prefix="aw-test-"))
+    yield folder
+    shutil.rmtree(folder, ignore_errors=True)
+
+
+@pytest.mark.parametrize("hang", [False, True])
+def test_a_trial_leaves_nothing_in_the_temp_folders(
+    tmp_path: Path, short_temp: Path, monkeypatch: pytest.MonkeyPatch, hang: bool
+) -> None:
+    # a trial ends by os._exit (no atexit hook removes a DataLoader's pymp-* folder) or is
+    # killed; before, each left its temp files behind, and its whole scratch folder when
+    # it did not end normally
+    ours = tmp_path / "runner-temp"
+    ours.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(ours))  # where the runner makes scratch
+    monkeypatch.delenv("TORCHINDUCTOR_CACHE_DIR", raising=False)
+    script = Path(__file__).parent / "scripts_runner" / "temp_files.py"
+    args = ["hang"] if hang else []
+    env = {"TMPDIR": str(short_temp)}  # the temp folder the user's script would have had
+    timeout = 10 if hang else 120  # the hang: 60 s at step 10
+    with ProbeRunner(
+        str(script), args, cwd=str(tmp_path), env=env, trial_timeout=timeout
+    ) as runner:
+        # longer than the script's 20 steps: it ends itself, saying where its temp was
+        res = runner.run(TrialSpec(number=0, peak_lr=0.01, warmup_steps=2, probe_steps=40))
+        assert runner.redirected == set()  # temp files are not the user's paths
+    assert res.status == ("timeout" if hang else "failed"), res.reason
+    # what is left: torch.compile's cache, kept where torch puts it, shared by the trials
+    left = [p.name for p in short_temp.iterdir() if not p.name.startswith("torchinductor_")]
+    assert list(ours.iterdir()) == [] and left == []
+    if not hang:  # a temp folder of its own, in the user's; torch.compile's cache kept
+        temp, inductor = res.reason.split("temp ")[1].split(" inductor ")
+        assert Path(temp).parent == short_temp and Path(temp).name.startswith("aw-trial-")
+        assert Path(inductor).parent == short_temp and Path(inductor).name.startswith("torchind")
