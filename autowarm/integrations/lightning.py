@@ -45,6 +45,9 @@ class AutowarmCallback(pl.Callback):
             for o in trainer.strategy.optimizers
         ]
         trainer.strategy.optimizers = self.optimizers  # LightningOptimizers are rebuilt
+        from autowarm.probe._child import note_trainer
+
+        note_trainer("lightning")  # inside a probe trial: the report prints configure_optimizers
 
     def on_before_backward(
         self, trainer: pl.Trainer, pl_module: pl.LightningModule, loss: torch.Tensor

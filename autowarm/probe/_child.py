@@ -461,8 +461,9 @@ def attach(optimizer: Any) -> Controller:
 
 
 def note_trainer(name: str) -> None:
-    """A framework's autowarm callback (``"hf"``) says the script trains under its trainer:
-    inside a trial, the report then prints the schedule as that trainer's own arguments."""
+    """A framework's autowarm callback (``"hf"``, ``"lightning"``) says the script trains
+    under its trainer: inside a trial, the report then prints the schedule in that trainer's
+    own terms (TrainingArguments; a ``configure_optimizers``)."""
     if TRIAL_ENV in os.environ:
         _get_session().trainer = name
 

@@ -344,6 +344,10 @@ def probe_point(recipe: Any) -> tuple[float, int]:
     )
 
 
+#: the code target for a loop of the user's own that steps a scheduler
+PLAIN = ("torch", "plain PyTorch")
+
+
 def _targets(console: Console, recipe: Any, command: Sequence[str]) -> list[tuple[str, str]]:
     """The code targets that fit the script's loop, saying why where it is not a plain one."""
     evidence = recipe.evidence or {}
@@ -356,8 +360,11 @@ def _targets(console: Console, recipe: Any, command: Sequence[str]) -> list[tupl
             highlight=False,
         )
         return [("loop", "where your loop sets the LR")]
-    if evidence.get("script_trainer") != "hf":
-        return [("torch", "plain PyTorch"), ("transformers", "HF transformers")]
+    trainer = evidence.get("script_trainer")
+    if trainer == "lightning":  # a pasted scheduler.step() has no place there
+        return [("lightning", "Lightning")]
+    if trainer != "hf":
+        return [PLAIN]
     from autowarm.schedule._code import hf_command, reads_training_args
 
     if reads_training_args(command[1:]):  # an HF example script: its own flags
@@ -406,7 +413,8 @@ def print_final(
             highlight=False,
         )
         return
-    for target, title in _targets(console, recipe, command):
+    targets = _targets(console, recipe, command)
+    for target, title in targets:
         try:
             code = recipe.render(target)
         except Exception as e:  # rendering is a convenience: never lose the result over it
@@ -415,6 +423,12 @@ def print_final(
         console.print()
         console.print(Text(f"Paste into your script ({title}):", style="bold"))
         _print_code(console, code, "python")
+    if out and targets == [PLAIN]:  # the plain form fits any loop that steps a scheduler
+        console.print()
+        console.print(
+            f"Other forms: autowarm schedule {out} --code transformers|lightning|autowarm",
+            highlight=False,
+        )
 
 
 def _print_code(console: Console, code: str, lexer: str) -> None:

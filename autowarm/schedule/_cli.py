@@ -41,7 +41,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "--code",
         choices=TARGETS,
-        help="also print code to paste: plain torch, HF transformers or autowarm",
+        help="also print code to paste: plain torch, HF transformers, a Lightning "
+        "configure_optimizers, autowarm, or a loop that sets the LR itself",
     )
     parser.add_argument(
         "--json",

@@ -1,9 +1,13 @@
-"""Code snippets that reproduce a recipe's schedule in plain torch, HF transformers or autowarm.
+"""Code snippets that reproduce a recipe's schedule in plain torch, HF transformers, Lightning or
+autowarm.
 
 Every snippet expects an ``optimizer`` built with ``lr=peak_lr`` (other param groups keep their
-ratio to it) and defines ``scheduler``; step it once after every ``optimizer.step()``. The tests
-execute each snippet and compare its LR with :meth:`Recipe.lr_at` at every step up to
-``total_steps``.
+ratio to it) and defines ``scheduler``; step it once after every ``optimizer.step()``. Two
+differ: ``loop`` sets the LR where a loop sets its own, and ``lightning`` is a
+``configure_optimizers`` that returns the scheduler with ``"interval": "step"`` (Lightning
+steps a scheduler once per epoch unless told otherwise). The tests execute each snippet (the
+Lightning one in a real ``lightning.Trainer``) and compare its LR with :meth:`Recipe.lr_at` at
+every step up to ``total_steps``.
 """
 
 from __future__ import annotations
@@ -22,7 +26,7 @@ from autowarm.schedule._schedule import Schedule
 if TYPE_CHECKING:
     from autowarm.schedule._recipe import Recipe
 
-TARGETS = ("torch", "transformers", "autowarm", "loop")
+TARGETS = ("torch", "transformers", "lightning", "autowarm", "loop")
 
 
 def _comment(text: str, width: int = 88) -> list[str]:
@@ -50,6 +54,8 @@ def render(recipe: Recipe, target: str, *, path: str | os.PathLike[str] | None =
     header = [*_comment(f"autowarm recipe: {recipe.describe()}.")]
     if target == "loop":  # no scheduler to step: the loop sets the LR itself
         return "\n".join(header) + "\n" + _loop(recipe, path)
+    if target == "lightning":  # no scheduler.step() to call: Lightning steps it
+        return "\n".join(header) + "\n" + _lightning(schedule, recipe.peak_lr)
     header += [
         "# Build the optimizer with the peak LR, e.g. "
         f"AdamW(model.parameters(), lr={recipe.peak_lr!r}),",
@@ -62,6 +68,39 @@ def render(recipe: Recipe, target: str, *, path: str | os.PathLike[str] | None =
     else:
         body = _autowarm(recipe, path)
     return "\n".join(header) + "\n" + body
+
+
+# ----------------------------------------------------------------------------- Lightning
+def _lightning(schedule: Schedule, peak_lr: float) -> str:
+    """The LambdaLR, built in ``configure_optimizers`` and returned with ``"interval":
+    "step"``: without it Lightning steps the scheduler once per epoch. (Not torch's own
+    schedulers: nested two levels deeper, their lines outgrow a formatter's width.)"""
+    module, expr = _lambda_block(schedule).rstrip("\n").split("\nscheduler = ", 1)
+    imports, _, defs = module.partition("\n\n\n")  # the lr_lambda, if any, after them
+    stdlib = [line for line in imports.splitlines() if line == "import math"]
+    scheduler = [line for line in imports.splitlines() if line.startswith("from torch")]
+    return "\n".join(
+        [
+            "# Lightning: in your LightningModule, build the optimizer with the peak LR and return",
+            '# the scheduler with "interval": "step" (else Lightning steps it once per epoch).',
+            *([*stdlib, ""] if stdlib else []),
+            "import lightning.pytorch as pl",
+            "import torch",
+            *scheduler,
+            *(["", "", defs.rstrip("\n")] if defs else []),
+            "",
+            "",
+            "class LitModel(pl.LightningModule):  # yours: its configure_optimizers",
+            "    def configure_optimizers(self):",
+            f"        optimizer = torch.optim.AdamW(self.parameters(), lr={peak_lr!r})",
+            f"        scheduler = {expr}",
+            "        return {",
+            '            "optimizer": optimizer,',
+            '            "lr_scheduler": {"scheduler": scheduler, "interval": "step"},',
+            "        }",
+            "",
+        ]
+    )
 
 
 # ----------------------------------------------------------------------------- plain torch

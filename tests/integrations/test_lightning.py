@@ -89,6 +89,7 @@ def test_the_stock_lightning_script_runs_as_a_probe_trial(tmp_path: Path) -> Non
     assert res.steps == 10
     assert all(math.isfinite(v) for v in res.losses)
     assert res.script_lr == pytest.approx(1e-2)
+    assert res.trainer == "lightning"  # the callback said so: the report's code fits it
 
 
 def test_a_trial_with_lightnings_checkpoints_and_logger_leaves_the_project_as_it_was(

@@ -50,7 +50,9 @@ def test_final_report_has_recommendation_and_code() -> None:
     assert recipe.warmup_steps == 190
     assert f"{recipe.peak_lr:.3g}" in out and "190 steps" in out
     assert "plain PyTorch" in out and "LambdaLR" in out
-    assert "HF transformers" in out
+    # the other forms on request, one line (the plain form fits any loop that steps one)
+    assert "HF transformers" not in out and "get_scheduler" not in out
+    assert "Other forms: autowarm schedule r.json --code transformers|lightning|autowarm" in out
     assert "failed: boom" in out and "diverged: loss rose 10x" in out
 
 
@@ -88,11 +90,11 @@ def test_live_report_prints_one_row_per_trial_with_progress() -> None:
 def test_code_to_paste_is_never_cut_at_the_terminal_width() -> None:
     from autowarm import Recipe
 
-    recipe = Recipe(peak_lr=3.27e-3, warmup_steps=130, total_steps=1000)
-    c = Console(file=io.StringIO(), width=60, color_system=None)
-    print_final(c, RECORDS, recipe, lr_range=(1e-4, 1e-1), warmup_max=50)
-    out = text(c)
-    for target in ("torch", "transformers"):
+    for trainer, target in ((None, "torch"), ("hf", "transformers"), ("lightning", "lightning")):
+        recipe = Recipe(3.27e-3, 130, 1000, evidence={"script_trainer": trainer})
+        c = Console(file=io.StringIO(), width=60, color_system=None)
+        print_final(c, RECORDS, recipe, lr_range=(1e-4, 1e-1), warmup_max=50)
+        out = text(c)
         for line in recipe.render(target).splitlines():
             assert line.rstrip() in out, line
 
@@ -146,6 +148,18 @@ def test_an_hf_trainer_script_gets_its_own_flags_and_training_args() -> None:
         # one line past the terminal's width, uncut: it is for pasting
         assert ("--lr_scheduler_type cosine --max_steps 1000\n" in out) is flags
         assert "TrainingArguments(" in out and "plain PyTorch" not in out
+
+
+def test_a_lightning_script_gets_a_configure_optimizers_stepping_every_step() -> None:
+    # a pasted scheduler.step() has no place in a LightningModule, and a scheduler returned
+    # without "interval": "step" steps once per epoch
+    lit = Recipe(3e-3, 100, 1000, evidence={"script_trainer": "lightning"})
+    c = console()
+    print_final(c, RECORDS, lit, lr_range=(1e-4, 1.0), warmup_max=50, out="r.json")
+    out = text(c)
+    assert "Paste into your script (Lightning):" in out and "def configure_optimizers" in out
+    assert '"interval": "step"' in out
+    assert "plain PyTorch" not in out and "Other forms" not in out
 
 
 def test_a_loop_that_sets_its_own_lr_gets_code_for_that_loop() -> None:

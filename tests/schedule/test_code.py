@@ -165,6 +165,47 @@ def test_snippets_keep_param_group_ratios(target: str) -> None:
         assert math.isclose(small, recipe.lr_at(step) / 10, rel_tol=1e-6)
 
 
+LIGHTNING_CASES = [
+    Recipe(PEAK, 10, 60),  # cosine: an inlined LambdaLR
+    Recipe(PEAK, 10, 60, decay="linear", warmup_start_ratio=0.1, min_lr_ratio=0.2),  # native
+    Recipe(PEAK, 0, 30, decay="constant"),
+]
+
+
+@pytest.mark.parametrize("recipe", LIGHTNING_CASES, ids=["lambda", "sequential", "constant"])
+def test_lightning_snippet_gives_the_recipes_lr_at_every_step_of_a_real_trainer(
+    recipe: Recipe, tmp_path
+) -> None:
+    # the schedule runs across epochs (10 batches each): Lightning steps a scheduler once
+    # per epoch unless configure_optimizers says "interval": "step"
+    pl = pytest.importorskip("lightning.pytorch")
+    namespace: dict = {}
+    exec(compile(recipe.render("lightning"), "<snippet>", "exec"), namespace)
+    seen: list[float] = []
+
+    class Module(namespace["LitModel"]):  # the user's module around the pasted method
+        def __init__(self) -> None:
+            super().__init__()
+            self.layer = torch.nn.Linear(2, 1)
+
+        def training_step(self, batch, _):
+            seen.append(self.trainer.optimizers[0].param_groups[0]["lr"])
+            return self.layer(batch[0]).pow(2).mean()
+
+    data = torch.utils.data.TensorDataset(torch.randn(20, 2))
+    trainer = pl.Trainer(
+        max_steps=recipe.total_steps,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        default_root_dir=tmp_path,
+    )
+    trainer.fit(Module(), torch.utils.data.DataLoader(data, batch_size=2))
+    assert recipe.total_steps is not None and len(seen) == recipe.total_steps
+    _assert_close(seen, _expected(recipe, recipe.total_steps))
+
+
 def test_autowarm_snippet_loads_the_file(tmp_path) -> None:
     recipe = Recipe(PEAK, 5, 40, decay="wsd", min_lr_ratio=0.1)
     path = tmp_path / "recipe.json"
@@ -203,7 +244,7 @@ def test_snippets_are_ruff_clean(tmp_path) -> None:
     if ruff is None:
         pytest.skip("ruff is not installed")
     for i, (options, _, _) in enumerate(CASES):
-        for target in ("torch", "transformers", "autowarm"):
+        for target in ("torch", "transformers", "lightning", "autowarm"):
             code = Recipe(PEAK, **options).render(target)
             (tmp_path / f"case{i}_{target}.py").write_text(code)
     config = ["--config", "line-length=100", "--no-cache"]
