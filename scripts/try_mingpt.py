@@ -27,16 +27,15 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import hashlib
 import json
-import math
 import os
 import statistics
 import subprocess
 import sys
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
+
+from _full_runs import print_table, run_cached  # scripts/ is sys.path[0]
 
 TOTAL = 2000
 WRAP = "        self.optimizer = model.configure_optimizers(config)\n"
@@ -133,42 +132,12 @@ def run_all(repo: Path, seeds: list[int], workers: int, cells: list[tuple[float,
     specs = [{"kind": "constant", "lr": 5e-4}, {"kind": "autowarm"}] + [
         {"kind": "grid", "lr": lr, "warmup": w} for lr, w in cells
     ]
-    jobs = [(s, seed) for s in specs for seed in seeds]
-    cache = repo / "out" / "autowarm-runs"
-    cache.mkdir(parents=True, exist_ok=True)
-    key = hashlib.sha1((repo / "autowarm.json").read_bytes()).hexdigest()[:8]
-
-    def one(job: tuple[dict[str, Any], int]) -> dict[str, float]:
-        spec = {**job[0], "seed": job[1]}
-        name = "-".join(f"{k}{v}" for k, v in spec.items())
-        path = cache / f"{name}-{key if spec['kind'] == 'autowarm' else 'x'}.json"
-        if not path.exists():
-            cmd = [sys.executable, __file__, str(repo), "--run", json.dumps(spec)]
-            out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
-            path.write_text(out.strip().splitlines()[-1])
-        return json.loads(path.read_text())
-
-    with ThreadPoolExecutor(workers) as pool:
-        results = list(pool.map(one, jobs))
-    _table(repo, specs, seeds, results)
-
-
-def _table(repo: Path, specs: list[dict[str, Any]], seeds: list[int], results: list) -> None:
-    recipe = json.loads((repo / "autowarm.json").read_text())
-    print("| schedule | peak LR | warmup | test accuracy | train loss (last 100) |")
-    print("|---|---|---|---|---|")
-    for i, spec in enumerate(specs):
-        rows = results[i * len(seeds) : (i + 1) * len(seeds)]
-        cells = []
-        for metric, fmt in (("test_acc", "{:.1%}"), ("train_loss", "{:.4f}")):
-            vals = [r[metric] for r in rows]
-            se = statistics.stdev(vals) / math.sqrt(len(vals)) if len(vals) > 1 else 0.0
-            cells.append(fmt.format(statistics.fmean(vals)) + " ± " + fmt.format(se))
-        name = {"constant": "the script's own (constant)", "autowarm": "**autowarm**"}
-        lr = recipe["peak_lr"] if spec["kind"] == "autowarm" else spec["lr"]
-        warmup = recipe["warmup_steps"] if spec["kind"] == "autowarm" else spec.get("warmup", 0)
-        print(f"| {name.get(spec['kind'], 'grid, cosine')} | {lr:.3g} | {warmup} | "
-              f"{cells[0]} | {cells[1]} |")  # fmt: skip
+    results = run_cached(__file__, repo, repo / "out" / "autowarm-runs", specs, seeds, workers)
+    metrics = [
+        ("test_acc", "test accuracy", "{:.1%}"),
+        ("train_loss", "train loss (last 100)", "{:.4f}"),
+    ]
+    print_table(repo, specs, seeds, results, metrics, grid_name="grid, cosine")
 
 
 def main(argv: list[str] | None = None) -> int:
