@@ -268,12 +268,8 @@ class ProbeRunner:
         # DataLoader workers' pymp-* folder; see _scratch.py)
         scratch_dir = tempfile.mkdtemp(prefix=f"autowarm-trial-{spec.number}-")
         temp = _trial_temp(self._env[SYSTEM_TEMP_ENV])
+        env = {SCRATCH_ENV: scratch_dir, **({"TMPDIR": temp} if temp else {})}
         try:
-            env = (
-                {SCRATCH_ENV: scratch_dir}
-                if temp is None
-                else {SCRATCH_ENV: scratch_dir, "TMPDIR": temp}
-            )
             return self._run_in(env, spec, server, devices, on_step)
         finally:
             self._sweep(scratch_dir)
