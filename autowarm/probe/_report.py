@@ -428,6 +428,7 @@ def print_final(
         console.print(
             f"Other forms: autowarm schedule {out} --code transformers|lightning|autowarm",
             highlight=False,
+            soft_wrap=True,  # a command to copy: one line, however narrow the terminal
         )
 
 

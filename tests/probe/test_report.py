@@ -93,10 +93,12 @@ def test_code_to_paste_is_never_cut_at_the_terminal_width() -> None:
     for trainer, target in ((None, "torch"), ("hf", "transformers"), ("lightning", "lightning")):
         recipe = Recipe(3.27e-3, 130, 1000, evidence={"script_trainer": trainer})
         c = Console(file=io.StringIO(), width=60, color_system=None)
-        print_final(c, RECORDS, recipe, lr_range=(1e-4, 1e-1), warmup_max=50)
+        print_final(c, RECORDS, recipe, lr_range=(1e-4, 1e-1), warmup_max=50, out="a.json")
         out = text(c)
         for line in recipe.render(target).splitlines():
             assert line.rstrip() in out, line
+        if target == "torch":  # the pointer to the other forms is a command: one line too
+            assert "Other forms: autowarm schedule a.json --code transformers|lightning|" in out
 
 
 def test_case21_legend_names_every_glyph_the_map_draws() -> None:
