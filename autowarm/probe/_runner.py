@@ -757,7 +757,9 @@ def _trial_temp(system_temp: str) -> str | None:
 
 
 def _inductor_cache(temp: str) -> str:
-    """torch.compile's default cache folder for the temp folder ``temp`` (as torch names it)."""
+    """torch.compile's default cache folder for the temp folder ``temp``, named as torch's
+    ``torch._inductor.runtime.cache_dir_utils.default_cache_dir`` names it (that one reads this
+    process's temp folder, not the trial's, so it cannot be called here)."""
     try:
         user = getpass.getuser()
     except (KeyError, ModuleNotFoundError, OSError):

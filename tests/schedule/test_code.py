@@ -166,13 +166,13 @@ def test_snippets_keep_param_group_ratios(target: str) -> None:
 
 
 LIGHTNING_CASES = [
-    Recipe(PEAK, 10, 60),  # cosine: an inlined LambdaLR
-    Recipe(PEAK, 10, 60, decay="linear", warmup_start_ratio=0.1, min_lr_ratio=0.2),  # native
+    Recipe(PEAK, 10, 60),  # cosine
+    Recipe(PEAK, 10, 60, decay="linear", warmup_start_ratio=0.1, min_lr_ratio=0.2),  # a floor
     Recipe(PEAK, 0, 30, decay="constant"),
 ]
 
 
-@pytest.mark.parametrize("recipe", LIGHTNING_CASES, ids=["lambda", "sequential", "constant"])
+@pytest.mark.parametrize("recipe", LIGHTNING_CASES, ids=["cosine", "linear-floor", "constant"])
 def test_lightning_snippet_gives_the_recipes_lr_at_every_step_of_a_real_trainer(
     recipe: Recipe, tmp_path
 ) -> None:

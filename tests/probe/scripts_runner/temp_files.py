@@ -1,6 +1,7 @@
-"""Makes temp files the ways real scripts do -- tempfile, a DataLoader with worker processes
-(multiprocessing's pymp-* folder), a plain file in the temp folder's own path -- then trains a
-few steps, reporting where its temp folder is; with ``hang`` it hangs after, to be killed."""
+"""Makes temp files the ways real scripts do -- ``tempfile.mkdtemp``, a kept
+``NamedTemporaryFile``, a DataLoader with worker processes (multiprocessing's pymp-* folder) --
+then trains a few steps and exits saying where its temp folder and torch.compile's cache are;
+with ``hang`` it hangs at step 10, to be killed."""
 
 from __future__ import annotations
 
