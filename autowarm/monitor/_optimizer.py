@@ -411,18 +411,27 @@ def _by_device(tensors: Iterable[torch.Tensor]) -> dict[torch.device, list[torch
 
 
 def _total_norm(grads: list[torch.Tensor], device: torch.device) -> torch.Tensor:
-    """Total L2 norm of ``grads`` as a float32 scalar on ``device``: one fused pass per device,
-    accumulated in float32 so fp16 gradients do not overflow the norm."""
+    """Total L2 norm of ``grads`` as a float32 scalar on ``device``: one fused pass per device
+    and dtype (:func:`_norms`)."""
     if not grads:
         return torch.zeros((), device=device)
     norms = []
     for group in _by_device(grads).values():
-        try:
-            per_tensor = torch._foreach_norm(group, 2, dtype=torch.float32)
-        except TypeError:  # older torch without the dtype argument
-            per_tensor = [n.float() for n in torch._foreach_norm(group, 2)]
-        norms.append(torch.linalg.vector_norm(torch.stack(per_tensor)).to(device))
+        norms.append(torch.linalg.vector_norm(torch.stack(_norms(group))).to(device))
     return norms[0] if len(norms) == 1 else torch.linalg.vector_norm(torch.stack(norms))
+
+
+def _norms(group: list[torch.Tensor]) -> list[torch.Tensor]:
+    """Each tensor's L2 norm as a float32 scalar, accumulated in float32 so fp16 gradients do
+    not overflow it; float64 ones (which ``dtype=float32`` refuses) in float64, then cast."""
+    try:
+        return list(torch._foreach_norm(group, 2, dtype=torch.float32))
+    except TypeError:  # older torch without the dtype argument
+        return [n.float() for n in torch._foreach_norm(group, 2)]
+    except RuntimeError:  # float64 among them (the common path stays one call)
+        wide = [g for g in group if g.dtype == torch.float64]
+        rest = [g for g in group if g.dtype != torch.float64]
+        return [n.float() for n in torch._foreach_norm(wide, 2)] + (_norms(rest) if rest else [])
 
 
 def _check_optimizer(optimizer: Any) -> None:

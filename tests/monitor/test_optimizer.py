@@ -455,6 +455,24 @@ def test_wrapper_clip_grad_norm_matches_torch_and_records_pre_clip_norm() -> Non
     assert expected.item() > 0.1  # it really clipped
 
 
+@pytest.mark.parametrize(
+    "dtypes",
+    [(torch.float64,), (torch.bfloat16,), (torch.float16,), (torch.float32, torch.float64)],
+    ids=["float64", "bfloat16", "float16", "float32+float64"],
+)
+def test_the_recorded_norm_is_exact_for_every_parameter_dtype(dtypes: tuple) -> None:
+    # float64 models used to crash step(): the norm pass asked for dtype=float32
+    params = [torch.nn.Parameter(torch.zeros(50, dtype=dtypes[i % len(dtypes)])) for i in range(4)]
+    opt = wrap(torch.optim.SGD(params, lr=0.1), console=_quiet())
+    big = 300.0  # fp16 squares overflow from 256: the norm accumulates in float32
+    for i, p in enumerate(params):
+        p.grad = torch.full_like(p, big * (i + 1))
+    opt.report(1.0)
+    opt.step()
+    expected = math.sqrt(sum(50 * (big * (i + 1)) ** 2 for i in range(4)))
+    assert opt.monitor.history[-1].grad_norm == pytest.approx(expected, rel=1e-3)
+
+
 # -- GradScaler -----------------------------------------------------------------------------------
 def _amp_run(
     opt: torch.optim.Optimizer,
