@@ -423,15 +423,22 @@ def _total_norm(grads: list[torch.Tensor], device: torch.device) -> torch.Tensor
 
 def _norms(group: list[torch.Tensor]) -> list[torch.Tensor]:
     """Each tensor's L2 norm as a float32 scalar, accumulated in float32 so fp16 gradients do
-    not overflow it; float64 ones (which ``dtype=float32`` refuses) in float64, then cast."""
+    not overflow it; float64 and complex ones (which ``dtype=float32`` refuses) in their own
+    precision, then cast."""
     try:
         return list(torch._foreach_norm(group, 2, dtype=torch.float32))
     except TypeError:  # older torch without the dtype argument
         return [n.float() for n in torch._foreach_norm(group, 2)]
-    except RuntimeError:  # float64 among them (the common path stays one call)
-        wide = [g for g in group if g.dtype == torch.float64]
-        rest = [g for g in group if g.dtype != torch.float64]
-        return [n.float() for n in torch._foreach_norm(wide, 2)] + (_norms(rest) if rest else [])
+    except RuntimeError:
+        half = [g for g in group if g.dtype in _HALF]
+        rest = [g for g in group if g.dtype not in _HALF]
+        if not rest:  # not a dtype matter
+            raise
+        out = [n.float() for n in torch._foreach_norm(rest, 2)]
+        return out + (list(torch._foreach_norm(half, 2, dtype=torch.float32)) if half else [])
+
+
+_HALF = (torch.float16, torch.bfloat16)
 
 
 def _check_optimizer(optimizer: Any) -> None:

@@ -457,11 +457,17 @@ def test_wrapper_clip_grad_norm_matches_torch_and_records_pre_clip_norm() -> Non
 
 @pytest.mark.parametrize(
     "dtypes",
-    [(torch.float64,), (torch.bfloat16,), (torch.float16,), (torch.float32, torch.float64)],
-    ids=["float64", "bfloat16", "float16", "float32+float64"],
+    [
+        (torch.float64,),
+        (torch.bfloat16,),
+        (torch.float16,),
+        (torch.complex64,),
+        (torch.float16, torch.float64, torch.complex128),
+    ],
+    ids=["float64", "bfloat16", "float16", "complex64", "mixed"],
 )
 def test_the_recorded_norm_is_exact_for_every_parameter_dtype(dtypes: tuple) -> None:
-    # float64 models used to crash step(): the norm pass asked for dtype=float32
+    # float64 and complex models used to crash step(): the norm pass asked for dtype=float32
     params = [torch.nn.Parameter(torch.zeros(50, dtype=dtypes[i % len(dtypes)])) for i in range(4)]
     opt = wrap(torch.optim.SGD(params, lr=0.1), console=_quiet())
     big = 300.0  # fp16 squares overflow from 256: the norm accumulates in float32
