@@ -177,6 +177,14 @@ WORKLOADS: tuple[Workload, ...] = (
     # added, unseen, to check the flat_ranking doubt drawn from vit_digits' searches
     Workload("seqcls_postln", "scripts/workloads/seqcls_postln.py", "held-out", (1e-3, 1e-1),
              "post-LN Transformer encoder classifying token sequences, AdamW, no clipping"),
+    # added, unseen, to judge the noise-based horizon rule (HORIZON_RULE=noise), drawn from the
+    # held-out rows of finetune, lightning_mlp and cnn_digits: three small-data scripts
+    Workload("cancer_mlp", "scripts/workloads/cancer_mlp.py", "held-out", (1e-4, 1.0),
+             "2x128 MLP on the breast-cancer table (419 rows), AdamW"),
+    Workload("diabetes_sgdm", "scripts/workloads/diabetes_sgdm.py", "held-out", (1e-3, 1.0),
+             "2x64 MLP regression on the diabetes table (342 rows), SGD momentum, MSE"),
+    Workload("fewshot_digits", "scripts/workloads/fewshot_digits.py", "held-out", (3e-3, 3.0),
+             "MLP with dropout on 150 digits, SGD Nesterov, weight decay"),
 )  # fmt: skip
 
 

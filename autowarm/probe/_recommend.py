@@ -279,6 +279,7 @@ class _SoftTie:
     weights: np.ndarray
     lr: float  # the weighted geometric mean of the eligible trials' LRs
     width: float = 0.0  # the weighted standard deviation of their ln LRs (:func:`_width`)
+    relative_noise: float = 0.0  # the weighted mean of their score's noise / |score|
 
     @property
     def near(self) -> list[TrialRecord]:
@@ -296,6 +297,7 @@ class _SoftTie:
             "weights": {str(r.number): round(float(wt), 4) for r, wt in top},
             "near_best_trials": sorted(r.number for r in self.near),
             "lr_width": self.width,
+            "relative_noise": self.relative_noise,
             "rule": (
                 "weight = exp(-(score - best) / temperature) over the eligible trials; peak LR "
                 f"= weighted geometric mean of their LRs, warmup = {_WARMUP_RULES[WARMUP_RULE]}; "
@@ -331,7 +333,9 @@ def _soft_tie(eligible: list[TrialRecord], temperature: float) -> _SoftTie:
     log_lrs = np.log([r.peak_lr for r in eligible])
     w_lr = weights if LR_RULE == "weighted" else np.where(weights >= NEAR, weights, 0.0)
     lr = float(math.exp(np.sum(w_lr * log_lrs) / w_lr.sum()))
-    return _SoftTie(eligible, best, temp, weights, lr, _width(log_lrs, weights))
+    rel = np.array([r.noise / abs(_score(r)) if _score(r) else 0.0 for r in eligible])
+    rel_noise = float(np.sum(weights * rel) / weights.sum())
+    return _SoftTie(eligible, best, temp, weights, lr, _width(log_lrs, weights), rel_noise)
 
 
 def _width(log_lrs: np.ndarray, weights: np.ndarray) -> float:
@@ -360,10 +364,17 @@ def near_edge(choice: Choice, margin: float) -> bool:
 #: the tuning set, replayed on the stored searches: tuning +3.65 -> +1.36 %, held-out +43.3 ->
 #: +48.9 % (plain-SGD and post-LN scripts are narrow too: poly_sgdm, seqcls_postln); rejected
 HORIZON_RULE = ""
-_HORIZON_RULES = ("", "width")
+_HORIZON_RULES = ("", "width", "noise")
 WIDTH_SPLIT = 0.74
 HORIZON_EXPONENT_NARROW = 0.5
 HORIZON_EXPONENT_WIDE = 0.1
+#: the "noise" variant: where the near-best trials' training loss is noisy relative to its
+#: level (``evidence["relative_noise"]`` above NOISE_SPLIT: a model fitting most of its
+#: batches, a few hard examples carrying the loss), the full run's best LR falls as plain
+#: SGD's noise-limited optimum does, ~ T ** -0.5 (HORIZON_EXPONENT_NOISY); registered before
+#: its fresh scripts ran, see scripts/bench_quality_variants.md
+NOISE_SPLIT = 0.1
+HORIZON_EXPONENT_NOISY = 0.5
 
 
 def horizon_exponent_for(choice: Choice, at_edge: bool) -> float:
@@ -375,6 +386,8 @@ def horizon_exponent_for(choice: Choice, at_edge: bool) -> float:
     if HORIZON_RULE == "width":
         narrow = choice.evidence["lr_width"] < WIDTH_SPLIT
         return HORIZON_EXPONENT_NARROW if narrow else HORIZON_EXPONENT_WIDE
+    if HORIZON_RULE == "noise" and choice.evidence["relative_noise"] > NOISE_SPLIT:
+        return HORIZON_EXPONENT_NOISY
     return HORIZON_EXPONENT
 
 
