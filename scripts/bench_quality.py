@@ -185,6 +185,16 @@ WORKLOADS: tuple[Workload, ...] = (
              "2x64 MLP regression on the diabetes table (342 rows), SGD momentum, MSE"),
     Workload("fewshot_digits", "scripts/workloads/fewshot_digits.py", "held-out", (3e-3, 3.0),
              "MLP with dropout on 150 digits, SGD Nesterov, weight decay"),
+    # the noisy_loss doubt's fix (autowarm.score_with on held-out data), checked on them
+    Workload("cancer_mlp_val", "scripts/workloads/cancer_mlp.py", "held-out", (1e-4, 1.0),
+             "cancer_mlp, its probes scored on the validation loss (autowarm.score_with)",
+             probe_flags=("--score-on-val",), same_runs_as="cancer_mlp"),
+    Workload("diabetes_sgdm_val", "scripts/workloads/diabetes_sgdm.py", "held-out", (1e-3, 1.0),
+             "diabetes_sgdm, its probes scored on the validation loss (autowarm.score_with)",
+             probe_flags=("--score-on-val",), same_runs_as="diabetes_sgdm"),
+    Workload("fewshot_digits_val", "scripts/workloads/fewshot_digits.py", "held-out",
+             (3e-3, 3.0), "fewshot_digits, its probes scored on the validation loss",
+             probe_flags=("--score-on-val",), same_runs_as="fewshot_digits"),
 )  # fmt: skip
 
 

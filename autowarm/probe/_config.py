@@ -32,6 +32,11 @@ TEMPERATURE = 0.1
 HORIZON_EXPONENT = 0.3
 HORIZON_EXPONENT_AT_EDGE = 0.05
 EDGE_REACH = 2.0
+#: ... and HORIZON_EXPONENT_NOISY (away from an edge) where the near-best trials' training loss
+#: is noisy relative to its level (their score noise / |score| above NOISE_SPLIT): a model
+#: fitting most of its batches, whose full run overfits at the probes' LR
+HORIZON_EXPONENT_NOISY = 0.5
+NOISE_SPLIT = 0.1
 #: how the probe's warmup carries to the full run: the same "fraction" of it, the same "steps",
 #: or "sqrt" (steps x sqrt(total / probe)); see schedule/_carry.py
 WARMUP_TRANSFER = "fraction"

@@ -1,6 +1,6 @@
 """When to say a recommendation is unsure: what the trials could not show.
 
-A search answers inside the box it was given, from the trials it ran. Seven things make its
+A search answers inside the box it was given, from the trials it ran. Eight things make its
 answer weaker than it looks, and each becomes one line of the report and one entry of
 ``recipe.evidence["doubts"]`` (``kind``, ``text``, ``fix``: the flag that addresses it):
 
@@ -27,7 +27,15 @@ answer weaker than it looks, and each becomes one line of the report and one ent
    correlates with the full runs' at rho 0.01) and on none of the others (at most 21x,
    gpt_nano; seqcls_postln, a post-LN encoder added unseen to check it, 1.0-2.2x). Probes
    twice as long cut vit_digits' regret from +49 % to +15 % at the same budget (10 trials of
-   80 steps), and then the near-best trials span 1-4x, so the fix is a longer ``--steps``.
+   80 steps), and then the near-best trials span 1-4x, so the fix is a longer ``--steps``;
+7) ``noisy_loss``: the near-best trials' training loss is noisy for its level (their score
+   noise over |score| above ``NOISE_SPLIT``, the rule that cuts the LR more for the full run,
+   :mod:`autowarm.probe._recommend` step 6): what a model fitting most of its training batches
+   gives. Then the probes rank LRs by a loss the full run will overfit: on the quality suite's
+   finetune, cancer_mlp and fewshot_digits the picks sat 3.5-26x above the full runs' best LR
+   even after that cut. Scoring the probes on held-out data (``autowarm.score_with``) measures
+   what the full run is judged by (finetune: +77 % regret on the training loss, +23 % scored
+   on its validation loss).
 """
 
 from __future__ import annotations
@@ -36,7 +44,7 @@ import math
 from collections.abc import Sequence
 from typing import Any
 
-from autowarm.probe._config import WIDEN_FACTOR
+from autowarm.probe._config import NOISE_SPLIT, WIDEN_FACTOR
 from autowarm.probe._recommend import _candidates, _is_unstable, boundary
 from autowarm.probe._record import TrialRecord
 
@@ -93,6 +101,15 @@ def doubts(
     flat = flat_ranking(near, int(evidence["probe_steps"]))
     if flat is not None:
         out.append(flat)
+    noisy = float(evidence.get("relative_noise") or 0.0)
+    if noisy > NOISE_SPLIT:
+        out.append({
+            "kind": "noisy_loss",
+            "text": f"the near-best trials' training loss is noisy for its level ({noisy:.0%} "
+            "of it): the model fits most of its training batches, so the full run may overfit "
+            "at the probes' LR, and the training loss ranks LRs poorly",
+            "fix": "score the probes on held-out data: autowarm.score_with(<validation loss>)",
+        })  # fmt: skip
     return out
 
 

@@ -5,7 +5,9 @@ Run it (a few seconds on one CPU core, no download: the digits ship with scikit-
     python scripts/workloads/fewshot_digits.py
     autowarm probe scripts/workloads/fewshot_digits.py               # pick warmup + peak LR
 
-Flags: --steps N --lr X --warmup W --min-lr-ratio R --seed S --metrics-out FILE.
+Flags: --steps N --lr X --warmup W --min-lr-ratio R --seed S --metrics-out FILE, and
+--score-on-val: probe trials are scored by the validation loss (``autowarm.score_with``)
+instead of the training loss (no effect outside a probe).
 
 Why this workload: the classic vision recipe -- SGD with Nesterov momentum 0.9, weight decay
 5e-4, LR 0.05, dropout -- on a few-shot split: 15 images per class for training (150), 500
@@ -107,6 +109,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--min-lr-ratio", type=float, default=DEFAULTS["min_lr_ratio"])
     p.add_argument("--seed", type=int, default=DEFAULTS["seed"])
     p.add_argument("--metrics-out", help="write final metrics as JSON to this file")
+    p.add_argument("--score-on-val", action="store_true", help="probe on the validation loss")
     return p.parse_args(argv)
 
 
@@ -124,6 +127,8 @@ def main(argv: list[str] | None = None) -> float:
     #    it also owns the LR (our get_lr below is then overridden)
     optimizer = build_optimizer(model, args.lr)
     optimizer = autowarm.wrap(optimizer)
+    if args.score_on_val:  # a probe trial's score: the validation loss where it ends
+        autowarm.score_with(lambda: evaluate(model, x_val, y_val))
 
     # 3) train
     train_losses: list[float] = []

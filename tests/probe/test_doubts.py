@@ -125,3 +125,25 @@ def test_near_best_trials_within_two_decades_are_a_ranking() -> None:
     records = _spread({2e-4: 1.5, 1e-3: 1.01, 5e-3: 1.00, 2e-2: 1.01, 4e-2: 1.3})
     records.append(rec(9, 4.9e-2, 20, "diverged"))
     assert "flat_ranking" not in kinds(records)
+
+
+def test_a_noisy_training_loss_says_the_full_run_may_overfit_and_names_score_with() -> None:
+    # the near-best trials' losses are 0.1-0.12 with a noise of 20 % of that: a model fitting
+    # most of its batches; the same search with a quiet loss (2 %) raises no such doubt
+    scores = {1e-3: 0.3, 3e-3: 0.12, 6e-3: 0.1, 1e-2: 0.11, 2e-2: 0.3}
+    for relative, expected in ((0.2, True), (0.02, False)):
+        records = [*_noisy(scores, relative), rec(9, 4.9e-2, 20, "diverged")]
+        assert ("noisy_loss" in kinds(records)) is expected
+    records = _noisy(scores, 0.2)
+    recipe = recommend(records, probe_steps=100, total_steps=1000, decay="cosine")
+    found = doubts(records, recipe.evidence, lr_range=RANGE, warmup_max=50)
+    noisy = next(d for d in found if d["kind"] == "noisy_loss")
+    assert "(20% of it)" in noisy["text"] and "autowarm.score_with" in noisy["fix"]
+
+
+def _noisy(scores: dict[float, float], relative: float) -> list[TrialRecord]:
+    return [
+        TrialRecord(number=i, peak_lr=lr, warmup_steps=20, status="stable", score=s,
+                    noise=relative * s)
+        for i, (lr, s) in enumerate(scores.items())
+    ]  # fmt: skip

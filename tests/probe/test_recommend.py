@@ -5,7 +5,12 @@ import math
 import pytest
 
 from autowarm import AutowarmError, Recipe
-from autowarm.probe._config import HORIZON_EXPONENT, HORIZON_EXPONENT_AT_EDGE
+from autowarm.probe._config import (
+    HORIZON_EXPONENT,
+    HORIZON_EXPONENT_AT_EDGE,
+    HORIZON_EXPONENT_NOISY,
+    NOISE_SPLIT,
+)
 from autowarm.probe._recommend import boundary, choose, recommend
 from autowarm.probe._record import TrialRecord
 from autowarm.schedule._carry import carry_warmup
@@ -263,6 +268,32 @@ def test_trials_pruned_above_the_best_lr_count_only_in_their_variant(
     assert r.evidence["pruned_hot_lr"] == 0.1
     assert r.evidence["near_stability_edge"] is at_edge
     assert r.evidence["boundary_lr"] == boundary
+
+
+@pytest.mark.parametrize(
+    ("relative", "expected"),
+    [(0.5 * NOISE_SPLIT, HORIZON_EXPONENT), (2 * NOISE_SPLIT, HORIZON_EXPONENT_NOISY)],
+    ids=["quiet-loss", "noisy-loss"],
+)
+def test_a_noisy_training_loss_takes_the_larger_horizon_exponent(
+    relative: float, expected: float
+) -> None:
+    # near-best trials whose loss is noisy relative to its level (a model fitting most of its
+    # batches): the full run overfits at the probes' LR, so the LR falls faster with the length
+    lrs, scores = [1e-3, 3e-3, 1e-2, 3e-2, 1e-1], [0.3, 0.12, 0.1, 0.11, 0.4]
+    trials = [
+        rec(i, lr, 10, score=s, noise=relative * s) for i, (lr, s) in enumerate(zip(lrs, scores))
+    ]
+    r = recommend(trials, probe_steps=100, total_steps=1000, decay="cosine")
+    assert r.evidence["relative_noise"] == pytest.approx(relative)
+    assert r.evidence["horizon_exponent"] == expected
+    probe_lr = r.evidence["probe_peak_lr"]
+    assert r.peak_lr == pytest.approx(probe_lr * 0.1**expected, rel=1e-2)
+    # a stability edge near the pick sets the LR whatever the noise
+    edged = recommend(
+        [*trials, rec(5, 0.025, 10, "diverged")], probe_steps=100, total_steps=1000, decay="cosine"
+    )
+    assert edged.evidence["horizon_exponent"] == HORIZON_EXPONENT_AT_EDGE
 
 
 @pytest.mark.parametrize(("variant", "narrow", "wide"), [("", 0.3, 0.3), ("width", 0.5, 0.1)])
