@@ -471,6 +471,7 @@ def wrap(
     spike_zscore: float = _DEFAULTS.spike_zscore,
     spike_ratio: float = _DEFAULTS.spike_ratio,
     spike_hard_ratio: float = _DEFAULTS.spike_hard_ratio,
+    spike_hard_zscore: float = _DEFAULTS.spike_hard_zscore,
     spread_floor: float = _DEFAULTS.spread_floor,
     divergence_window: int = _DEFAULTS.divergence_window,
     divergence_fraction: float = _DEFAULTS.divergence_fraction,

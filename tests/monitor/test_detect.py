@@ -158,8 +158,10 @@ def test_a_lasting_level_change_stops_flagging() -> None:
         (0.05, 3.0, True),  # quiet LM-like loss: 3x is far outside
         (0.05, 1.8, False),  # below the 2x ratio floor however quiet
         (0.8, 6.0, False),  # heavy-tailed near-zero loss: 6x is within its noise
-        (0.8, 10.0, True),  # ... but 10x is a spike however noisy (spike_hard_ratio = 8)
+        (0.8, 10.0, False),  # ... and so is 10x: 2.9 step-to-step sigmas (spike_hard_zscore)
+        (0.8, 50.0, True),
         (0.8, 1000.0, True),
+        (0.3, 10.0, True),  # 10x is a spike where the steps jump less (spike_hard_ratio = 8)
     ],
 )
 def test_spike_threshold_adapts_to_multiplicative_noise(
@@ -171,6 +173,17 @@ def test_spike_threshold_adapts_to_multiplicative_noise(
     median = sorted(det._spikes["loss"].values)[32]
     found = det.update(200, median * factor, 1.0)
     assert any(f.kind == "spike" for f in found) == spike
+
+
+def test_a_10x_spike_on_a_fast_falling_loss_is_caught_however_wide_its_window() -> None:
+    # the loss falls 1000x over the window (a wide spread of its values) with little noise
+    # from step to step: the trend does not raise the hard threshold, so 10x is a spike
+    rng = random.Random(5)
+    losses: list[float | None] = [math.exp(-i / 20 + rng.gauss(0.0, 0.05)) for i in range(140)]
+    det = Detector(NO_STALL)
+    assert _feed(det, losses) == []
+    median = sorted(det._spikes["loss"].values)[32]
+    assert any(f.kind == "spike" for f in det.update(140, median * 10, 1.0))
 
 
 def test_spike_on_a_negative_loss_uses_linear_statistics() -> None:
