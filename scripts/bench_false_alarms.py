@@ -87,7 +87,7 @@ def main(argv: list[str] | None = None) -> int:
         steps = sum(r["steps"] for r in got)
         total.append(f"{1e4 * sum(len(r['events']) for r in got) / steps:.1f} ({steps:,} steps)")
     table.add_row(*total)
-    Console().print(table)
+    Console(width=110).print(table)
     return 0
 
 

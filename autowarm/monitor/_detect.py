@@ -42,7 +42,7 @@ an MLP regression -- x 5 seeds; 13,650 healthy steps, faults injected at step 15
    that has nearly memorised a small training set, one hard example in a batch lifts the loss
    8-12x the median on healthy steps. Healthy default runs of the quality suite's small-data
    scripts (cancer_mlp and fewshot_digits, 5 seeds each; diabetes_sgdm, finetune, cnn_digits,
-   softmax_sgd, 2 each: ~7,700 steps) gave 24 spike events with the 8x rule alone, 4 / 1 / 0
+   softmax_sgd, 2 each: 8,100 steps) gave 24 spike events with the 8x rule alone, 4 / 1 / 0
    with this gate at 2.5 / 3 / 4, and the bench's figures stay exactly as above at each.
    Bench: 10x and 100x spikes of loss and grad norm caught at that step in every run; 3x only on
    the quiet LM loss (5/15). Under the user's gradient clipping a pre-clip norm *above the clip
