@@ -107,6 +107,11 @@ class Thresholds:
     stall_tolerance: float = 0.05
     amp_skip_patience: int = 16
 
+    def __setstate__(self, state: dict[str, object]) -> None:
+        # pickled before a field existed (a run resumed across versions): that field's default
+        for f in fields(self):
+            object.__setattr__(self, f.name, state.get(f.name, f.default))
+
     def __post_init__(self) -> None:
         # 1) type and sign of each field, with a message naming the field and the value
         for f in fields(self):

@@ -436,3 +436,15 @@ def test_nan_steps_do_not_change_what_else_is_found(
     rest = [(f.kind, f.signal, f.value) for _, f in found if f.kind != "nonfinite"]
     assert rest == clean
     assert sum(f.kind == "nonfinite" for _, f in found) == 2 * len(nan_at)
+
+
+def test_thresholds_pickled_before_a_field_existed_load_with_its_default() -> None:
+    t = Thresholds(spike_zscore=5.0)
+    reduced = t.__reduce_ex__(2)
+    state = dict(reduced[2])
+    del state["spike_hard_zscore"]  # as pickled by a version without it
+    old = pickle.loads(pickle.dumps(t))
+    old.__setstate__(state)
+    assert old.spike_zscore == 5.0
+    assert old.spike_hard_zscore == Thresholds().spike_hard_zscore
+    assert pickle.loads(pickle.dumps(t)) == t
