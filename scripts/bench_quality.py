@@ -138,9 +138,6 @@ WORKLOADS: tuple[Workload, ...] = (
     # -- held-out set: never looked at while tuning
     Workload("finetune", "scripts/workloads/finetune.py", "held-out", (1e-4, 3e-2),
              "MLP pretrained in the script on task A, fine-tuned on B (300 examples), AdamW"),
-    Workload("finetune_val", "scripts/workloads/finetune.py", "held-out", (1e-4, 3e-2),
-             "finetune, its probes scored on the validation loss (autowarm.score_with)",
-             probe_flags=("--score-on-val",), same_runs_as="finetune"),
     Workload("hf_trainer", "scripts/workloads/hf_trainer.py", "held-out", (3e-4, 1e-1),
              "tiny GPT-2 (from a config) through the HF Trainer, clip 1.0"),
     Workload("lightning_mlp", "scripts/workloads/lightning_mlp.py", "held-out", (3e-4, 1e-1),
@@ -185,17 +182,25 @@ WORKLOADS: tuple[Workload, ...] = (
              "2x64 MLP regression on the diabetes table (342 rows), SGD momentum, MSE"),
     Workload("fewshot_digits", "scripts/workloads/fewshot_digits.py", "held-out", (3e-3, 3.0),
              "MLP with dropout on 150 digits, SGD Nesterov, weight decay"),
-    # the noisy_loss doubt's fix (autowarm.score_with on held-out data), checked on them
-    Workload("cancer_mlp_val", "scripts/workloads/cancer_mlp.py", "held-out", (1e-4, 1.0),
-             "cancer_mlp, its probes scored on the validation loss (autowarm.score_with)",
-             probe_flags=("--score-on-val",), same_runs_as="cancer_mlp"),
-    Workload("diabetes_sgdm_val", "scripts/workloads/diabetes_sgdm.py", "held-out", (1e-3, 1.0),
-             "diabetes_sgdm, its probes scored on the validation loss (autowarm.score_with)",
-             probe_flags=("--score-on-val",), same_runs_as="diabetes_sgdm"),
-    Workload("fewshot_digits_val", "scripts/workloads/fewshot_digits.py", "held-out",
-             (3e-3, 3.0), "fewshot_digits, its probes scored on the validation loss",
-             probe_flags=("--score-on-val",), same_runs_as="fewshot_digits"),
 )  # fmt: skip
+
+
+def scored_on_val(w: Workload) -> Workload:
+    """``w`` with its probes scored on the validation loss (the script's ``--score-on-val``:
+    ``autowarm.score_with``), its full runs -- grid, baselines -- shared with ``w``."""
+    return dataclasses.replace(
+        w, name=f"{w.name}_val", probe_flags=("--score-on-val",), same_runs_as=w.name,
+        what=f"{w.name}, its probes scored on the validation loss (autowarm.score_with)",
+    )  # fmt: skip
+
+
+# the small-data scripts whose training loss the full run overfits: the noisy_loss doubt's
+# fix (autowarm.score_with on held-out data), checked on each
+WORKLOADS += tuple(
+    scored_on_val(w)
+    for w in WORKLOADS
+    if w.name in ("finetune", "cancer_mlp", "diabetes_sgdm", "fewshot_digits")
+)
 
 
 # -----------------------------------------------------------------------------------------
