@@ -496,6 +496,7 @@ class _TrialProcess:
         self.train_s = 0.0
         self.stop_status: str | None = None  # pruned / timeout / interrupted
         self.stop_reason: str | None = None
+        self.pruned_at: int | None = None  # the step whose loss the search pruned on
         self.kill_at: float | None = None
         self._tree: dict[int, tuple[int, int]] = {}  # every descendant seen: pid -> stat
         self._start = None if self.pid is None else process_start(self.pid)
@@ -587,6 +588,7 @@ class _TrialProcess:
                     and on_step(i, self.losses[i], self.grad_norms[i])
                 ):
                     self.stop("pruned", f"pruned by the search at step {i}")
+                    self.pruned_at = i
             elif kind == "event":
                 self.events.append(msg["event"])
             elif kind == "wrap":
@@ -626,6 +628,8 @@ class _TrialProcess:
             trainer=self.trainer,
             script_score=self.script_score,
         )
+        if self.pruned_at is not None:
+            return _cut(result, self.pruned_at + 1, self.stop_reason)
         final = self.final or {}
         kind = final.get("t")
         # 1) the child ended the trial itself: reached probe_steps or the monitor was sure
@@ -765,6 +769,20 @@ def _inductor_cache(temp: str) -> str:
     except (KeyError, ModuleNotFoundError, OSError):
         user = f"uid_{os.getuid()}"
     return os.path.join(temp, "torchinductor_" + re.sub(r'[\\/:*?"<>|]', "_", user))
+
+
+def _cut(result: TrialResult, steps: int, reason: str | None) -> TrialResult:
+    """A pruned trial as the search decided it: its first ``steps`` steps and nothing after.
+
+    The child runs on while the signal travels (a small script may finish, or diverge, before
+    it lands); what it did meanwhile is dropped, or the same seed would give another search:
+    measured on the quality benchmark's ``edge``, two trials pruned in one run of a search were
+    ``diverged`` in the next, which moved its stability boundary and its pick 1.5x."""
+    result.status, result.reason, result.steps = "pruned", reason, steps
+    result.losses, result.grad_norms = result.losses[:steps], result.grad_norms[:steps]
+    result.events = [e for e in result.events if int(e.get("step", 0)) < steps]
+    result.script_score = None  # score_with() runs at a trial's end: this one has none
+    return result
 
 
 def _wait(proc: subprocess.Popen[bytes] | ForkedProcess, timeout: float) -> None:

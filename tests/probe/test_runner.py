@@ -288,6 +288,24 @@ def test_on_step_streams_steps_and_prunes(script: Script) -> None:
     assert [loss for _, loss, _ in seen] == result.losses[:6]
 
 
+def test_a_pruned_trial_ends_where_it_was_pruned_whatever_the_child_did_after(
+    script: Script,
+) -> None:
+    # the child runs on while the search decides and the signal travels; a small script
+    # finishes (or diverges) first. The decision stands, on the steps it was made on: else the
+    # same seed gives another search
+    def on_step(step: int, loss: float, grad_norm: float) -> bool:
+        if step == 3:
+            time.sleep(1.0)  # meanwhile the child runs its 20 steps and ends "stable"
+            return True
+        return False
+
+    result = script.run(spec(probe_steps=20), on_step=on_step)
+    assert (result.status, result.steps, len(result.losses)) == ("pruned", 4, 4)
+    assert "step 3" in (result.reason or "")
+    assert all(math.isfinite(v) for v in result.losses)
+
+
 def test_an_error_in_on_step_kills_the_trial_and_propagates(script: Script, tmp_path: Path) -> None:
     pidfile = tmp_path / "child.pid"
 
