@@ -109,9 +109,17 @@ def doubts(
             "text": f"the near-best trials' training loss is noisy for its level ({noisy:.0%} "
             "of it): the model fits most of its training batches, so the full run may overfit "
             "at the probes' LR, and the training loss ranks LRs poorly",
-            "fix": "score the probes on held-out data: autowarm.score_with(<validation loss>)",
+            "fix": _held_out_fix(evidence.get("script_trainer")),
         })  # fmt: skip
     return out
+
+
+def _held_out_fix(trainer: str | None) -> str:
+    """How this script scores its probes on held-out data: under the HF Trainer, our callback
+    does it with the eval set the Trainer is given."""
+    if trainer == "hf":
+        return "score the probes on held-out data: Trainer(..., eval_dataset=...)"
+    return "score the probes on held-out data: autowarm.score_with(<validation loss>)"
 
 
 def flat_ranking(near: Sequence[TrialRecord], probe_steps: int) -> dict[str, str] | None:

@@ -14,6 +14,7 @@ pytest.importorskip("transformers")
 from transformers import GPT2Config, GPT2LMHeadModel, Trainer, TrainerCallback, TrainingArguments
 
 from autowarm import Recipe
+from autowarm._errors import AutowarmError
 from autowarm.integrations.hf import AutowarmCallback
 from autowarm.probe._runner import ProbeRunner
 from autowarm.probe._types import TrialSpec
@@ -105,6 +106,38 @@ def test_the_stock_trainer_script_runs_as_a_probe_trial(tmp_path) -> None:
     assert all(math.isfinite(v) for v in res.losses)  # every step's loss was reported
     assert res.script_lr == pytest.approx(1e-3)
     assert res.trainer == "hf"  # the callback said so: the report speaks TrainingArguments
+
+
+@pytest.mark.parametrize(
+    ("flags", "scored"),
+    [(["--eval"], True), ([], False), (["--eval", "--score", "loss"], False)],
+)
+def test_a_trial_is_scored_by_the_trainers_eval_loss_when_it_has_an_eval_set(
+    tmp_path, flags, scored
+) -> None:
+    # as Trainer.hyperparameter_search scores its trials: a fine-tune overfits, and its
+    # training loss ranks the LRs the wrong way round
+    out = tmp_path.parent / f"{tmp_path.name}-evals.txt"  # outside the trial's project
+    script = str(SCRIPTS / "hf_train.py")
+    argv = ["--out", str(tmp_path / "o"), "--eval-out", str(out), *flags]
+    with ProbeRunner(script, argv, cwd=str(tmp_path)) as runner:
+        res = runner.run(TrialSpec(number=0, peak_lr=3e-3, warmup_steps=4, probe_steps=10))
+    assert (res.status, res.steps) == ("stable", 10), res.reason
+    evals = [float(line) for line in out.read_text().split()] if out.exists() else []
+    if scored:  # one evaluate(), after the probe's last step, and its eval_loss is the score
+        assert evals == [res.script_score]
+    else:
+        assert res.script_score is None and evals == []
+
+
+def test_score_eval_loss_without_an_eval_set_fails_the_trial_with_the_fix(tmp_path) -> None:
+    script = str(SCRIPTS / "hf_train.py")
+    with ProbeRunner(script, ["--score", "eval_loss"], cwd=str(tmp_path)) as runner:
+        res = runner.run(TrialSpec(number=0, peak_lr=3e-3, warmup_steps=4, probe_steps=10))
+    assert res.failure == "crash"
+    assert "needs a Trainer with an eval_dataset" in (res.reason or "")
+    with pytest.raises(AutowarmError, match="score must be 'auto', 'eval_loss' or 'loss'"):
+        AutowarmCallback(score="eval")  # type: ignore[arg-type]
 
 
 def test_the_command_form_parses_to_the_recipes_training_args() -> None:

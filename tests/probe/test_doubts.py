@@ -139,6 +139,11 @@ def test_a_noisy_training_loss_says_the_full_run_may_overfit_and_names_score_wit
     found = doubts(records, recipe.evidence, lr_range=RANGE, warmup_max=50)
     noisy = next(d for d in found if d["kind"] == "noisy_loss")
     assert "(20% of it)" in noisy["text"] and "autowarm.score_with" in noisy["fix"]
+    # under the HF Trainer the callback scores on its eval set: the fix says how
+    hf = {**recipe.evidence, "script_trainer": "hf"}
+    noisy = next(d for d in doubts(records, hf, lr_range=RANGE, warmup_max=50)
+                 if d["kind"] == "noisy_loss")  # fmt: skip
+    assert "eval_dataset" in noisy["fix"] and "score_with" not in noisy["fix"]
 
 
 def _noisy(scores: dict[float, float], relative: float) -> list[TrialRecord]:

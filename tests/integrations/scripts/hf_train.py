@@ -20,6 +20,9 @@ parser.add_argument("--lr", type=float, default=1e-3)
 parser.add_argument("--out", default="hf-out")
 parser.add_argument("--save-steps", type=int, help="save a checkpoint every N steps")
 parser.add_argument("--save-total-limit", type=int, help="keep that many (HF's rotation)")
+parser.add_argument("--eval", action="store_true", help="an eval_dataset (scores probe trials)")
+parser.add_argument("--score", default="auto", help="AutowarmCallback(score=...)")
+parser.add_argument("--eval-out", help="append each evaluate()'s eval_loss here")
 args = parser.parse_args()
 
 torch.manual_seed(0)
@@ -28,6 +31,7 @@ config = GPT2Config(n_layer=2, n_head=2, n_embd=32, vocab_size=64, n_positions=3
 model = GPT2LMHeadModel(config)
 ids = torch.randint(0, 64, (256, 16))
 data = [{"input_ids": x, "labels": x} for x in ids]
+held_out = [{"input_ids": x, "labels": x} for x in torch.randint(0, 64, (32, 16))]
 training = TrainingArguments(
     output_dir=args.out,
     max_steps=args.max_steps,
@@ -43,5 +47,21 @@ training = TrainingArguments(
     use_cpu=True,
     disable_tqdm=True,
 )
-trainer = Trainer(model=model, args=training, train_dataset=data, callbacks=[AutowarmCallback()])
+
+class Logged(Trainer):
+    def evaluate(self, *a, **kw):  # type: ignore[no-untyped-def]
+        metrics = super().evaluate(*a, **kw)
+        if args.eval_out:
+            with open(args.eval_out, "a") as f:
+                f.write(f"{metrics['eval_loss']!r}\n")
+        return metrics
+
+
+trainer = Logged(
+    model=model,
+    args=training,
+    train_dataset=data,
+    eval_dataset=held_out if args.eval else None,
+    callbacks=[AutowarmCallback(score=args.score)],
+)
 trainer.train()
