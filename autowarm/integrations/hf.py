@@ -69,9 +69,7 @@ class AutowarmCallback(TrainerCallback):
         self, *, score: Literal["auto", "eval_loss", "loss"] = "auto", **wrap_kwargs: Any
     ) -> None:
         if score not in ("auto", "eval_loss", "loss"):
-            raise AutowarmError(
-                f"score must be 'auto', 'eval_loss' or 'loss' but got {score!r}."
-            )
+            raise AutowarmError(f"score must be 'auto', 'eval_loss' or 'loss' but got {score!r}.")
         self.score = score
         self.wrap_kwargs = wrap_kwargs
         self.optimizer: MonitoredOptimizer | None = None
