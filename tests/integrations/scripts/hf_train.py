@@ -48,6 +48,7 @@ training = TrainingArguments(
     disable_tqdm=True,
 )
 
+
 class Logged(Trainer):
     def evaluate(self, *a, **kw):  # type: ignore[no-untyped-def]
         metrics = super().evaluate(*a, **kw)
