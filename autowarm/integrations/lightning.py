@@ -12,7 +12,13 @@
 3) the norm before clipping: ``gradient_clip_val`` clips through
    ``torch.nn.utils.clip_grad_norm_`` inside Lightning's closure, and the wrapper runs that
    closure itself before the update (built-in torch optimizers), so the monitor sees the norm
-   the clip measured -- and ``"skip"`` really skips the update.
+   the clip measured -- and ``"skip"`` really skips the update;
+4) the score of a probe trial: where the fit validates (a ``validation_step`` and val data),
+   the ``monitor`` metric (default ``"val_loss"``, as ``EarlyStopping`` and ``ModelCheckpoint``
+   name it) after one validation run at the probe's end (``autowarm.score_with``); a trial is
+   far shorter than ``val_check_interval``, and a small-data fit's training loss ranks the LRs
+   the wrong way round (README, *Quality*). Without validation, the training loss;
+   ``AutowarmCallback(monitor=None)`` keeps it, and a script's own ``score_with`` stands.
 """
 
 from __future__ import annotations
@@ -21,21 +27,29 @@ from typing import Any
 
 import lightning.pytorch as pl
 import torch
+from lightning.pytorch.utilities.model_helpers import is_overridden
 
+from autowarm._errors import AutowarmError
 from autowarm.monitor._optimizer import MonitoredOptimizer, wrap
+from autowarm.probe import _child
+from autowarm.probe._probing import probing, score_with
 
 
 class AutowarmCallback(pl.Callback):
     """Monitor a ``lightning.Trainer`` fit (and let ``autowarm probe`` drive it).
 
     Args:
+        monitor: the validation metric an ``autowarm probe`` trial is scored by (a loss: lower
+            is better), where the fit validates; None: the training loss. Outside a probe it
+            changes nothing.
         **wrap_kwargs: passed to :func:`autowarm.wrap` (``actions``, thresholds, ...).
 
     ``callback.optimizers`` are the :class:`~autowarm.MonitoredOptimizer` objects once the fit
     started: ``callback.optimizers[0].monitor.summary()`` after ``trainer.fit(...)``.
     """
 
-    def __init__(self, **wrap_kwargs: Any) -> None:
+    def __init__(self, *, monitor: str | None = "val_loss", **wrap_kwargs: Any) -> None:
+        self.monitor = monitor
         self.wrap_kwargs = wrap_kwargs
         self.optimizers: list[MonitoredOptimizer] = []
 
@@ -48,6 +62,10 @@ class AutowarmCallback(pl.Callback):
         from autowarm.probe._child import note_trainer
 
         note_trainer("lightning")  # inside a probe trial: the report prints configure_optimizers
+        monitor = self.monitor
+        scores = probing() and monitor is not None and _child.scorer is None
+        if scores and monitor is not None and _validates(trainer, pl_module):
+            score_with(lambda: _validation_score(trainer, monitor))
 
     def on_before_backward(
         self, trainer: pl.Trainer, pl_module: pl.LightningModule, loss: torch.Tensor
@@ -55,3 +73,26 @@ class AutowarmCallback(pl.Callback):
         if len(self.optimizers) != 1:
             return  # several optimizers (manual optimization): the script reports per optimizer
         self.optimizers[0].report(loss.detach() * trainer.accumulate_grad_batches)
+
+
+def _validates(trainer: pl.Trainer, module: pl.LightningModule) -> bool:
+    """The fit has a validation loop: a ``validation_step``, val data and batches to run."""
+    if not is_overridden("validation_step", module) or trainer.limit_val_batches == 0:
+        return False
+    source = getattr(trainer.fit_loop.epoch_loop.val_loop, "_data_source", None)
+    return source is None or bool(source.is_defined())
+
+
+def _validation_score(trainer: pl.Trainer, monitor: str) -> float:
+    """One validation run now, inside the fit (the loop the fit itself runs at
+    ``val_check_interval``), and the ``monitor`` metric it logged."""
+    trainer.fit_loop.epoch_loop.val_loop.run()
+    value = trainer.callback_metrics.get(monitor)
+    if value is None:
+        logged = ", ".join(sorted(trainer.callback_metrics)) or "nothing"
+        raise AutowarmError(
+            f"validation logged no {monitor!r} (logged: {logged}); pass "
+            "AutowarmCallback(monitor=<a loss it logs>), or monitor=None to score the probes "
+            "by the training loss."
+        )
+    return float(value)

@@ -119,6 +119,8 @@ def _held_out_fix(trainer: str | None) -> str:
     does it with the eval set the Trainer is given."""
     if trainer == "hf":
         return "score the probes on held-out data: Trainer(..., eval_dataset=...)"
+    if trainer == "lightning":
+        return "score the probes on held-out data: a validation_step logging val_loss"
     return "score the probes on held-out data: autowarm.score_with(<validation loss>)"
 
 

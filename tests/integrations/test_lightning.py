@@ -92,6 +92,36 @@ def test_the_stock_lightning_script_runs_as_a_probe_trial(tmp_path: Path) -> Non
     assert res.trainer == "lightning"  # the callback said so: the report's code fits it
 
 
+@pytest.mark.parametrize(
+    ("flags", "scored"),
+    [(["--val"], True), ([], False), (["--val", "--monitor", ""], False)],
+)
+def test_a_trial_is_scored_by_one_validation_run_at_its_end_when_the_fit_validates(
+    tmp_path: Path, flags: list[str], scored: bool
+) -> None:
+    out = tmp_path.parent / f"{tmp_path.name}-vals.txt"  # outside the trial's project
+    argv = ["--val-out", str(out), *flags]
+    with ProbeRunner(str(SCRIPTS / "lightning_train.py"), argv, cwd=str(tmp_path)) as runner:
+        res = runner.run(TrialSpec(number=0, peak_lr=1e-2, warmup_steps=3, probe_steps=10))
+    assert (res.status, res.steps) == ("stable", 10), res.reason
+    vals = [float(line) for line in out.read_text().split()] if out.exists() else []
+    if scored:  # the probe is shorter than an epoch: one validation, the trial's end, its loss
+        assert vals == [pytest.approx(res.script_score, rel=1e-6)]
+    else:
+        assert res.script_score is None and vals == []
+
+
+def test_a_monitor_that_validation_does_not_log_fails_the_trial_with_the_fix(
+    tmp_path: Path,
+) -> None:
+    argv = ["--val", "--monitor", "val_acc"]
+    with ProbeRunner(str(SCRIPTS / "lightning_train.py"), argv, cwd=str(tmp_path)) as runner:
+        res = runner.run(TrialSpec(number=0, peak_lr=1e-2, warmup_steps=3, probe_steps=10))
+    assert res.failure == "crash"
+    assert "validation logged no 'val_acc' (logged: " in (res.reason or "")
+    assert "monitor=None" in (res.reason or "")
+
+
 def test_a_trial_with_lightnings_checkpoints_and_logger_leaves_the_project_as_it_was(
     tmp_path: Path,
 ) -> None:

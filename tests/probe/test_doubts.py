@@ -144,6 +144,10 @@ def test_a_noisy_training_loss_says_the_full_run_may_overfit_and_names_score_wit
     noisy = next(d for d in doubts(records, hf, lr_range=RANGE, warmup_max=50)
                  if d["kind"] == "noisy_loss")  # fmt: skip
     assert "eval_dataset" in noisy["fix"] and "score_with" not in noisy["fix"]
+    pl = {**recipe.evidence, "script_trainer": "lightning"}
+    noisy = next(d for d in doubts(records, pl, lr_range=RANGE, warmup_max=50)
+                 if d["kind"] == "noisy_loss")  # fmt: skip
+    assert "validation_step" in noisy["fix"]
 
 
 def _noisy(scores: dict[float, float], relative: float) -> list[TrialRecord]:

@@ -19,6 +19,9 @@ parser = argparse.ArgumentParser()
 parser.add_argument("--max-steps", type=int, default=30)
 parser.add_argument("--lr", type=float, default=1e-2)
 parser.add_argument("--checkpoints", help="ModelCheckpoint's dirpath (every 5 steps, 'last')")
+parser.add_argument("--val", action="store_true", help="validate (scores probe trials)")
+parser.add_argument("--monitor", default="val_loss", help="AutowarmCallback(monitor=...)")
+parser.add_argument("--val-out", help="append each validation's loss here")
 args = parser.parse_args()
 
 
@@ -35,6 +38,14 @@ class Regression(pl.LightningModule):
         self.log("loss", loss)
         return loss
 
+    def validation_step(self, batch: tuple[torch.Tensor, torch.Tensor], _: int) -> None:
+        x, y = batch  # one batch: the logged epoch mean is this batch's loss
+        loss = torch.nn.functional.mse_loss(self.net(x), y)
+        self.log("val_loss", loss)
+        if args.val_out and not self.trainer.sanity_checking:
+            with open(args.val_out, "a") as f:
+                f.write(f"{float(loss)!r}\n")
+
     def configure_optimizers(self) -> torch.optim.Optimizer:
         return torch.optim.AdamW(self.parameters(), lr=args.lr)
 
@@ -48,7 +59,7 @@ every_5 = pl.callbacks.ModelCheckpoint(args.checkpoints, every_n_train_steps=5, 
 trainer = pl.Trainer(
     max_steps=args.max_steps,
     gradient_clip_val=1.0,
-    callbacks=[AutowarmCallback(), *([every_5] if saving else [])],
+    callbacks=[AutowarmCallback(monitor=args.monitor or None), *([every_5] if saving else [])],
     accelerator="cpu",
     logger=pl.loggers.CSVLogger(".") if saving else False,
     log_every_n_steps=1,
@@ -56,4 +67,9 @@ trainer = pl.Trainer(
     enable_progress_bar=False,
     enable_model_summary=False,
 )
-trainer.fit(Regression(), torch.utils.data.DataLoader(data, batch_size=32, shuffle=True))
+loader = torch.utils.data.DataLoader(data, batch_size=32, shuffle=True)
+held_out = torch.randn(128, 8)
+val = torch.utils.data.DataLoader(
+    torch.utils.data.TensorDataset(held_out, held_out.sum(1, keepdim=True)), batch_size=128
+)
+trainer.fit(Regression(), loader, val if args.val else None)
