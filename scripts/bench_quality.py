@@ -201,6 +201,9 @@ WORKLOADS += tuple(
     for w in WORKLOADS
     if w.name in ("finetune", "cancer_mlp", "diabetes_sgdm", "fewshot_digits")
 )
+# the framework callbacks score on the trainer's own eval set by themselves: the HF Trainer's
+# eval_dataset, Lightning's validation loop (the scripts' --score-on-val hands them one)
+WORKLOADS += tuple(scored_on_val(w) for w in WORKLOADS if w.name in ("hf_trainer", "lightning_mlp"))
 
 
 # -----------------------------------------------------------------------------------------

@@ -6,8 +6,11 @@ the model is built from a config, the text is the standard library's .py files):
     python scripts/workloads/hf_trainer.py
     python scripts/workloads/hf_trainer.py --lr 3e-3 --warmup 30
     autowarm probe scripts/workloads/hf_trainer.py               # pick warmup + peak LR
+    autowarm probe scripts/workloads/hf_trainer.py --score-on-val  # ... scored on validation
 
-Flags: --steps N --lr X --warmup W --min-lr-ratio R --seed S --metrics-out FILE.
+Flags: --steps N --lr X --warmup W --min-lr-ratio R --seed S --metrics-out FILE, and
+--score-on-val: the Trainer gets the validation set as its ``eval_dataset`` (``eval_strategy``
+stays "no"), and the callback scores probe trials by ``evaluate()``'s ``eval_loss``.
 
 Why this workload: the training loop, the optimizer (AdamW) and the schedule are the Trainer's,
 not ours. The script is what an HF user writes -- ``TrainingArguments(learning_rate=...,
@@ -143,6 +146,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--min-lr-ratio", type=float, default=DEFAULTS["min_lr_ratio"])
     p.add_argument("--seed", type=int, default=DEFAULTS["seed"])
     p.add_argument("--metrics-out", help="write final metrics as JSON to this file")
+    p.add_argument("--score-on-val", action="store_true", help="probe on the validation loss")
     return p.parse_args(argv)
 
 
@@ -174,6 +178,7 @@ def main(argv: list[str] | None = None) -> float:
             warmup_steps=args.warmup,
             **schedule,
             per_device_train_batch_size=BATCH,
+            per_device_eval_batch_size=64,
             max_grad_norm=1.0,
             logging_steps=max(1, args.steps // 100),
             logging_first_step=True,
@@ -189,6 +194,7 @@ def main(argv: list[str] | None = None) -> float:
             model=model,
             args=training_args,
             train_dataset=train,
+            eval_dataset=val if args.score_on_val else None,  # never evaluated by the run
             callbacks=[AutowarmCallback(), loss_log],
         )
         trainer.remove_callback(PrinterCallback)  # it prints every log line

@@ -5,8 +5,11 @@ Run it (a few seconds on one CPU core, most of it importing Lightning; no downlo
     python scripts/workloads/lightning_mlp.py
     python scripts/workloads/lightning_mlp.py --lr 3e-2 --warmup 0
     autowarm probe scripts/workloads/lightning_mlp.py            # pick warmup + peak LR
+    autowarm probe scripts/workloads/lightning_mlp.py --score-on-val  # ... scored on validation
 
-Flags: --steps N --lr X --warmup W --min-lr-ratio R --seed S --metrics-out FILE.
+Flags: --steps N --lr X --warmup W --min-lr-ratio R --seed S --metrics-out FILE, and
+--score-on-val: the fit gets the validation set, and the callback scores probe trials by the
+``val_loss`` one validation run logs at their end (training is the same with or without it).
 
 Why this workload: the training loop is Lightning's, not ours. The script only says what a
 Lightning user writes -- a LightningModule whose ``configure_optimizers`` returns AdamW and a
@@ -90,6 +93,10 @@ class DigitsMLP(pl.LightningModule):
             self.train_losses.append(loss.item())
         return loss
 
+    def validation_step(self, batch: tuple[torch.Tensor, torch.Tensor], _idx: int) -> None:
+        x, y = batch
+        self.log("val_loss", F.cross_entropy(self(x), y))
+
     def configure_optimizers(self) -> dict:
         opt = torch.optim.AdamW(self.parameters(), lr=self.lr, weight_decay=0.01)
         sched = torch.optim.lr_scheduler.LambdaLR(
@@ -118,6 +125,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--min-lr-ratio", type=float, default=DEFAULTS["min_lr_ratio"])
     p.add_argument("--seed", type=int, default=DEFAULTS["seed"])
     p.add_argument("--metrics-out", help="write final metrics as JSON to this file")
+    p.add_argument("--score-on-val", action="store_true", help="probe on the validation loss")
     return p.parse_args(argv)
 
 
@@ -156,7 +164,10 @@ def main(argv: list[str] | None = None) -> float:
         deterministic=True,
         callbacks=[AutowarmCallback()],
     )
-    trainer.fit(model, train_dataloaders=loader)
+    # the validation set as one batch: its val_loss is evaluate()'s; validation runs only at
+    # an epoch's end, after the whole run, or for the callback at a probe trial's end
+    val = DataLoader(TensorDataset(x_val, y_val), batch_size=N_VAL)
+    trainer.fit(model, train_dataloaders=loader, val_dataloaders=val if args.score_on_val else None)
 
     # 3) evaluate and report; "diverged" = nonfinite or ended above where it started
     final = evaluate(model, x_val, y_val)
