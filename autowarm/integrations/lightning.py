@@ -63,8 +63,9 @@ class AutowarmCallback(pl.Callback):
 
         note_trainer("lightning")  # inside a probe trial: the report prints configure_optimizers
         monitor = self.monitor
-        scores = probing() and monitor is not None and _child.scorer is None
-        if scores and monitor is not None and _validates(trainer, pl_module):
+        if monitor is None or not probing() or _child.scorer is not None:
+            return  # the training loss scores the trials, or the script's own score_with
+        if _validates(trainer, pl_module):
             score_with(lambda: _validation_score(trainer, monitor))
 
     def on_before_backward(
