@@ -629,7 +629,13 @@ class _TrialProcess:
             script_score=self.script_score,
         )
         if self.pruned_at is not None:
-            return _cut(result, self.pruned_at + 1, self.stop_reason)
+            # what the child ran into up to the pruned step stands (the same steps' data told
+            # the search to prune): an instability read late, with the checkpoint's loss
+            unstable = self._instability(upto=self.pruned_at)
+            result = _cut(result, self.pruned_at + 1, self.stop_reason)
+            if unstable is not None:
+                result.status, result.reason = unstable  # type: ignore[assignment]
+            return result
         final = self.final or {}
         kind = final.get("t")
         # 1) the child ended the trial itself: reached probe_steps or the monitor was sure
@@ -690,14 +696,23 @@ class _TrialProcess:
         started = f"the launcher failed after {self.ranks_started} of {self.ranks} ranks started"
         return started + (f": {last}" if last else "")
 
-    def _instability(self) -> tuple[str, str] | None:
+    def _instability(self, upto: int | None = None) -> tuple[str, str] | None:
+        """(status, reason) of the first instability the child saw, or None. ``upto``: only
+        up to that step, and as the child stops on it (a stall in the warmup does not stop a
+        trial: it is judged again at the probe's end)."""
         for event in self.events:
-            kind = event.get("kind")
+            kind, step = event.get("kind"), int(event.get("step", 0))
+            if upto is not None and (
+                step > upto or (kind == "stall" and step < self.spec.warmup_steps)
+            ):
+                continue
             if kind in STOPPING_EVENTS:
-                return STOPPING_EVENTS[kind], f"{kind} at step {event.get('step')}"
+                return STOPPING_EVENTS[kind], f"{kind} at step {step}"
         # a NaN loss is only a real one when the script reports its loss at other steps
         reports_loss = any(math.isfinite(v) for v in self.losses.values())
         for i in sorted(self.losses):
+            if upto is not None and i > upto:
+                break
             loss, grad_norm = self.losses[i], self.grad_norms[i]
             if math.isinf(loss) or (reports_loss and math.isnan(loss)):
                 return "nonfinite", f"loss {loss} at step {i}"

@@ -306,6 +306,19 @@ def test_a_pruned_trial_ends_where_it_was_pruned_whatever_the_child_did_after(
     assert all(math.isfinite(v) for v in result.losses)
 
 
+def test_a_pruned_trial_keeps_an_instability_seen_up_to_the_pruned_step(script: Script) -> None:
+    # NaN from step 2, read with step 3 (the monitor reads 16 steps at a time): the search
+    # prunes at step 3 on that same batch of steps; the NaN happened first and stands
+    def on_step(step: int, loss: float, grad_norm: float) -> bool:
+        return step == 3
+
+    result = script.run(spec(probe_steps=60), on_step=on_step, nan_from=2, lazy_monitor=True)
+    assert (result.status, result.steps) == ("nonfinite", 4), result.reason
+    # after the pruned step nothing counts: NaN from step 40 on, pruned at 3, is "pruned"
+    result = script.run(spec(probe_steps=60), on_step=on_step, nan_from=40, lazy_monitor=True)
+    assert (result.status, result.steps) == ("pruned", 4), result.reason
+
+
 def test_an_error_in_on_step_kills_the_trial_and_propagates(script: Script, tmp_path: Path) -> None:
     pidfile = tmp_path / "child.pid"
 

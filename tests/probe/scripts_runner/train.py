@@ -32,6 +32,7 @@ parser.add_argument("--spawn-child", help="start a sleeping subprocess, write it
 parser.add_argument("--workers", type=int, default=0, help="DataLoader worker processes")
 parser.add_argument("--detach", help="start sleeps outside the process group, pids here")
 parser.add_argument("--nan-loss", action="store_true", help="the loss is NaN from the start")
+parser.add_argument("--nan-from", type=int, default=-1, help="the loss is NaN from this step on")
 parser.add_argument("--sub-train", help="first run a 3-step subprocess; it writes its steps here")
 parser.add_argument("--lazy-monitor", action="store_true", help="batched reads, as on a GPU")
 parser.add_argument("--worker-pids", help="each DataLoader worker appends its pid here")
@@ -148,7 +149,7 @@ def train() -> None:
         if it == args.abort_at:
             os.abort()
         loss = ((head(torch.tanh(body(bx))) - by) ** 2).mean()
-        if args.nan_loss:
+        if args.nan_loss or 0 <= args.nan_from <= it:
             loss = loss * float("nan")
         for o in optimizers:
             o.zero_grad()
