@@ -106,11 +106,12 @@ def test_the_stock_trainer_script_runs_as_a_probe_trial(tmp_path) -> None:
     assert all(math.isfinite(v) for v in res.losses)  # every step's loss was reported
     assert res.script_lr == pytest.approx(1e-3)
     assert res.trainer == "hf"  # the callback said so: the report speaks TrainingArguments
+    assert res.script_score is None  # no eval_dataset: the training loss scores it
 
 
 @pytest.mark.parametrize(
     ("flags", "scored"),
-    [(["--eval"], True), ([], False), (["--eval", "--score", "loss"], False)],
+    [(["--eval"], True), (["--eval", "--score", "loss"], False)],
 )
 def test_a_trial_is_scored_by_the_trainers_eval_loss_when_it_has_an_eval_set(
     tmp_path, flags, scored

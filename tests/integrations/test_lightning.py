@@ -90,11 +90,12 @@ def test_the_stock_lightning_script_runs_as_a_probe_trial(tmp_path: Path) -> Non
     assert all(math.isfinite(v) for v in res.losses)
     assert res.script_lr == pytest.approx(1e-2)
     assert res.trainer == "lightning"  # the callback said so: the report's code fits it
+    assert res.script_score is None  # it does not validate: the training loss scores it
 
 
 @pytest.mark.parametrize(
     ("flags", "scored"),
-    [(["--val"], True), ([], False), (["--val", "--monitor", ""], False)],
+    [(["--val"], True), (["--val", "--monitor", ""], False)],
 )
 def test_a_trial_is_scored_by_one_validation_run_at_its_end_when_the_fit_validates(
     tmp_path: Path, flags: list[str], scored: bool
