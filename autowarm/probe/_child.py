@@ -338,9 +338,11 @@ class Controller:
         if last or self._step == 1 or now - self._last_read >= _READ_INTERVAL_S:
             monitor.flush()
             self._last_read = now
-        # what was read so far (monitor.history itself would read the pending steps now)
-        self._send_steps(monitor._history)
-        # 1) the monitor is sure it is unstable: stop now, a longer run teaches nothing
+        # 1) the monitor is sure it is unstable: stop now, a longer run teaches nothing. The
+        #    events go out before the steps they were read with: the search prunes on a step's
+        #    loss, and what happened up to that step must reach it first (else the kill that
+        #    follows a prune can land between the two writes, and one run of a seed keeps the
+        #    instability while the next loses it)
         stop: tuple[str, str | None] | None = None
         events = monitor._events
         for event in events[self._n_events :]:
@@ -357,6 +359,8 @@ class Controller:
             if stop is None and kind in STOPPING_EVENTS:
                 stop = (STOPPING_EVENTS[kind], _describe(data))
         self._n_events = len(events)
+        # what was read so far (monitor.history itself would read the pending steps now)
+        self._send_steps(monitor._history)
         if stop is not None or not last:
             return stop
         # 2) probe length reached: end the script cleanly

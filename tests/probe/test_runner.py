@@ -319,6 +319,31 @@ def test_a_pruned_trial_keeps_an_instability_seen_up_to_the_pruned_step(script: 
     assert (result.status, result.steps) == ("pruned", 4), result.reason
 
 
+def test_the_child_sends_an_instability_before_the_steps_read_with_it(
+    script: Script, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # the search prunes on a step's loss and kills the trial: an instability found up to that
+    # step must already be in the pipe, or the kill can land between the child's two writes
+    from autowarm.probe import _runner
+
+    chunks: list[bytes] = []
+    feed = _runner._TrialProcess._feed
+
+    def spy(self: Any, data: bytes, on_step: Any) -> None:
+        chunks.append(data)
+        feed(self, data, on_step)
+
+    monkeypatch.setattr(_runner._TrialProcess, "_feed", spy)
+    result = script.run(spec(probe_steps=40), nan_from=2, lazy_monitor=True)
+    assert result.status == "nonfinite"
+    lines = b"".join(chunks).split(b"\n")
+    messages = [json.loads(line) for line in lines if line.startswith(b"{")]
+    first = next(i for i, m in enumerate(messages) if m.get("t") == "event")
+    at = int(messages[first]["event"]["step"])
+    assert all(m["i"] < at for m in messages[:first] if m.get("t") == "step")
+    assert any(m.get("t") == "step" and m["i"] >= at for m in messages[first:])
+
+
 def test_an_error_in_on_step_kills_the_trial_and_propagates(script: Script, tmp_path: Path) -> None:
     pidfile = tmp_path / "child.pid"
 
