@@ -20,7 +20,7 @@
    at the probe's end (``autowarm.score_with``), as ``Trainer.hyperparameter_search`` scores its
    trials. A fine-tune on a few thousand examples overfits within its run, and its training
    loss then ranks the LRs the wrong way round (README, *Quality*: the small-data scripts'
-   regret +54.0 -> +34.9 % scored on validation). Without one, the training loss;
+   regret +48.8 -> +34.9 % scored on validation). Without one, the training loss;
    ``AutowarmCallback(score="loss")`` keeps it, and a script's own ``score_with`` stands.
 
 ``recipe.training_args()`` turns a recipe into the ``TrainingArguments`` that reproduce it.

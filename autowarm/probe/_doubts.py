@@ -35,8 +35,9 @@ answer weaker than it looks, and each becomes one line of the report and one ent
    finetune, cancer_mlp and fewshot_digits the picks sat 3.5-26x above the full runs' best LR
    even after that cut. Scoring the probes on held-out data (``autowarm.score_with``) measures
    what the full run is judged by: over finetune, cancer_mlp, diabetes_sgdm and
-   fewshot_digits, mean regret +54 % scored on the training loss, +35 % on validation (better
-   on each; scripts/bench_quality_variants.md).
+   fewshot_digits, mean regret +49 % scored on the training loss, +35 % on validation (better
+   on three; README, *Quality*). The fix named fits the script: an ``eval_dataset`` under the
+   HF Trainer, a validation loop under Lightning (their callbacks score on those).
 """
 
 from __future__ import annotations
