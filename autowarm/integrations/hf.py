@@ -41,7 +41,7 @@ from autowarm.probe import _child
 from autowarm.probe._probing import probing, score_with
 
 #: how far up the stack ``on_train_begin`` looks for the Trainer that calls it (3 frames in
-#: transformers 4.x-5.x: CallbackHandler.call_event, .on_train_begin, Trainer's loop)
+#: transformers 5.25, the version tested: CallbackHandler.call_event, .on_train_begin, the loop)
 _FRAMES = 8
 
 
