@@ -359,10 +359,7 @@ def probe(w: Workload, seed: int, extra: list[str], *, replay: bool = False) -> 
         return json.loads(path.read_text())
     with tempfile.TemporaryDirectory() as tmp:
         t0 = time.perf_counter()
-        cmd = [sys.executable, "-m", "autowarm", "probe", "--json", "--seed", str(seed),
-               "--total-steps", str(w.full_steps), *extra,
-               "--storage", f"sqlite:///{tmp}/probe.db", "--out", f"{tmp}/recipe.json",
-               str(w.path), *w.script_args(), *w.probe_flags]  # fmt: skip
+        cmd = probe_command(w, seed, extra, tmp)
         proc = subprocess.run(cmd, cwd=tmp, env=clean_env(), capture_output=True, text=True)
         if proc.returncode != 0:
             tail = (proc.stderr.strip().splitlines() or ["no output"])[-1]
@@ -373,6 +370,14 @@ def probe(w: Workload, seed: int, extra: list[str], *, replay: bool = False) -> 
     path.parent.mkdir(parents=True, exist_ok=True)
     atomic_write_text(path, json.dumps(doc))
     return doc
+
+
+def probe_command(w: Workload, seed: int, extra: list[str], tmp: str) -> list[str]:
+    """``autowarm probe --json`` on the workload, its study and recipe kept in ``tmp``."""
+    return [sys.executable, "-m", "autowarm", "probe", "--json", "--seed", str(seed),
+            "--total-steps", str(w.full_steps), *extra,
+            "--storage", f"sqlite:///{tmp}/probe.db", "--out", f"{tmp}/recipe.json",
+            str(w.path), *w.script_args(), *w.probe_flags]  # fmt: skip
 
 
 def full_records(storage: str, study: str | None) -> list[dict[str, Any]]:

@@ -18,7 +18,6 @@ from __future__ import annotations
 import argparse
 import json
 import subprocess
-import sys
 import tempfile
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
@@ -31,10 +30,7 @@ from rich.table import Table
 def one_search(w: bq.Workload, seed: int) -> dict[str, Any]:
     """One fresh probe: its recipe and (number, status, peak LR) of every trial."""
     with tempfile.TemporaryDirectory() as tmp:
-        cmd = [sys.executable, "-m", "autowarm", "probe", "--json", "--seed", str(seed),
-               "--total-steps", str(w.full_steps),
-               "--storage", f"sqlite:///{tmp}/probe.db", "--out", f"{tmp}/recipe.json",
-               str(w.path), *w.script_args(), *w.probe_flags]  # fmt: skip
+        cmd = bq.probe_command(w, seed, [], tmp)
         proc = subprocess.run(cmd, cwd=tmp, env=bq.clean_env(), capture_output=True, text=True)
         if proc.returncode != 0:
             raise RuntimeError(f"autowarm probe on {w.name}: {proc.stderr.strip()[-300:]}")

@@ -66,7 +66,7 @@ from typing import Any
 
 from autowarm._errors import InstabilityError
 from autowarm.probe import _scratch as scratch
-from autowarm.probe._status import FINISHED, STOPPING_EVENTS
+from autowarm.probe._status import FINISHED, STOPPING_EVENTS, stops_trial
 from autowarm.probe._types import TrialSpec
 from autowarm.schedule._groups import (
     base_lrs,
@@ -351,13 +351,11 @@ class Controller:
             kind = data.get("kind")
             if kind == "spike":
                 self._spikes += 1
-            if kind == "stall" and int(data.get("step", 0)) < session.spec.warmup_steps:
-                # a long warmup may be slow to start: that is what it is for. Judged again at
-                # the end of the probe instead (a stall stop would punish long warmups)
-                self._stall_in_warmup = data
-                continue
-            if stop is None and kind in STOPPING_EVENTS:
-                stop = (STOPPING_EVENTS[kind], _describe(data))
+            status = stops_trial(data, session.spec.warmup_steps)
+            if kind == "stall" and status is None:
+                self._stall_in_warmup = data  # judged again at the end of the probe
+            elif stop is None and status is not None:
+                stop = (status, _describe(data))
         self._n_events = len(events)
         # what was read so far (monitor.history itself would read the pending steps now)
         self._send_steps(monitor._history)

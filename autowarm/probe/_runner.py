@@ -73,7 +73,7 @@ from autowarm.probe._child import (
 )
 from autowarm.probe._forkserver import ForkedProcess, ForkServer, ForkServerError
 from autowarm.probe._scratch import REMOVED_LOG, SCRATCH_ENV, SYSTEM_TEMP_ENV
-from autowarm.probe._status import FINISHED, STOPPING_EVENTS
+from autowarm.probe._status import FINISHED, STOPPING_EVENTS, stops_trial
 from autowarm.probe._types import TrialResult, TrialSpec
 
 OnStep = Callable[[int, float, float], "bool | None"]
@@ -698,16 +698,15 @@ class _TrialProcess:
 
     def _instability(self, upto: int | None = None) -> tuple[str, str] | None:
         """(status, reason) of the first instability the child saw, or None. ``upto``: only
-        up to that step, and as the child stops on it (a stall in the warmup does not stop a
-        trial: it is judged again at the probe's end)."""
+        up to that step, and as the child stops on it (:func:`stops_trial`)."""
         for event in self.events:
             kind, step = event.get("kind"), int(event.get("step", 0))
-            if upto is not None and (
-                step > upto or (kind == "stall" and step < self.spec.warmup_steps)
-            ):
-                continue
-            if kind in STOPPING_EVENTS:
-                return STOPPING_EVENTS[kind], f"{kind} at step {step}"
+            if upto is None:
+                status = STOPPING_EVENTS.get(str(kind))
+            else:
+                status = stops_trial(event, self.spec.warmup_steps) if step <= upto else None
+            if status is not None:
+                return status, f"{kind} at step {step}"
         # a NaN loss is only a real one when the script reports its loss at other steps
         reports_loss = any(math.isfinite(v) for v in self.losses.values())
         for i in sorted(self.losses):

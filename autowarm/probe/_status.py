@@ -6,9 +6,9 @@ A detector that should stop trials touches this module (its event kind in
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Literal, Protocol, TypeVar
+from typing import Any, Literal, Protocol, TypeVar
 
 #: How a trial ended.
 #: - ``stable``: reached ``probe_steps`` with no instability event;
@@ -48,6 +48,18 @@ SCRIPT_FAILURES = ("no_wrap", "no_report", "too_short", "syntax", "not_found", "
 #: Monitor event kind -> the status it ends a trial with. Spikes do not end a trial (warmup
 #: transients recover; the search judges them), AMP skips are normal operation.
 STOPPING_EVENTS = {"nonfinite": "nonfinite", "divergence": "diverged", "stall": "stalled"}
+
+
+def stops_trial(event: Mapping[str, Any], warmup_steps: int) -> str | None:
+    """The status a probe trial ends with on this monitor event, or None. A stall inside the
+    warmup does not end it: a long warmup may be slow to start, that is what it is for (the
+    child judges it again at the probe's end; a stall stop would punish long warmups)."""
+    kind = event.get("kind")
+    if kind == "stall" and int(event.get("step", 0)) < warmup_steps:
+        return None
+    return STOPPING_EVENTS.get(str(kind))
+
+
 #: Stored trials that have not ended yet (Optuna RUNNING / WAITING): not results.
 ACTIVE = ("running", "waiting")
 
