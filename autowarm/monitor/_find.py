@@ -6,6 +6,13 @@ accelerate's ``AcceleratedOptimizer`` holds yours as ``.optimizer``, Lightning's
 is gone. The function form finds the wrapper wherever it sits::
 
     autowarm.report(optimizer, loss)     # any wrapper around autowarm.wrap(...)
+
+Lightning's ``LightningOptimizer`` and Fabric's ``_FabricOptimizer`` are *shells*: each makes
+itself an instance of a new subclass of the class it wraps (``FabricMonitoredOptimizer``), so
+``isinstance(shell, MonitoredOptimizer)`` holds and ``shell.report`` exists, but the shell holds
+none of the wrapper's state and what ``report`` sets on it never reaches the wrapped optimizer's
+``step``. The shell keeps the optimizer it wraps as ``_optimizer``, which a real
+:class:`MonitoredOptimizer` never has; both forms look through it.
 """
 
 from __future__ import annotations
@@ -15,7 +22,7 @@ from typing import Any
 import torch
 
 from autowarm._errors import AutowarmError
-from autowarm.monitor._optimizer import MonitoredOptimizer
+from autowarm.monitor._optimizer import MonitoredOptimizer, is_shell
 
 #: where framework wrappers keep the optimizer they wrap (accelerate, Lightning)
 _INNER = ("optimizer", "_optimizer")
@@ -31,7 +38,7 @@ def monitored(optimizer: Any) -> MonitoredOptimizer:
     """The :class:`MonitoredOptimizer` that is ``optimizer`` or sits inside its wrappers."""
     current = optimizer
     for _ in range(_DEPTH):
-        if isinstance(current, MonitoredOptimizer):
+        if isinstance(current, MonitoredOptimizer) and not is_shell(current):
             return current
         key = _inner_key(current)
         if key is None:
@@ -59,7 +66,7 @@ def wrap_inside(wrapper: Any, **wrap_kwargs: Any) -> MonitoredOptimizer:
         if key is None:
             break
         inner = holder.__dict__[key]
-        if isinstance(inner, MonitoredOptimizer):
+        if isinstance(inner, MonitoredOptimizer) and not is_shell(inner):
             return inner
         if _inner_key(inner) is None:  # the bare optimizer: put the wrapper in its place
             wrapped = wrap(inner, **wrap_kwargs)

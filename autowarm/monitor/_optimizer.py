@@ -176,6 +176,8 @@ class MonitoredOptimizer(torch.optim.Optimizer):
 
         Call it every micro-step under gradient accumulation: the step records the mean.
         """
+        if is_shell(self):  # Lightning's or Fabric's optimizer: see monitor/_find.py
+            return _through_shell(self).report(loss)
         if isinstance(loss, torch.Tensor):
             if loss.numel() != 1:
                 raise AutowarmError(
@@ -201,6 +203,10 @@ class MonitoredOptimizer(torch.optim.Optimizer):
         """``torch.nn.utils.clip_grad_norm_`` over all parameters of this optimizer, sharing
         its norm computation with the monitor, which then records the norm *before* clipping
         (after clipping, a grad-norm spike is invisible). Returns the total norm."""
+        if is_shell(self):  # Lightning's or Fabric's optimizer: see monitor/_find.py
+            return _through_shell(self).clip_grad_norm_(
+                max_norm, error_if_nonfinite=error_if_nonfinite
+            )
         grads = self._grads()
         norm = _total_norm(grads, self._first_device())
         if error_if_nonfinite and not torch.isfinite(norm):
@@ -385,6 +391,19 @@ class MonitoredOptimizer(torch.optim.Optimizer):
             # reading a device tensor would sync; tensor LRs normally live on the CPU
             return float(lr) if lr.device.type == "cpu" else math.nan
         return float(lr)
+
+
+def is_shell(obj: Any) -> bool:
+    """Whether ``obj`` is a framework's shell of a :class:`MonitoredOptimizer`: an object of a
+    subclass made on the fly that keeps the optimizer it wraps as ``_optimizer``, which a real
+    one never has (Lightning's ``LightningOptimizer``, Fabric's ``_FabricOptimizer``)."""
+    return "_optimizer" in getattr(obj, "__dict__", {})
+
+
+def _through_shell(shell: MonitoredOptimizer) -> MonitoredOptimizer:
+    from autowarm.monitor._find import monitored  # _find imports this module
+
+    return monitored(shell)
 
 
 def _closure_runs_once(optimizer: torch.optim.Optimizer) -> bool:

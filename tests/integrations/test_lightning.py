@@ -8,6 +8,8 @@ from pathlib import Path
 import pytest
 import torch
 
+import autowarm
+
 pytest.importorskip("lightning")
 import lightning.pytorch as pl
 
@@ -143,3 +145,48 @@ def test_a_trial_with_lightnings_checkpoints_and_logger_leaves_the_project_as_it
     assert after == before  # no file changed, no file or folder added
     assert "lightning_logs/version_1/metrics.csv" in written
     assert any(w.startswith("ckpts/") and w.endswith(".ckpt") for w in written)
+
+
+class ManualRegression(Regression):
+    """Manual optimization with the optimizer wrapped in configure_optimizers: the loop's
+    ``self.optimizers()`` is Lightning's shell of the monitored optimizer."""
+
+    def __init__(self, function_form: bool) -> None:
+        super().__init__()
+        self.automatic_optimization = False
+        self.function_form = function_form
+
+    def training_step(self, batch, _):
+        x, y = batch
+        loss = torch.nn.functional.mse_loss(self.net(x), y)
+        self.losses.append(loss.item())
+        opt = self.optimizers()
+        opt.zero_grad()
+        self.manual_backward(loss)
+        if self.function_form:
+            autowarm.report(opt, loss)
+        else:
+            opt.report(loss)  # the shell is a MonitoredOptimizer to isinstance
+        opt.step()
+
+    def configure_optimizers(self):
+        self.monitored = autowarm.wrap(torch.optim.AdamW(self.parameters(), lr=1e-2))
+        return self.monitored
+
+
+@pytest.mark.parametrize("function_form", [False, True])
+def test_report_through_lightnings_optimizer_in_manual_optimization(function_form: bool) -> None:
+    module = ManualRegression(function_form)
+    torch.manual_seed(0)
+    x = torch.randn(256, 8)
+    data = torch.utils.data.TensorDataset(x, x.sum(1, keepdim=True))
+    pl.Trainer(
+        max_steps=6,
+        accelerator="cpu",
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+    ).fit(module, torch.utils.data.DataLoader(data, batch_size=32))
+    history = module.monitored.monitor.history
+    assert [r.loss for r in history] == pytest.approx(module.losses, rel=1e-6)
