@@ -12,7 +12,9 @@
 3) the norm before clipping: ``gradient_clip_val`` clips through
    ``torch.nn.utils.clip_grad_norm_`` inside Lightning's closure, and the wrapper runs that
    closure itself before the update (built-in torch optimizers), so the monitor sees the norm
-   the clip measured -- and ``"skip"`` really skips the update;
+   the clip measured -- and ``"skip"`` really skips the update; under mixed precision
+   Lightning's scaler unscales before the clip and skips overflowed steps without calling the
+   wrapper, which records them as ``amp_skip`` at the batch's end (the loss is unscaled);
 4) the score of a probe trial: where the fit validates (a ``validation_step`` and val data),
    the ``monitor`` metric (default ``"val_loss"``, as ``EarlyStopping`` and ``ModelCheckpoint``
    name it) after one validation run at the probe's end (``autowarm.score_with``); a trial is
@@ -52,12 +54,20 @@ class AutowarmCallback(pl.Callback):
         self.monitor = monitor
         self.wrap_kwargs = wrap_kwargs
         self.optimizers: list[MonitoredOptimizer] = []
+        self._counts: list[int] | None = None  # step counts before this batch's update
 
     def on_fit_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         self.optimizers = [
             o if isinstance(o, MonitoredOptimizer) else wrap(o, **self.wrap_kwargs)
             for o in trainer.strategy.optimizers
         ]
+        for optimizer in self.optimizers:
+            # the wrapper tells GradScaler it unscales in step() (monitor/_optimizer.py); to
+            # Lightning's mixed precision that means "a fused optimizer": gradient_clip_val
+            # raises under "bf16-mixed" and "16-mixed", and "16-mixed" leaves the gradients
+            # scaled for on_before_optimizer_step. Lightning owns the scaler: it unscales, clips
+            # and steps the wrapper only when the gradients are finite, as any optimizer
+            optimizer._step_supports_amp_scaling = False
         trainer.strategy.optimizers = self.optimizers  # LightningOptimizers are rebuilt
         from autowarm.probe._child import note_trainer
 
@@ -73,7 +83,23 @@ class AutowarmCallback(pl.Callback):
     ) -> None:
         if len(self.optimizers) != 1:
             return  # several optimizers (manual optimization): the script reports per optimizer
-        self.optimizers[0].report(loss.detach() * trainer.accumulate_grad_batches)
+        loss = loss.detach() * trainer.accumulate_grad_batches
+        scaler = getattr(trainer.precision_plugin, "scaler", None)
+        if scaler is not None and scaler.is_enabled():
+            # "16-mixed" hands the hook the loss times the scale; the scale stays on the device
+            loss = loss / scaler._get_scale_async().to(loss.device)
+        self.optimizers[0].report(loss)
+
+    def on_before_optimizer_step(
+        self, trainer: pl.Trainer, pl_module: pl.LightningModule, optimizer: torch.optim.Optimizer
+    ) -> None:
+        self._counts = [o.monitor.step_count for o in self.optimizers]
+
+    def on_train_batch_end(self, trainer: pl.Trainer, *args: Any) -> None:
+        counts, self._counts = self._counts, None
+        for optimizer, count in zip(self.optimizers, counts or ()):
+            if optimizer.monitor.step_count == count:  # the scaler skipped it (an overflow)
+                optimizer._count_amp_skip()
 
 
 def _validates(trainer: pl.Trainer, module: pl.LightningModule) -> bool:

@@ -292,6 +292,20 @@ class MonitoredOptimizer(torch.optim.Optimizer):
                 del inner.found_inf  # type: ignore[attr-defined]
         return self.optimizer.step()
 
+    def _count_amp_skip(self) -> None:
+        """Record a step that GradScaler skipped without calling ``step()``: it does so for an
+        optimizer that does not declare ``_step_supports_amp_scaling`` (the Lightning callback
+        unsets it). The step is counted, as an ``amp_skip`` with the losses reported for it."""
+        monitor = self.monitor
+        step = monitor.step_count
+        clip = self._clipped_norm()  # a clip of this step's (overflowed) gradients measured it
+        loss = self._take_loss()
+        stats = (math.nan if loss is None else loss, math.inf if clip is None else clip[0], 1.0)
+        monitor._push(step, stats, has_loss=loss is not None, lr=self._lr(), can_skip=False)
+        monitor.step_count = step + 1
+        if len(monitor._pending) >= monitor.read_every:
+            monitor.flush()
+
     def _step_with_closure(self, closure: Callable[[], Any], step: int) -> Any:
         if not _closure_runs_once(self.optimizer):
             return self._step_after_closure(closure, step)

@@ -190,3 +190,33 @@ def test_report_through_lightnings_optimizer_in_manual_optimization(function_for
     ).fit(module, torch.utils.data.DataLoader(data, batch_size=32))
     history = module.monitored.monitor.history
     assert [r.loss for r in history] == pytest.approx(module.losses, rel=1e-6)
+
+
+def test_bf16_mixed_with_gradient_clip_val_runs_and_the_norm_is_seen_before_the_clip() -> None:
+    # the wrapper declares _step_supports_amp_scaling for GradScaler, which Lightning's mixed
+    # precision read as "a fused optimizer" and refused gradient_clip_val: a RuntimeError
+    cb, module = AutowarmCallback(), Regression()
+    _fit(module, cb, 10, precision="bf16-mixed", gradient_clip_val=0.05)
+    history = cb.optimizers[0].monitor.history
+    assert len(history) == 10
+    assert all(r.grad_norm > 0.05 for r in history)
+    assert [r.loss for r in history] == pytest.approx(module.losses, rel=1e-6)
+
+
+def test_16_mixed_with_a_grad_scaler_records_unscaled_losses_and_the_skipped_steps() -> None:
+    from lightning.pytorch.plugins.precision import MixedPrecision
+
+    scaler = torch.amp.GradScaler("cpu", init_scale=2.0**16)  # overflows at first, then halves
+    cb, module = AutowarmCallback(), Regression()
+    plugin = MixedPrecision("16-mixed", "cpu", scaler=scaler)
+    _fit(module, cb, 12, plugins=[plugin], gradient_clip_val=0.05)
+    monitor = cb.optimizers[0].monitor
+    history = monitor.history
+    # every step is counted, as Lightning counts it; the losses are not times the scale
+    assert len(history) == 12
+    assert [r.loss for r in history] == pytest.approx(module.losses, rel=1e-6)
+    skipped = [r.step for r in history if r.amp_overflow]
+    assert skipped and monitor.counts["amp_skip"] == len(skipped) < 12
+    assert "nonfinite" not in monitor.counts and "spike" not in monitor.counts
+    updated = [r.grad_norm for r in history if not r.amp_overflow]
+    assert all(0.05 < n < 1e3 for n in updated)  # unscaled, and measured before the clip
