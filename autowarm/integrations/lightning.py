@@ -54,7 +54,8 @@ class AutowarmCallback(pl.Callback):
         self.monitor = monitor
         self.wrap_kwargs = wrap_kwargs
         self.optimizers: list[MonitoredOptimizer] = []
-        self._counts: list[int] | None = None  # step counts before this batch's update
+        # each optimizer's step count before its update in this batch (a skipped one stays)
+        self._counts: dict[int, tuple[MonitoredOptimizer, int]] = {}
 
     def on_fit_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         self.optimizers = [
@@ -93,13 +94,15 @@ class AutowarmCallback(pl.Callback):
     def on_before_optimizer_step(
         self, trainer: pl.Trainer, pl_module: pl.LightningModule, optimizer: torch.optim.Optimizer
     ) -> None:
-        self._counts = [o.monitor.step_count for o in self.optimizers]
+        for monitored in self.optimizers:
+            if optimizer is monitored or getattr(optimizer, "_optimizer", None) is monitored:
+                self._counts[id(monitored)] = (monitored, monitored.monitor.step_count)
 
     def on_train_batch_end(self, trainer: pl.Trainer, *args: Any) -> None:
-        counts, self._counts = self._counts, None
-        for optimizer, count in zip(self.optimizers, counts or ()):
-            if optimizer.monitor.step_count == count:  # the scaler skipped it (an overflow)
-                optimizer._count_amp_skip()
+        counts, self._counts = self._counts, {}
+        for monitored, count in counts.values():
+            if monitored.monitor.step_count == count:  # the scaler skipped it (an overflow)
+                monitored._count_amp_skip()
 
 
 def _validates(trainer: pl.Trainer, module: pl.LightningModule) -> bool:

@@ -220,3 +220,47 @@ def test_16_mixed_with_a_grad_scaler_records_unscaled_losses_and_the_skipped_ste
     assert "nonfinite" not in monitor.counts and "spike" not in monitor.counts
     updated = [r.grad_norm for r in history if not r.amp_overflow]
     assert all(0.05 < n < 1e3 for n in updated)  # unscaled, and measured before the clip
+
+
+class TwoOptimizers(pl.LightningModule):
+    """Manual optimization with two optimizers (a GAN's shape), each stepped once a batch."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        torch.manual_seed(0)
+        self.automatic_optimization = False
+        self.a, self.b = torch.nn.Linear(8, 1), torch.nn.Linear(8, 1)
+
+    def training_step(self, batch, _):
+        x, y = batch
+        for opt, net in zip(self.optimizers(), (self.a, self.b)):
+            loss = torch.nn.functional.mse_loss(net(x), y)
+            opt.zero_grad()
+            self.manual_backward(loss)
+            autowarm.report(opt, loss)
+            opt.step()
+
+    def configure_optimizers(self):
+        return torch.optim.SGD(self.a.parameters(), lr=0.01), torch.optim.SGD(
+            self.b.parameters(), lr=0.01
+        )
+
+
+def test_two_manual_optimizers_are_each_counted_once_a_batch_with_no_false_amp_skip() -> None:
+    cb = AutowarmCallback()
+    torch.manual_seed(0)
+    x = torch.randn(256, 8)
+    data = torch.utils.data.TensorDataset(x, x.sum(1, keepdim=True))
+    pl.Trainer(
+        max_steps=10,  # Lightning counts both optimizers' steps: 5 batches
+        callbacks=[cb],
+        accelerator="cpu",
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+    ).fit(TwoOptimizers(), torch.utils.data.DataLoader(data, batch_size=32))
+    for optimizer in cb.optimizers:
+        history = optimizer.monitor.history
+        assert len(history) == 5 and all(r.loss is not None for r in history)
+        assert not any(r.amp_overflow for r in history)
