@@ -65,6 +65,7 @@ from dataclasses import fields
 from typing import Any
 
 from autowarm._errors import InstabilityError
+from autowarm.probe import _resume
 from autowarm.probe import _scratch as scratch
 from autowarm.probe._status import FINISHED, STOPPING_EVENTS, stops_trial
 from autowarm.probe._types import TrialSpec
@@ -207,6 +208,13 @@ class _Session:
             "trainer": self.trainer,
         }
 
+    def fail(self, failure: str, reason: str) -> TrialEnd:
+        """End the trial as ``failed`` with ``failure`` (one of _status.Failure): about the
+        script, not the trial's LR."""
+        self.ended = TrialEnd("failed", reason)
+        self.channel.send({"t": "crash", "reason": reason, "failure": failure, **self.summary()})
+        return self.ended
+
     def end(self, status: str, reason: str | None, score: float | None = None) -> TrialEnd:
         self.ended = TrialEnd(status, reason)
         msg = {"t": "end", "status": status, "reason": reason, **self.summary()}
@@ -304,6 +312,10 @@ class Controller:
                     session.sets_lr = True  # no torch scheduler did it: the loop itself
             if session.t_first is None:
                 session.t_first = time.perf_counter()
+        if self.primary and self._step == 0:
+            why = _resume.resumed(optimizer)
+            if why is not None:  # it warms up a model that has trained already: not a probe
+                raise session.fail("resumed", why)
         lr = session.lr_at(self._step)
         set_lrs(groups, [lr * ratio for ratio in self._ratios])
         if self.primary:
@@ -592,6 +604,7 @@ def run_script(script: str, args: list[str]) -> int:
     os.environ[PID_ENV] = str(os.getpid())
     become_subreaper()
     scratch.install()  # the script's writes go to the trial's scratch folder
+    _resume.install()  # the files torch.load reads: a resumed run names its checkpoint
     session = _get_session()
     code = 0
     try:

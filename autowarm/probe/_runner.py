@@ -32,7 +32,8 @@ How a result's status is decided, first match wins:
 4) it died or exited after an instability the monitor had reported (or a NaN/Inf loss or grad
    norm): that instability (a script that stops itself on NaN is not a crash);
 5) an exception, a non-zero exit or a signal: ``failed``/``crash`` with a one-line reason
-   (``"RuntimeError: ... (train.py, line 42)"``, ``"killed by SIGSEGV"``);
+   (``"RuntimeError: ... (train.py, line 42)"``, ``"killed by SIGSEGV"``); a failure the child
+   named itself, the same way (``failed``/``resumed``: see probe/_resume.py);
 6) it exited by itself: ``failed``/``no_wrap`` (never wrapped) or ``failed``/``too_short``;
 7) it reached the probe length without ever calling ``report()``: ``failed``/``no_report``.
 """
@@ -673,8 +674,8 @@ class _TrialProcess:
         kind = final.get("t")
         # 4) a crash, a bad exit code, a signal
         code = final.get("code") if kind == "exit" else self.proc.poll()
-        if kind == "crash":
-            return "crash", final.get("reason")
+        if kind == "crash":  # the child's own word on what failed, else a crash
+            return final.get("failure") or "crash", final.get("reason")
         if getattr(self.proc, "lost", False):
             return "crash", "the fork server died during the trial"
         if code is not None and code < 0:

@@ -279,6 +279,8 @@ class ProbeSearch:
                 "`optimizer.report(loss)` after `loss.backward()` (or `autowarm.report(optimizer, "
                 "loss)` when a framework wraps the optimizer)."
             )
+        if res.failure == "resumed":  # the reason names the checkpoint and the fix
+            raise SearchStopped(str(why))
         if res.failure == "too_short":
             raise SearchStopped(
                 f"the script ended before the probe length ({why}); lower --steps below "

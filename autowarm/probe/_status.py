@@ -33,8 +33,11 @@ Status = Literal[
 
 #: Why a ``failed`` trial failed. ``launcher``: ``torch.distributed.run`` failed before every
 #: rank started the script (rendezvous error, port in use, a rank that could not start): it says
-#: nothing about the trial's LR, so it is never an instability.
-Failure = Literal["crash", "no_wrap", "no_report", "too_short", "syntax", "not_found", "launcher"]
+#: nothing about the trial's LR, so it is never an instability. ``resumed``: the script resumed
+#: a run from a checkpoint before the probe's first step (see probe/_resume.py).
+Failure = Literal[
+    "crash", "no_wrap", "no_report", "too_short", "syntax", "not_found", "launcher", "resumed"
+]
 
 #: Statuses of a run that reached the probe length; all others ended early.
 FINISHED = ("stable", "spike")
@@ -44,7 +47,9 @@ UNSTABLE = ("diverged", "nonfinite", "stalled")
 #: to learn (see probe/_recommend.py), so with nothing finished to compare it says neither.
 HOT = ("diverged", "nonfinite")
 #: Failures that are about the script, not the trial's LR: the search cannot go on.
-SCRIPT_FAILURES = ("no_wrap", "no_report", "too_short", "syntax", "not_found", "launcher")
+SCRIPT_FAILURES = (
+    "no_wrap", "no_report", "too_short", "syntax", "not_found", "launcher", "resumed"
+)  # fmt: skip
 #: Monitor event kind -> the status it ends a trial with. Spikes do not end a trial (warmup
 #: transients recover; the search judges them), AMP skips are normal operation.
 STOPPING_EVENTS = {"nonfinite": "nonfinite", "divergence": "diverged", "stall": "stalled"}

@@ -172,6 +172,20 @@ def test_a_script_that_cannot_be_probed(tmp_path: Path, script_args: list[str], 
     assert line.count("autowarm.wrap(optimizer)") <= 1 and line.count("lower --steps") <= 1
 
 
+def test_a_script_that_resumes_from_a_checkpoint_stops_with_one_line_naming_it(
+    tmp_path: Path,
+) -> None:
+    train = str(Path(__file__).parent / "scripts_runner" / "train.py")
+    resume = ["--adam", "--resume", "ckpt.pt", "--save", "ckpt.pt"]
+    subprocess.run([sys.executable, train, *resume], cwd=tmp_path, check=True, capture_output=True)
+    saved = (tmp_path / "ckpt.pt").read_bytes()
+    line = one_error_line(autowarm("probe", *FAST, train, *resume, cwd=tmp_path))
+    assert "the script resumed a run before the probe's first step" in line
+    assert "100 steps taken, after torch.load of ckpt.pt" in line
+    assert (tmp_path / "ckpt.pt").read_bytes() == saved
+    assert not (tmp_path / "autowarm.json").exists()
+
+
 def test_a_hanging_trial_times_out_and_the_search_goes_on(tmp_path: Path) -> None:
     proc = autowarm(
         "probe", "--json", "--trial-timeout", "4", "--steps", "30", "--trials", "5",

@@ -708,3 +708,29 @@ def test_an_unstable_trial_is_not_scored(script: Script) -> None:
     result = script.run(spec(probe_steps=20), score_with=100.0, nan_loss=True)
     assert result.status == "nonfinite" and result.script_score is None
     assert not [r for r in script.logged() if "scored" in r]
+
+
+def _checkpoint(path: Path, *flags: str) -> bytes:
+    """What an earlier 5-step run of the script left at ``path``."""
+    command = [sys.executable, TRAIN, "--steps", "5", "--save", str(path), *flags]
+    subprocess.run(command, check=True, capture_output=True)
+    return path.read_bytes()
+
+
+@pytest.mark.parametrize(
+    ("flags", "shown"), [(["--momentum", "0.9"], "momentum buffers"), (["--adam"], "5 steps taken")]
+)
+def test_a_script_that_resumed_a_run_before_the_first_step_fails_naming_its_checkpoint(
+    script: Script, tmp_path: Path, flags: list[str], shown: str
+) -> None:
+    ckpt = tmp_path / "ckpt.pt"
+    saved = _checkpoint(ckpt, *flags)
+    config = {"resume": str(ckpt), "save": str(ckpt), "momentum": 0.9, "adam": "--adam" in flags}
+    res = script.run(spec(), **config)
+    assert (res.status, res.failure) == ("failed", "resumed"), res.reason
+    assert f"state has {shown}, after torch.load of" in res.reason and "ckpt.pt" in res.reason
+    assert "if not autowarm.probing()" in res.reason
+    assert ckpt.read_bytes() == saved  # the trial's own save went to its scratch folder
+    # pretrained weights alone (a fine-tune's start, not a resume): the trial runs
+    _checkpoint(ckpt, *flags, "--weights-only")
+    assert script.run(spec(), **config).status == "stable"

@@ -40,6 +40,11 @@ parser.add_argument("--finally-raise", action="store_true")
 parser.add_argument("--swallow", action="store_true", help="catch BaseException around step()")
 parser.add_argument("--cuda-out", help="append the CUDA_VISIBLE_DEVICES this trial sees here")
 parser.add_argument("--score-with", type=float, help="autowarm.score_with(): this value + |w|")
+parser.add_argument("--momentum", type=float, default=0.0)
+parser.add_argument("--adam", action="store_true", help="Adam instead of SGD")
+parser.add_argument("--resume", help="a checkpoint to resume from, where it exists")
+parser.add_argument("--save", help="save a checkpoint here at the end")
+parser.add_argument("--weights-only", action="store_true", help="--save without the optimizer")
 args = parser.parse_args()
 if args.config:
     with open(args.config) as f:
@@ -58,9 +63,16 @@ body = torch.nn.Linear(8, 8)  # 72 parameters: the largest group
 head = torch.nn.Linear(8, 1)  # its LR is 0.1x the body's
 groups = [{"params": body.parameters()}, {"params": head.parameters(), "lr": args.lr * 0.1}]
 if args.split:  # one optimizer per module; the head's (wrapped second) steps first
-    optimizers = [torch.optim.SGD(g["params"], lr=g.get("lr", args.lr)) for g in groups]
+    optimizers = [
+        torch.optim.SGD(g["params"], lr=g.get("lr", args.lr), momentum=args.momentum)
+        for g in groups
+    ]
 else:
-    optimizers = [torch.optim.SGD(groups, lr=args.lr)]
+    optimizers = [
+        torch.optim.Adam(groups, lr=args.lr)
+        if args.adam
+        else torch.optim.SGD(groups, lr=args.lr, momentum=args.momentum)
+    ]
 bases = [g["lr"] for o in optimizers for g in o.param_groups]
 
 
@@ -73,6 +85,12 @@ if not args.no_wrap:
     optimizers = [autowarm.wrap(o) for o in optimizers]
     for o in optimizers:
         o.monitor.read_every = 16 if args.lazy_monitor else 1
+if args.resume and os.path.exists(args.resume):  # the "pick up where it stopped" of many scripts
+    checkpoint = torch.load(args.resume)
+    body.load_state_dict(checkpoint["body"])
+    head.load_state_dict(checkpoint["head"])
+    if "optimizer" in checkpoint:
+        optimizers[0].load_state_dict(checkpoint["optimizer"])
 param_groups = [g for o in optimizers for g in o.param_groups]  # body's, head's
 scheds += [lambda_lr(o) for o in optimizers if args.sched in ("lambda", "both")]
 if args.spawn_child:
@@ -183,4 +201,9 @@ try:
 finally:
     if args.finally_raise:
         raise ValueError("cleanup failed")
+if args.save:
+    saved = {"body": body.state_dict(), "head": head.state_dict()}
+    if not args.weights_only:
+        saved["optimizer"] = optimizers[0].state_dict()
+    torch.save(saved, args.save)
 print("finished", args.steps, "steps")
