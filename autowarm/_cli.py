@@ -63,6 +63,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except UsageError as e:
         e.parser.print_usage(sys.stderr)
         return _fail(f"{e.parser.prog}: error:", str(e), as_json="--json" in argv)
+    _keep_separator(argv, args)
     if getattr(args, "func", None) is None:
         parser.print_help(sys.stderr)
         return 2
@@ -72,6 +73,19 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _fail("autowarm: error:", str(e), as_json=getattr(args, "json", False))
     except KeyboardInterrupt:
         return 130
+
+
+def _keep_separator(argv: list[str], args: argparse.Namespace) -> None:
+    """Put back the ``--`` of ``train.py -- ARGS``, which says that every one of ARGS is the
+    script's own: argparse drops it from the script's arguments (Python 3.11), and the probe
+    then took the script's ``--steps`` for its own, misplaced."""
+    rest = getattr(args, "script_args", None)
+    if rest is None or rest[:1] == ["--"]:
+        return
+    for i, arg in enumerate(argv):
+        if arg == args.script and argv[i + 1 : i + 2] == ["--"] and argv[i + 2 :] == rest:
+            args.script_args = ["--", *rest]
+            return
 
 
 def _fail(prefix: str, message: str, *, as_json: bool) -> int:

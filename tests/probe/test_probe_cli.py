@@ -361,6 +361,14 @@ def test_case12_autowarm_options_after_the_script_are_named(tmp_path: Path) -> N
     assert line.count("autowarm probe --trials") == 1
 
 
+def test_arguments_after_a_double_dash_are_the_scripts_own(tmp_path: Path) -> None:
+    # argparse drops the `--`; the probe must still take `--trials 2` for the script's
+    proc = autowarm("probe", "--steps", "30", SCRIPT, "--", "--trials", "2", cwd=tmp_path)
+    line = one_error_line(proc)
+    assert "unrecognized arguments: --trials 2" in line
+    assert "went to the script" not in line
+
+
 def test_case6_ctrl_c_while_reading_the_scripts_lr_exits_130(tmp_path: Path) -> None:
     p = start_probe(["probe", "--steps", "30", SCRIPT, "--step-sleep", "5"], cwd=tmp_path)
     assert p.stderr is not None
