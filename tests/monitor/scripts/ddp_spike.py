@@ -7,6 +7,7 @@ parameters' checksum and what its monitor did to OUT/rank-R.json.
 from __future__ import annotations
 
 import json
+import os
 import sys
 
 import torch
@@ -39,9 +40,12 @@ checksum = float(sum(p.detach().double().sum() for p in model.parameters()))
 skipped = [r.step for r in opt.monitor.history if r.skipped]
 with open(f"{out}/rank-{rank}.json", "w") as f:
     json.dump({"checksum": checksum, "skipped": skipped, "raised": raised}, f)
-# Tear down in step: once every rank is done talking (barrier) and DDP's reducer is gone. A rank
-# that closes its gloo pairs while the other may still hold work is the likely cause of the one
-# teardown abort seen in CI (rank 0: SIGABRT, "terminate called without an active exception").
+# Every rank is done talking (barrier), then leaves without tearing gloo down: its teardown
+# aborted once in CI (rank 0: SIGABRT, "terminate called without an active exception"), and
+# with a barrier before destroy_process_group the "raise" test still failed once in a full
+# local run under load (its output was not kept). Teardown is gloo's, not what this test is
+# about; the results are on disk.
 dist.barrier()
-del model, opt
-dist.destroy_process_group()
+sys.stdout.flush()
+sys.stderr.flush()
+os._exit(0)
