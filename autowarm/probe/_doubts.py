@@ -104,7 +104,7 @@ def doubts(
     if flat is not None:
         out.append(flat)
     noisy = float(evidence.get("relative_noise") or 0.0)
-    if noisy > NOISE_SPLIT:
+    if noisy > NOISE_SPLIT and evidence.get("scored_by") != "score_with":  # else the fix is in
         out.append({
             "kind": "noisy_loss",
             "text": f"the near-best trials' training loss is noisy for its level ({noisy:.0%} "

@@ -89,6 +89,7 @@ from autowarm.probe._config import (
     WARMUP_TRANSFER,
 )
 from autowarm.probe._record import TrialRecord
+from autowarm.probe._score import noise, score
 from autowarm.probe._status import FINISHED, UNSTABLE, settled
 from autowarm.probe._surface import minimum
 from autowarm.schedule._carry import carry
@@ -150,7 +151,7 @@ def choose(
     if margin_relaxed:  # every finished run was near the edge: take them, then cut the LR
         eligible = pool
     # 4) soft ties: the weighted centre of the good region
-    soft = _soft_tie(eligible, temperature)
+    soft = _soft_tie(eligible, temperature, probe_steps)
     fitted = _fitted(soft, probe_steps) if "fit" in (LR_RULE, WARMUP_RULE) else None
     centre = fitted[0] if fitted is not None and LR_RULE == "fit" else soft.lr
     # 5) the weighted centre of the warmups, lengthened past spiky runs at a similar LR (2x)
@@ -291,7 +292,7 @@ class _SoftTie:
     weights: np.ndarray
     lr: float  # the weighted geometric mean of the eligible trials' LRs
     width: float = 0.0  # the weighted standard deviation of their ln LRs (:func:`_width`)
-    relative_noise: float = 0.0  # the weighted mean of their score's noise / |score|
+    relative_noise: float = 0.0  # the weighted mean of their training loss's noise / level
 
     @property
     def near(self) -> list[TrialRecord]:
@@ -338,14 +339,35 @@ def _temperature(eligible: list[TrialRecord], best: TrialRecord, temperature: fl
     return temperature * abs(_score(best)) if best.score != 0 else temperature
 
 
-def _soft_tie(eligible: list[TrialRecord], temperature: float) -> _SoftTie:
+#: where step 6's noise rule reads a trial's noise: "training" -- its training loss, whatever
+#: scores it (a trial scored by score_with() on held-out data still fits its training batches
+#: as the script does); "score" -- the score's own, unknown for a score_with() value, so the
+#: rule was off in every search scored on validation (the HF and Lightning callbacks' default)
+NOISE_OF = "score"  # registered, judged on fresh scripts (bench_quality_variants.md)
+_NOISE_OF = ("training", "score")
+
+
+def _relative_noise(r: TrialRecord, probe_steps: int) -> float:
+    """A finished trial's training-loss noise over its level (see ``NOISE_OF``)."""
+    if not r.script_scored:
+        return r.noise / abs(_score(r)) if _score(r) else 0.0
+    if NOISE_OF not in _NOISE_OF:
+        raise ValueError(f"NOISE_OF must be one of {_NOISE_OF} but got {NOISE_OF!r}.")
+    if NOISE_OF == "score":
+        return 0.0
+    losses = r.losses(probe_steps)  # the score's own noise is the training loss's, unscored
+    level = score(losses, probe_steps)
+    return noise(losses, probe_steps) / abs(level) if level and math.isfinite(level) else 0.0
+
+
+def _soft_tie(eligible: list[TrialRecord], temperature: float, probe_steps: int) -> _SoftTie:
     best = min(eligible, key=_score)
     temp = _temperature(eligible, best, temperature)
     weights = np.array([math.exp(-(_score(r) - _score(best)) / temp) for r in eligible])
     log_lrs = np.log([r.peak_lr for r in eligible])
     w_lr = weights if LR_RULE == "weighted" else np.where(weights >= NEAR, weights, 0.0)
     lr = float(math.exp(np.sum(w_lr * log_lrs) / w_lr.sum()))
-    rel = np.array([r.noise / abs(_score(r)) if _score(r) else 0.0 for r in eligible])
+    rel = np.array([_relative_noise(r, probe_steps) for r in eligible])
     rel_noise = float(np.sum(weights * rel) / weights.sum())
     return _SoftTie(eligible, best, temp, weights, lr, _width(log_lrs, weights), rel_noise)
 

@@ -51,6 +51,15 @@ class TrialRecord:
     script_scored: bool = False  # score is the script's autowarm.score_with(), not the loss
     owner: str = ""  # the worker that ran it (host:pid:token; see _workers.new_owner)
 
+    def losses(self, steps: int) -> np.ndarray:
+        """Its training loss at each of ``steps`` steps, from ``loss_curve`` (every step of a
+        probe of up to ``KEEP_LOSSES`` steps); NaN where none is kept."""
+        out = np.full(steps, np.nan)
+        for step, loss in self.loss_curve:
+            if loss is not None and 0 <= int(step) < steps:
+                out[int(step)] = loss
+        return out
+
     def to_json(self) -> dict[str, Any]:
         return {
             "number": self.number,

@@ -148,6 +148,10 @@ def test_a_noisy_training_loss_says_the_full_run_may_overfit_and_names_score_wit
     noisy = next(d for d in doubts(records, pl, lr_range=RANGE, warmup_max=50)
                  if d["kind"] == "noisy_loss")  # fmt: skip
     assert "validation_step" in noisy["fix"]
+    # already scored on held-out data (score_with, or a callback's eval set): nothing to fix
+    scored = {**recipe.evidence, "scored_by": "score_with"}
+    assert "noisy_loss" not in [d["kind"] for d in doubts(records, scored, lr_range=RANGE,
+                                                          warmup_max=50)]  # fmt: skip
 
 
 def _noisy(scores: dict[float, float], relative: float) -> list[TrialRecord]:

@@ -296,6 +296,31 @@ def test_a_noisy_training_loss_takes_the_larger_horizon_exponent(
     assert edged.evidence["horizon_exponent"] == HORIZON_EXPONENT_AT_EDGE
 
 
+@pytest.mark.parametrize(
+    ("source", "exponent"), [("training", HORIZON_EXPONENT_NOISY), ("score", HORIZON_EXPONENT)]
+)
+def test_a_trial_scored_on_held_out_data_has_the_noise_of_its_training_loss(
+    monkeypatch: pytest.MonkeyPatch, source: str, exponent: float
+) -> None:
+    from autowarm.probe import _recommend
+    from autowarm.probe._score import noise, score
+
+    monkeypatch.setattr(_recommend, "NOISE_OF", source)
+    # training losses alternating 1.5 / 0.5 (a model fitting most of its batches); each trial
+    # is scored by score_with() on validation, whose own noise is not known
+    losses = [1.0 + 0.5 * (-1) ** i for i in range(100)]
+    curve = [[i, v] for i, v in enumerate(losses)]
+    trials = [
+        rec(i, lr, 10, score=1.5 + 0.01 * i, script_scored=True, loss_curve=curve)
+        for i, lr in enumerate([1e-3, 3e-3, 1e-2, 3e-2, 1e-1])
+    ]
+    r = recommend(trials, probe_steps=100, total_steps=1000, decay="cosine")
+    relative = noise(losses, 100) / score(losses, 100) if source == "training" else 0.0
+    assert relative == 0.0 or relative > NOISE_SPLIT
+    assert r.evidence["relative_noise"] == pytest.approx(relative)
+    assert r.evidence["horizon_exponent"] == exponent
+
+
 @pytest.mark.parametrize(("variant", "narrow", "wide"), [("", 0.3, 0.3), ("width", 0.5, 0.1)])
 def test_the_width_horizon_rule_reads_how_sharply_the_score_peaks_in_lr(
     monkeypatch: pytest.MonkeyPatch, variant: str, narrow: float, wide: float
