@@ -182,6 +182,14 @@ WORKLOADS: tuple[Workload, ...] = (
              "2x64 MLP regression on the diabetes table (342 rows), SGD momentum, MSE"),
     Workload("fewshot_digits", "scripts/workloads/fewshot_digits.py", "held-out", (3e-3, 3.0),
              "MLP with dropout on 150 digits, SGD Nesterov, weight decay"),
+    # added, unseen, to judge the noise rule read from the training loss where the probes are
+    # scored on validation (NOISE_OF=training); each is probed with --score-on-val only
+    Workload("wine_mlp", "scripts/workloads/wine_mlp.py", "held-out", (1e-4, 3.0),
+             "2x64 MLP on the wine table (120 rows), AdamW"),
+    Workload("hf_smalldata", "scripts/workloads/hf_smalldata.py", "held-out", (1e-4, 3e-2),
+             "tiny BERT classifier through the HF Trainer on 400 noisy-label examples"),
+    Workload("smallbatch_reg", "scripts/workloads/smallbatch_reg.py", "held-out", (1e-4, 0.3),
+             "MLP regression at batch 4 on 40,000 fresh rows, Adam: noisy, not overfitting"),
 )  # fmt: skip
 
 
@@ -199,11 +207,14 @@ def scored_on_val(w: Workload) -> Workload:
 WORKLOADS += tuple(
     scored_on_val(w)
     for w in WORKLOADS
-    if w.name in ("finetune", "cancer_mlp", "diabetes_sgdm", "fewshot_digits")
-)
+    if w.name in ("finetune", "cancer_mlp", "diabetes_sgdm", "fewshot_digits", "wine_mlp",
+                  "smallbatch_reg")
+)  # fmt: skip
 # the framework callbacks score on the trainer's own eval set by themselves: the HF Trainer's
 # eval_dataset, Lightning's validation loop (the scripts' --score-on-val hands them one)
-WORKLOADS += tuple(scored_on_val(w) for w in WORKLOADS if w.name in ("hf_trainer", "lightning_mlp"))
+WORKLOADS += tuple(
+    scored_on_val(w) for w in WORKLOADS if w.name in ("hf_trainer", "lightning_mlp", "hf_smalldata")
+)
 
 
 # -----------------------------------------------------------------------------------------
