@@ -42,13 +42,13 @@ class Regression(pl.LightningModule):
         return torch.optim.AdamW(self.parameters(), lr=1e-2)
 
 
-def _fit(module: Regression, cb: AutowarmCallback, steps: int = 30, **kw) -> None:
+def _fit(module: pl.LightningModule, cb: AutowarmCallback | None, steps: int = 30, **kw) -> None:
     torch.manual_seed(0)
     x = torch.randn(1024, 8)
     data = torch.utils.data.TensorDataset(x, x.sum(1, keepdim=True))
     trainer = pl.Trainer(
         max_steps=steps,
-        callbacks=[cb],
+        callbacks=[] if cb is None else [cb],
         accelerator="cpu",
         logger=False,
         enable_checkpointing=False,
@@ -177,17 +177,7 @@ class ManualRegression(Regression):
 @pytest.mark.parametrize("function_form", [False, True])
 def test_report_through_lightnings_optimizer_in_manual_optimization(function_form: bool) -> None:
     module = ManualRegression(function_form)
-    torch.manual_seed(0)
-    x = torch.randn(256, 8)
-    data = torch.utils.data.TensorDataset(x, x.sum(1, keepdim=True))
-    pl.Trainer(
-        max_steps=6,
-        accelerator="cpu",
-        logger=False,
-        enable_checkpointing=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-    ).fit(module, torch.utils.data.DataLoader(data, batch_size=32))
+    _fit(module, None, 6)
     history = module.monitored.monitor.history
     assert [r.loss for r in history] == pytest.approx(module.losses, rel=1e-6)
 
@@ -248,18 +238,7 @@ class TwoOptimizers(pl.LightningModule):
 
 def test_two_manual_optimizers_are_each_counted_once_a_batch_with_no_false_amp_skip() -> None:
     cb = AutowarmCallback()
-    torch.manual_seed(0)
-    x = torch.randn(256, 8)
-    data = torch.utils.data.TensorDataset(x, x.sum(1, keepdim=True))
-    pl.Trainer(
-        max_steps=10,  # Lightning counts both optimizers' steps: 5 batches
-        callbacks=[cb],
-        accelerator="cpu",
-        logger=False,
-        enable_checkpointing=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-    ).fit(TwoOptimizers(), torch.utils.data.DataLoader(data, batch_size=32))
+    _fit(TwoOptimizers(), cb, 10)  # Lightning counts both optimizers' steps: 5 batches
     for optimizer in cb.optimizers:
         history = optimizer.monitor.history
         assert len(history) == 5 and all(r.loss is not None for r in history)
