@@ -13,8 +13,8 @@ it (Adam's and most optimizers' ``state["step"] > 0``, SGD's momentum buffers), 
 loaded a file with ``torch.load`` before that step. Either alone is not enough: a script that
 trains a phase with the bare optimizer and then wraps it has state with no load (the probe
 then controls the phase after it, as it should), and loading pretrained weights to fine-tune
-from leaves the optimizer fresh. A resume that loads only the weights (no optimizer state) is
-not seen.
+from leaves the optimizer fresh. A resume that loads only the weights and a counter, with no
+optimizer state (the snapshot of PyTorch's DDP tutorial, ``multigpu_torchrun.py``), is not seen.
 """
 
 from __future__ import annotations
