@@ -343,7 +343,7 @@ def _temperature(eligible: list[TrialRecord], best: TrialRecord, temperature: fl
 #: scores it (a trial scored by score_with() on held-out data still fits its training batches
 #: as the script does); "score" -- the score's own, unknown for a score_with() value, so the
 #: rule was off in every search scored on validation (the HF and Lightning callbacks' default)
-NOISE_OF = "score"  # registered, judged on fresh scripts (bench_quality_variants.md)
+NOISE_OF = "score"  # "training" was rejected on fresh scripts (bench_quality_variants.md)
 _NOISE_OF = ("training", "score")
 
 
