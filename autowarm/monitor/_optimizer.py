@@ -31,9 +31,10 @@ until the host reads them, on every device alike:
   the fused kernel as its ``found_inf``, which skips the update on the device -- no sync.
 
 Measured cost (``python scripts/bench_overhead.py``, CPU, one thread; ratio of total step
-times): 1.006-1.008 on a 0.43M-param Transformer LM (a 50 ms step), 1.038-1.040 on a 6x256 MLP
-(a 6-7 ms step) -- there ~2.3 points are the norm pass itself (``--without-norm-pass`` gives
-1.011-1.018), the rest the wrapper's and the detector's Python, run 16 steps at a time.
+times): 1.006-1.009 on a 0.43M-param Transformer LM (a 50 ms step), 1.030-1.040 on a 6x256 MLP
+(a 4-7 ms step, by machine) -- there ~2.3 points are the norm pass itself
+(``--without-norm-pass`` gives 1.011-1.018), the rest the wrapper's and the detector's Python,
+run 16 steps at a time.
 The CUDA claims above follow from the code (no ``.item()``, ``float()`` or blocking copy between
 reads; ``tests/monitor`` checks them with ``torch.cuda.set_sync_debug_mode("error")`` where a
 GPU is present) and have not been measured on a GPU.
