@@ -293,6 +293,7 @@ class _SoftTie:
     lr: float  # the weighted geometric mean of the eligible trials' LRs
     width: float = 0.0  # the weighted standard deviation of their ln LRs (:func:`_width`)
     relative_noise: float = 0.0  # the weighted mean of their training loss's noise / level
+    gap: float | None = None  # scored on held-out data: the weighted mean of their _gap()
 
     @property
     def near(self) -> list[TrialRecord]:
@@ -311,6 +312,7 @@ class _SoftTie:
             "near_best_trials": sorted(r.number for r in self.near),
             "lr_width": self.width,
             "relative_noise": self.relative_noise,
+            "generalization_gap": self.gap,
             "rule": (
                 "weight = exp(-(score - best) / temperature) over the eligible trials; peak LR "
                 f"= weighted geometric mean of their LRs, warmup = {_WARMUP_RULES[WARMUP_RULE]}; "
@@ -369,7 +371,19 @@ def _soft_tie(eligible: list[TrialRecord], temperature: float, probe_steps: int)
     lr = float(math.exp(np.sum(w_lr * log_lrs) / w_lr.sum()))
     rel = np.array([_relative_noise(r, probe_steps) for r in eligible])
     rel_noise = float(np.sum(weights * rel) / weights.sum())
-    return _SoftTie(eligible, best, temp, weights, lr, _width(log_lrs, weights), rel_noise)
+    gaps = np.array([_gap(r, probe_steps) for r in eligible])
+    gap = float(np.sum(weights * gaps) / weights.sum()) if eligible[0].script_scored else None
+    return _SoftTie(eligible, best, temp, weights, lr, _width(log_lrs, weights), rel_noise, gap)
+
+
+def _gap(r: TrialRecord, probe_steps: int) -> float:
+    """How far a trial scored by score_with() on held-out data ends above its own training
+    loss, over the score: a model fitting its training data leaves a gap, fresh batches do not
+    (0 for a trial scored by its training loss)."""
+    if not r.script_scored or not r.score:
+        return 0.0
+    level = score(r.losses(probe_steps), probe_steps)
+    return (r.score - level) / abs(r.score) if math.isfinite(level) else 0.0
 
 
 def _width(log_lrs: np.ndarray, weights: np.ndarray) -> float:
@@ -406,6 +420,14 @@ HORIZON_EXPONENT_NARROW = 0.5
 HORIZON_EXPONENT_WIDE = 0.1
 
 
+#: a variant of the noise rule for searches scored on held-out data (score_with(), a callback's
+#: eval set), whose score has no known noise: the 0.5 exponent where the near-best trials'
+#: held-out score ends above their training loss by more than GAP_SPLIT of it (a model fitting
+#: its training data), registered before its fresh scripts ran (bench_quality_variants.md)
+GAP_RULE = False
+GAP_SPLIT = 0.2
+
+
 def horizon_exponent_for(choice: Choice, at_edge: bool) -> float:
     """Step 6's exponent for ``choice`` (read at call time, so a replay's --rule reaches it)."""
     if HORIZON_RULE not in _HORIZON_RULES:
@@ -416,6 +438,9 @@ def horizon_exponent_for(choice: Choice, at_edge: bool) -> float:
         narrow = choice.evidence["lr_width"] < WIDTH_SPLIT
         return HORIZON_EXPONENT_NARROW if narrow else HORIZON_EXPONENT_WIDE
     if HORIZON_RULE == "noise" and choice.evidence["relative_noise"] > NOISE_SPLIT:
+        return HORIZON_EXPONENT_NOISY
+    gap = choice.evidence.get("generalization_gap")
+    if HORIZON_RULE == "noise" and GAP_RULE and gap is not None and gap > GAP_SPLIT:
         return HORIZON_EXPONENT_NOISY
     return HORIZON_EXPONENT
 

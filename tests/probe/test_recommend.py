@@ -321,6 +321,32 @@ def test_a_trial_scored_on_held_out_data_has_the_noise_of_its_training_loss(
     assert r.evidence["horizon_exponent"] == exponent
 
 
+@pytest.mark.parametrize(
+    ("rule", "train_loss", "exponent"),
+    [
+        (True, 0.5, HORIZON_EXPONENT_NOISY),
+        (True, 1.4, HORIZON_EXPONENT),
+        (False, 0.5, HORIZON_EXPONENT),
+    ],
+)
+def test_the_gap_rule_reads_a_held_out_score_far_above_the_training_loss(
+    monkeypatch: pytest.MonkeyPatch, rule: bool, train_loss: float, exponent: float
+) -> None:
+    from autowarm.probe import _recommend
+
+    monkeypatch.setattr(_recommend, "GAP_RULE", rule)
+    # quiet training losses at train_loss; each trial scored by score_with() at about 1.5
+    curve = [[i, train_loss] for i in range(100)]
+    trials = [
+        rec(i, lr, 10, score=1.5 + 0.01 * i, script_scored=True, loss_curve=curve)
+        for i, lr in enumerate([1e-3, 3e-3, 1e-2, 3e-2, 1e-1])
+    ]
+    r = recommend(trials, probe_steps=100, total_steps=1000, decay="cosine")
+    gap = r.evidence["generalization_gap"]
+    assert gap == pytest.approx(1 - train_loss / 1.51, abs=0.01)
+    assert r.evidence["horizon_exponent"] == exponent
+
+
 @pytest.mark.parametrize(("variant", "narrow", "wide"), [("", 0.3, 0.3), ("width", 0.5, 0.1)])
 def test_the_width_horizon_rule_reads_how_sharply_the_score_peaks_in_lr(
     monkeypatch: pytest.MonkeyPatch, variant: str, narrow: float, wide: float
