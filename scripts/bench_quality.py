@@ -190,6 +190,14 @@ WORKLOADS: tuple[Workload, ...] = (
              "tiny BERT classifier through the HF Trainer on 400 noisy-label examples"),
     Workload("smallbatch_reg", "scripts/workloads/smallbatch_reg.py", "held-out", (1e-4, 0.3),
              "MLP regression at batch 4 on 40,000 fresh rows, Adam: noisy, not overfitting"),
+    # added, unseen, to judge the gap rule (GAP_RULE=1), drawn from the rows above; each is
+    # probed with --score-on-val only
+    Workload("digits_small", "scripts/workloads/digits_small.py", "held-out", (1e-4, 0.3),
+             "2x256 MLP on 250 digits, AdamW"),
+    Workload("hf_lm_small", "scripts/workloads/hf_lm_small.py", "held-out", (1e-4, 0.1),
+             "hf_trainer's tiny GPT-2 on 24,000 characters (9 epochs)"),
+    Workload("lightning_small", "scripts/workloads/lightning_small.py", "held-out", (1e-4, 0.1),
+             "lightning_mlp's fit on 250 digits"),
 )  # fmt: skip
 
 
@@ -208,12 +216,14 @@ WORKLOADS += tuple(
     scored_on_val(w)
     for w in WORKLOADS
     if w.name in ("finetune", "cancer_mlp", "diabetes_sgdm", "fewshot_digits", "wine_mlp",
-                  "smallbatch_reg")
+                  "smallbatch_reg", "digits_small")
 )  # fmt: skip
 # the framework callbacks score on the trainer's own eval set by themselves: the HF Trainer's
 # eval_dataset, Lightning's validation loop (the scripts' --score-on-val hands them one)
 WORKLOADS += tuple(
-    scored_on_val(w) for w in WORKLOADS if w.name in ("hf_trainer", "lightning_mlp", "hf_smalldata")
+    scored_on_val(w)
+    for w in WORKLOADS
+    if w.name in ("hf_trainer", "lightning_mlp", "hf_smalldata", "hf_lm_small", "lightning_small")
 )
 
 
