@@ -37,6 +37,10 @@ EDGE_REACH = 2.0
 #: fitting most of its batches, whose full run overfits at the probes' LR
 HORIZON_EXPONENT_NOISY = 0.5
 NOISE_SPLIT = 0.1
+#: ... and where the probes are scored on held-out data (score_with, a callback's eval set),
+#: whose score has no known noise: where the near-best trials' held-out score ends above their
+#: training loss by more than GAP_SPLIT of it (a model fitting its training data)
+GAP_SPLIT = 0.2
 #: how the probe's warmup carries to the full run: the same "fraction" of it, the same "steps",
 #: or "sqrt" (steps x sqrt(total / probe)); see schedule/_carry.py
 WARMUP_TRANSFER = "fraction"
