@@ -119,7 +119,7 @@ class AutowarmCallback(TrainerCallback):
                 "pass Trainer(..., eval_dataset=...) or score='loss'."
             )
         if has_eval:
-            score_with(lambda: _eval_loss(trainer))
+            score_with(lambda: _eval_loss(trainer), name="eval_loss")
 
     def on_train_end(self, args: Any, state: Any, control: Any, **_: Any) -> None:
         if self._hook is not None:

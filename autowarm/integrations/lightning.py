@@ -77,7 +77,7 @@ class AutowarmCallback(pl.Callback):
         if monitor is None or not probing() or _child.scorer is not None:
             return  # the training loss scores the trials, or the script's own score_with
         if _validates(trainer, pl_module):
-            score_with(lambda: _validation_score(trainer, monitor))
+            score_with(lambda: _validation_score(trainer, monitor), name=monitor)
 
     def on_before_backward(
         self, trainer: pl.Trainer, pl_module: pl.LightningModule, loss: torch.Tensor

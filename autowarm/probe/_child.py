@@ -96,6 +96,7 @@ _READ_INTERVAL_S = 0.05
 
 #: the script's ``autowarm.score_with(fn)``: called once when a trial finishes (see _probing.py)
 scorer: Callable[[], float] | None = None
+scorer_name = "score_with()"  # what the report calls its value (score_with's ``name``)
 
 
 class TrialEnd(SystemExit):
@@ -220,6 +221,7 @@ class _Session:
         msg = {"t": "end", "status": status, "reason": reason, **self.summary()}
         if score is not None:
             msg["score"] = score  # json writes NaN/Infinity; the runner reads them back
+            msg["score_name"] = scorer_name
         self.channel.send(msg)
         return self.ended
 

@@ -524,6 +524,8 @@ def _recommend(config: ProbeConfig, out: _Outcome, *, cost: bool) -> Any:
         "scored_by": (
             "score_with" if any(r.script_scored for r in out.records) else "training loss"
         ),
+        # the report's label for a score_with() value (the HF callback's: "eval_loss")
+        "score_name": next((r.score_name for r in out.records if r.score_name), None),
     }
     if cost:
         extra["cost"] = out.cost

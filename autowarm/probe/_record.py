@@ -49,6 +49,7 @@ class TrialRecord:
     sets_lr: bool = False  # the script's loop set the LR itself (no torch scheduler)
     trainer: str | None = None  # the framework's trainer it ran under ("hf"), if one said so
     script_scored: bool = False  # score is the script's autowarm.score_with(), not the loss
+    score_name: str | None = None  # what score_with() called it
     owner: str = ""  # the worker that ran it (host:pid:token; see _workers.new_owner)
 
     def losses(self, steps: int) -> np.ndarray:
@@ -102,6 +103,7 @@ def _attrs(res: TrialResult, spec: TrialSpec, checkpoint_loss: float | None) -> 
             else None
         ),
         "script_scored": scripted,
+        "score_name": res.score_name if scripted else None,
         # the training loss's noise; a score_with() value's is not known
         "noise": noise(res.losses, spec.probe_steps) if finished and not scripted else 0.0,
         "initial_loss": finite_or_none(initial_loss(res.losses)),
@@ -194,6 +196,7 @@ def record_from_frozen(t: FrozenTrial) -> TrialRecord | None:
         sets_lr=bool(a.get("sets_lr", False)),
         trainer=a.get("trainer"),
         script_scored=bool(a.get("script_scored", False)),
+        score_name=a.get("score_name"),
         owner=str(a.get("owner", "")),
     )
 

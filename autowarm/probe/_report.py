@@ -312,7 +312,9 @@ def recommendation(recipe: Any) -> Table:
     t.add_row("total steps", str(total) if total else "not given (pass --total-steps)")
     if ev:
         bound = ev.get("boundary_lr")
-        scored = "score_with()" if ev.get("scored_by") == "score_with" else "loss"
+        scored = "loss"
+        if ev.get("scored_by") == "score_with":
+            scored = ev.get("score_name") or "score_with()"
         why = [
             f"{ev.get('trials', '?')} trials of {ev.get('probe_steps', '?')} steps",
             f"best trial #{ev.get('best_trial')} ({scored} {fmt_loss(ev.get('best_score'))})",

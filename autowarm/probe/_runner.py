@@ -494,6 +494,7 @@ class _TrialProcess:
         self.sets_lr = False  # the script's loop sets the LR itself (see _child.py)
         self.trainer: str | None = None  # the framework's trainer, when its callback said so
         self.script_score: float | None = None  # its autowarm.score_with() value
+        self.score_name: str | None = None  # and what the script called it
         self.train_s = 0.0
         self.stop_status: str | None = None  # pruned / timeout / interrupted
         self.stop_reason: str | None = None
@@ -610,6 +611,7 @@ class _TrialProcess:
                 self.trainer = msg.get("trainer") or self.trainer
                 if msg.get("score") is not None:
                     self.script_score = float(msg["score"])
+                    self.score_name = msg.get("score_name")
 
     # -- the result --------------------------------------------------------------------------
 
@@ -628,6 +630,7 @@ class _TrialProcess:
             sets_lr=self.sets_lr,
             trainer=self.trainer,
             script_score=self.script_score,
+            score_name=self.score_name,
         )
         if self.pruned_at is not None:
             # what the child ran into up to the pruned step stands (the same steps' data told

@@ -43,3 +43,4 @@ class TrialResult:
     sets_lr: bool = False  # its loop sets param_group["lr"] itself, without a torch scheduler
     trainer: str | None = None  # the framework's trainer it ran under ("hf": our HF callback)
     script_score: float | None = None  # what the script's autowarm.score_with() gave, if asked
+    score_name: str | None = None  # score_with's name for it ("eval_loss": the HF callback's)

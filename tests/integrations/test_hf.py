@@ -127,6 +127,7 @@ def test_a_trial_is_scored_by_the_trainers_eval_loss_when_it_has_an_eval_set(
     evals = [float(line) for line in out.read_text().split()] if out.exists() else []
     if scored:  # one evaluate(), after the probe's last step, and its eval_loss is the score
         assert evals == [res.script_score]
+        assert res.score_name == "eval_loss"  # the report's label for it
     else:
         assert res.script_score is None and evals == []
 

@@ -110,6 +110,7 @@ def test_a_trial_is_scored_by_one_validation_run_at_its_end_when_the_fit_validat
     vals = [float(line) for line in out.read_text().split()] if out.exists() else []
     if scored:  # the probe is shorter than an epoch: one validation, the trial's end, its loss
         assert vals == [pytest.approx(res.script_score, rel=1e-6)]
+        assert res.score_name == "val_loss"  # the report's label: the monitored metric
     else:
         assert res.script_score is None and vals == []
 

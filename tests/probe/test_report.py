@@ -67,6 +67,18 @@ def test_the_report_says_how_the_search_widened_its_lr_range() -> None:
     assert "LR range widened to [0.0001, 5] (at its top after 6 trials, at its top after 9" in out
 
 
+@pytest.mark.parametrize(
+    ("scored", "label"),
+    [({"scored_by": "training loss"}, "(loss 1.5)"),
+     ({"scored_by": "score_with"}, "(score_with() 1.5)"),
+     ({"scored_by": "score_with", "score_name": "eval_loss"}, "(eval_loss 1.5)")],
+)  # fmt: skip
+def test_the_best_trials_score_is_labelled_by_what_scored_it(scored: dict, label: str) -> None:
+    recipe = recommend(RECORDS, probe_steps=100, total_steps=1000, decay="cosine")
+    recipe.evidence.update(scored)
+    assert f"best trial #1 {label}" in " ".join(_final(recipe).split())
+
+
 def _final(recipe: Recipe) -> str:
     c = console()
     print_final(c, RECORDS, recipe, lr_range=(1e-4, 5.0), warmup_max=50)
