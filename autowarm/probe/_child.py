@@ -96,7 +96,7 @@ _READ_INTERVAL_S = 0.05
 
 #: the script's ``autowarm.score_with(fn)``: called once when a trial finishes (see _probing.py)
 scorer: Callable[[], float] | None = None
-scorer_name = "score_with()"  # what the report calls its value (score_with's ``name``)
+scorer_name: str | None = None  # what the report calls its value (score_with's ``name``)
 
 
 class TrialEnd(SystemExit):

@@ -31,7 +31,7 @@ def probing() -> bool:
     return TRIAL_ENV in os.environ
 
 
-def score_with(fn: Callable[[], float], *, name: str = "score_with()") -> None:
+def score_with(fn: Callable[[], float], *, name: str | None = None) -> None:
     """Score this script's probe trials by ``fn()`` (e.g. a validation loss; lower is better)
     instead of their training loss.
 
@@ -39,7 +39,8 @@ def score_with(fn: Callable[[], float], *, name: str = "score_with()") -> None:
     a distributed trial, under ``torch.no_grad()``), with the model as that step left it; a
     trial that went unstable is not scored. A NaN or infinite value marks the trial diverged.
     Outside ``autowarm probe`` this does nothing, so the line can stay in the script.
-    ``name`` labels the score in the report (the HF callback's is ``"eval_loss"``).
+    ``name`` labels the score in the report (the HF callback's is ``"eval_loss"``; without one,
+    ``score_with()``).
     """
     if not callable(fn):
         raise AutowarmError(
@@ -47,4 +48,4 @@ def score_with(fn: Callable[[], float], *, name: str = "score_with()") -> None:
             "pass e.g. lambda: evaluate(model)."
         )
     if probing():
-        _child.scorer, _child.scorer_name = fn, str(name)
+        _child.scorer, _child.scorer_name = fn, None if name is None else str(name)

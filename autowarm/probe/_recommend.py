@@ -382,16 +382,17 @@ def _soft_tie(eligible: list[TrialRecord], temperature: float, probe_steps: int)
     lr = float(math.exp(np.sum(w_lr * log_lrs) / w_lr.sum()))
     rel = np.array([_relative_noise(r, probe_steps) for r in eligible])
     rel_noise = float(np.sum(weights * rel) / weights.sum())
-    gaps = np.array([_gap(r, probe_steps) for r in eligible])
-    gap = float(np.sum(weights * gaps) / weights.sum()) if eligible[0].script_scored else None
+    gap = None  # only a held-out score can end above the training loss
+    if eligible[0].script_scored:
+        gaps = np.array([_gap(r, probe_steps) for r in eligible])
+        gap = float(np.sum(weights * gaps) / weights.sum())
     return _SoftTie(eligible, best, temp, weights, lr, _width(log_lrs, weights), rel_noise, gap)
 
 
 def _gap(r: TrialRecord, probe_steps: int) -> float:
     """How far a trial scored by score_with() on held-out data ends above its own training
-    loss, over the score: a model fitting its training data leaves a gap, fresh batches do not
-    (0 for a trial scored by its training loss)."""
-    if not r.script_scored or not r.score:
+    loss, over the score: a model fitting its training data leaves a gap, fresh batches do not."""
+    if not r.score:
         return 0.0
     level = score(r.losses(probe_steps), probe_steps)
     return (r.score - level) / abs(r.score) if math.isfinite(level) else 0.0

@@ -103,7 +103,7 @@ def _attrs(res: TrialResult, spec: TrialSpec, checkpoint_loss: float | None) -> 
             else None
         ),
         "script_scored": scripted,
-        "score_name": res.score_name if scripted else None,
+        "score_name": res.score_name,
         # the training loss's noise; a score_with() value's is not known
         "noise": noise(res.losses, spec.probe_steps) if finished and not scripted else 0.0,
         "initial_loss": finite_or_none(initial_loss(res.losses)),

@@ -313,7 +313,7 @@ def recommendation(recipe: Any) -> Table:
     if ev:
         bound = ev.get("boundary_lr")
         scored = "loss"
-        if ev.get("scored_by") == "score_with":
+        if ev.get("scored_by") == "score_with":  # named by score_with(name=...), if it was
             scored = ev.get("score_name") or "score_with()"
         why = [
             f"{ev.get('trials', '?')} trials of {ev.get('probe_steps', '?')} steps",
