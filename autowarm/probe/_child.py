@@ -65,7 +65,7 @@ from dataclasses import fields
 from typing import Any
 
 from autowarm._errors import InstabilityError
-from autowarm.probe import _resume
+from autowarm.probe import _resume, _scheduler
 from autowarm.probe import _scratch as scratch
 from autowarm.probe._status import FINISHED, STOPPING_EVENTS, stops_trial
 from autowarm.probe._types import TrialSpec
@@ -207,6 +207,7 @@ class _Session:
             "wrapped": bool(self.controllers),
             "sets_lr": self.sets_lr,
             "trainer": self.trainer,
+            "scheduler": _scheduler.summary([c.optimizer for c in self.controllers]),
         }
 
     def fail(self, failure: str, reason: str) -> TrialEnd:
@@ -607,6 +608,7 @@ def run_script(script: str, args: list[str]) -> int:
     become_subreaper()
     scratch.install()  # the script's writes go to the trial's scratch folder
     _resume.install()  # the files torch.load reads: a resumed run names its checkpoint
+    _scheduler.install()  # the script's own LR scheduler: the report says what to replace
     session = _get_session()
     code = 0
     try:

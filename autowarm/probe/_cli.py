@@ -520,6 +520,8 @@ def _recommend(config: ProbeConfig, out: _Outcome, *, cost: bool) -> Any:
         "script_sets_lr": any(r.sets_lr for r in out.records),
         # the framework's trainer it ran under ("hf": the report prints TrainingArguments)
         "script_trainer": next((r.trainer for r in out.records if r.trainer), None),
+        # the LR scheduler the script steps itself: the report says to replace it
+        "script_scheduler": next((r.scheduler for r in out.records if r.scheduler), None),
         # what the trials' scores are: the script's autowarm.score_with(), or the training loss
         "scored_by": (
             "score_with" if any(r.script_scored for r in out.records) else "training loss"

@@ -48,6 +48,7 @@ class TrialRecord:
     checkpoint_loss: float | None = None  # loss at the cohort pruner's checkpoint
     sets_lr: bool = False  # the script's loop set the LR itself (no torch scheduler)
     trainer: str | None = None  # the framework's trainer it ran under ("hf"), if one said so
+    scheduler: dict[str, Any] | None = None  # the script's own LR scheduler (_scheduler.py)
     script_scored: bool = False  # score is the script's autowarm.score_with(), not the loss
     score_name: str | None = None  # what score_with() called it
     owner: str = ""  # the worker that ran it (host:pid:token; see _workers.new_owner)
@@ -114,6 +115,7 @@ def _attrs(res: TrialResult, spec: TrialSpec, checkpoint_loss: float | None) -> 
         "checkpoint_loss": finite_or_none(checkpoint_loss),
         "sets_lr": res.sets_lr,
         "trainer": res.trainer,
+        "scheduler": res.scheduler,
     }
 
 
@@ -195,6 +197,7 @@ def record_from_frozen(t: FrozenTrial) -> TrialRecord | None:
         checkpoint_loss=a.get("checkpoint_loss"),
         sets_lr=bool(a.get("sets_lr", False)),
         trainer=a.get("trainer"),
+        scheduler=a.get("scheduler"),
         script_scored=bool(a.get("script_scored", False)),
         score_name=a.get("score_name"),
         owner=str(a.get("owner", "")),

@@ -366,7 +366,7 @@ def _targets(console: Console, recipe: Any, command: Sequence[str]) -> list[tupl
     if trainer == "lightning":  # a pasted scheduler.step() has no place there
         return [("lightning", "Lightning")]
     if trainer != "hf":
-        return [PLAIN]
+        return _own_scheduler(console, evidence.get("script_scheduler"))
     from autowarm.schedule._code import hf_command, reads_training_args
 
     if reads_training_args(command[1:]):  # an HF example script: its own flags
@@ -376,6 +376,29 @@ def _targets(console: Console, recipe: Any, command: Sequence[str]) -> list[tupl
         )
         _print_code(console, hf_command(recipe, command), "bash")
     return [("transformers", "HF transformers")]
+
+
+def _own_scheduler(console: Console, scheduler: dict[str, Any] | None) -> list[tuple[str, str]]:
+    """A loop of the user's own: the scheduler it steps (probe/_scheduler.py) is named for
+    replacing, and one built with transformers' functions gets code in those terms."""
+    if not scheduler:
+        return [PLAIN]
+    console.print()
+    console.print(
+        f"The script steps its own LR scheduler ({scheduler['text']}): replace it with the "
+        "one below.",
+        highlight=False,
+    )
+    if scheduler.get("accelerate"):
+        console.print(
+            "Under accelerate, a scheduler passed to accelerator.prepare() steps once per "
+            "process at each optimizer step: on N processes, multiply its step counts by N "
+            "(num_warmup_steps * accelerator.num_processes, as HF's no_trainer examples do).",
+            highlight=False,
+        )
+    if scheduler.get("library") == "transformers":
+        return [("transformers", "HF transformers")]
+    return [PLAIN]
 
 
 def _numbers(ns: Sequence[int]) -> str:

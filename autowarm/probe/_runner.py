@@ -493,6 +493,7 @@ class _TrialProcess:
         self.script_lr: float | None = None
         self.sets_lr = False  # the script's loop sets the LR itself (see _child.py)
         self.trainer: str | None = None  # the framework's trainer, when its callback said so
+        self.scheduler: dict[str, Any] | None = None  # the script's own LR scheduler
         self.script_score: float | None = None  # its autowarm.score_with() value
         self.score_name: str | None = None  # and what the script called it
         self.train_s = 0.0
@@ -609,6 +610,7 @@ class _TrialProcess:
                     self.script_lr = float(msg["script_lr"])
                 self.sets_lr = bool(msg.get("sets_lr"))
                 self.trainer = msg.get("trainer") or self.trainer
+                self.scheduler = msg.get("scheduler") or self.scheduler
                 if msg.get("score") is not None:
                     self.script_score = float(msg["score"])
                     self.score_name = msg.get("score_name")
@@ -629,6 +631,7 @@ class _TrialProcess:
             script_lr=self.script_lr,
             sets_lr=self.sets_lr,
             trainer=self.trainer,
+            scheduler=self.scheduler,
             script_score=self.script_score,
             score_name=self.score_name,
         )

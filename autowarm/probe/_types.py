@@ -42,5 +42,8 @@ class TrialResult:
     script_lr: float | None = None  # the script's own LR (reference group) at its first step
     sets_lr: bool = False  # its loop sets param_group["lr"] itself, without a torch scheduler
     trainer: str | None = None  # the framework's trainer it ran under ("hf": our HF callback)
+    # the LR scheduler the script built on the wrapped optimizer: {"text", "library",
+    # "accelerate"} (probe/_scheduler.py), None if none
+    scheduler: dict[str, Any] | None = None
     script_score: float | None = None  # what the script's autowarm.score_with() gave, if asked
     score_name: str | None = None  # score_with's name for it ("eval_loss": the HF callback's)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 import torch
 
@@ -10,6 +12,10 @@ from accelerate import Accelerator
 
 import autowarm
 from autowarm import AutowarmError
+from autowarm.probe._runner import ProbeRunner
+from autowarm.probe._types import TrialSpec
+
+SCRIPTS = Path(__file__).parent / "scripts"
 
 
 def test_report_reaches_the_monitor_through_the_accelerated_optimizer() -> None:
@@ -39,3 +45,18 @@ def test_report_on_an_optimizer_nobody_wrapped_names_the_fix() -> None:
     bare = torch.optim.SGD([torch.nn.Parameter(torch.ones(1))], lr=0.1)
     with pytest.raises(AutowarmError, match=r"holds no autowarm-wrapped optimizer; wrap the bare"):
         autowarm.report(bare, 1.0)
+
+
+def test_a_probe_trial_names_the_scheduler_the_script_prepared(tmp_path: Path) -> None:
+    # HF's no_trainer loops: transformers' schedule, prepared by accelerate (which steps it
+    # once per process): the report names it for replacing and notes the x N
+    pytest.importorskip("transformers")
+    script = str(SCRIPTS / "accelerate_train.py")
+    with ProbeRunner(script, [], cwd=str(tmp_path)) as runner:
+        res = runner.run(TrialSpec(number=0, peak_lr=3e-3, warmup_steps=2, probe_steps=8))
+    assert (res.status, res.steps) == ("stable", 8), res.reason
+    assert res.scheduler == {
+        "text": "LambdaLR, from transformers.optimization",
+        "library": "transformers",
+        "accelerate": True,
+    }

@@ -43,7 +43,7 @@ def one_error_line(proc: subprocess.CompletedProcess[str]) -> str:
 def test_stable_script_with_two_jobs_json_and_show(tmp_path: Path) -> None:
     proc = autowarm(
         "probe", "--json", "--jobs", "2", "--total-steps", "1000", "--png", "map.png", *FAST,
-        SCRIPT, "--opt", "adam", "--lr", "0.003", "--steps", "100",
+        SCRIPT, "--opt", "adam", "--lr", "0.003", "--steps", "100", "--cosine",
         cwd=tmp_path,
     )  # fmt: skip
     assert proc.returncode == 0, proc.stderr
@@ -57,6 +57,9 @@ def test_stable_script_with_two_jobs_json_and_show(tmp_path: Path) -> None:
     assert doc["storage"] == "sqlite:///.autowarm/autowarm.db"
     recipe = doc["recipe"]
     assert recipe["total_steps"] == 1000 and recipe["decay"] == "cosine"
+    # the script's own scheduler, named for the report: the recipe replaces it
+    scheduler = recipe["evidence"]["script_scheduler"]
+    assert scheduler["text"] == "CosineAnnealingLR, from torch.optim.lr_scheduler"
     lo, hi = recipe["evidence"]["lr_range"]
     assert lo == pytest.approx(0.003 / 10) and hi == pytest.approx(0.003 * 50)
     assert json.loads((tmp_path / "autowarm.json").read_text())["peak_lr"] == recipe["peak_lr"]

@@ -176,6 +176,31 @@ def test_a_lightning_script_gets_a_configure_optimizers_stepping_every_step() ->
     assert "plain PyTorch" not in out and "Other forms" not in out
 
 
+@pytest.mark.parametrize("accelerate", [True, False])
+def test_a_loop_with_transformers_schedule_is_told_what_to_replace(accelerate: bool) -> None:
+    sched = {"text": "LambdaLR, from transformers.optimization", "library": "transformers"}
+    recipe = Recipe(
+        3e-3, 100, 1000, evidence={"script_scheduler": {**sched, "accelerate": accelerate}}
+    )
+    c = console()
+    print_final(c, RECORDS, recipe, lr_range=(1e-4, 1.0), warmup_max=50, out="r.json")
+    out = " ".join(text(c).split())  # the lines wrap at the console's width
+    assert "steps its own LR scheduler (LambdaLR, from transformers.optimization): replace" in out
+    assert "Paste into your script (HF transformers):" in out and "get_scheduler(" in out
+    assert "plain PyTorch" not in out
+    assert ("multiply its step counts by N" in out) is accelerate
+
+
+def test_a_loop_with_its_own_lambda_gets_plain_code_and_the_scheduler_named() -> None:
+    sched = {"text": "LambdaLR, with the script's own function", "library": "script"}
+    recipe = Recipe(3e-3, 100, 1000, evidence={"script_scheduler": {**sched, "accelerate": False}})
+    c = console()
+    print_final(c, RECORDS, recipe, lr_range=(1e-4, 1.0), warmup_max=50, out="r.json")
+    out = " ".join(text(c).split())
+    assert "steps its own LR scheduler (LambdaLR, with the script's own function)" in out
+    assert "Paste into your script (plain PyTorch):" in out and "Other forms" in out
+
+
 def test_a_loop_that_sets_its_own_lr_gets_code_for_that_loop() -> None:
     recipe = recommend(RECORDS, probe_steps=100, total_steps=1000, decay="cosine")
     manual = Recipe(

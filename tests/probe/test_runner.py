@@ -689,6 +689,28 @@ def test_the_runner_knows_whether_the_loop_sets_the_lr_itself(
     assert result.sets_lr is sets_lr
 
 
+@pytest.mark.parametrize(
+    ("sched", "text", "library"),
+    [
+        ("lambda", "LambdaLR, with the script's own function", "script"),
+        ("early", "LambdaLR, with the script's own function", "script"),  # before wrapping
+        ("hf", "LambdaLR, from transformers.optimization", "transformers"),
+        ("nanogpt", None, None),
+        ("none", None, None),
+    ],
+)
+def test_the_runner_names_the_scheduler_the_script_steps(
+    script: Script, sched: str, text: str | None, library: str | None
+) -> None:
+    # the report says which scheduler the recipe replaces, in that library's terms
+    result = script.run(spec(probe_steps=15), sched=sched)
+    assert result.status in ("stable", "spike"), result.reason
+    if text is None:
+        assert result.scheduler is None
+    else:
+        assert result.scheduler == {"text": text, "library": library, "accelerate": False}
+
+
 def test_score_with_scores_a_finished_trial_once_at_its_end(script: Script) -> None:
     result = script.run(spec(probe_steps=20), score_with=100.0)
     assert result.status == "stable", result.reason

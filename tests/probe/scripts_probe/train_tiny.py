@@ -28,6 +28,7 @@ parser.add_argument("--no-wrap", action="store_true")
 parser.add_argument("--no-report", action="store_true", help="wrap, but never report the loss")
 parser.add_argument("--step-sleep", type=float, default=0.0, help="seconds per step (slow it)")
 parser.add_argument("--seed", type=int, default=0)
+parser.add_argument("--cosine", action="store_true", help="step a CosineAnnealingLR of its own")
 parser.add_argument(
     "--score-at", type=float, help="autowarm.score_with(): 5 + |log(peak LR / this)|, best there"
 )
@@ -44,6 +45,9 @@ else:
     optimizer = torch.optim.Adam(model.parameters(), lr=args.lr)
 if not args.no_wrap:
     optimizer = autowarm.wrap(optimizer)
+scheduler = (
+    torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, args.steps) if args.cosine else None
+)
 peak = 0.0  # the highest LR the steps ran at (the trial's peak LR, inside a probe)
 if args.score_at:
     autowarm.score_with(lambda: 5 + abs(math.log(peak / args.score_at)))
@@ -62,6 +66,8 @@ for step in range(args.steps):
     time.sleep(args.step_sleep)
     optimizer.step()
     peak = max(peak, optimizer.param_groups[0]["lr"])  # after step(): the LR the probe set
+    if scheduler is not None:
+        scheduler.step()
 
 with torch.no_grad():
     print(f"final loss {torch.nn.functional.mse_loss(model(X), y).item() * 10:.4f}")

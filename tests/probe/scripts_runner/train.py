@@ -19,7 +19,7 @@ parser = argparse.ArgumentParser()
 parser.add_argument("--config", help="JSON file whose keys override the defaults below")
 parser.add_argument("--steps", type=int, default=100)
 parser.add_argument("--lr", type=float, default=0.05)
-SCHEDS = ["none", "lambda", "early", "nanogpt", "both"]
+SCHEDS = ["none", "lambda", "early", "nanogpt", "both", "hf"]
 parser.add_argument("--sched", choices=SCHEDS, default="none")
 parser.add_argument("--log", help="append the effective LR of each group per step (JSON lines)")
 parser.add_argument("--no-wrap", action="store_true")
@@ -93,6 +93,10 @@ if args.resume and os.path.exists(args.resume):  # the "pick up where it stopped
         optimizers[0].load_state_dict(checkpoint["optimizer"])
 param_groups = [g for o in optimizers for g in o.param_groups]  # body's, head's
 scheds += [lambda_lr(o) for o in optimizers if args.sched in ("lambda", "both")]
+if args.sched == "hf":  # transformers' own schedule function, as HF's no_trainer examples
+    from transformers import get_cosine_schedule_with_warmup
+
+    scheds += [get_cosine_schedule_with_warmup(o, 5, args.steps) for o in optimizers]
 if args.spawn_child:
     child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(120)"])
     with open(args.spawn_child + ".tmp", "w") as f:
