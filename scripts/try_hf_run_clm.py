@@ -16,7 +16,9 @@ What it does in that folder (never in this repository):
 3) one plain run of 30 steps (``--output_dir out``, a checkpoint every 20 steps) stands in for
    the user's earlier run; then ``autowarm probe --trials 6 --total-steps 200 run_clm.py ...``
    as a user would type it, offline (``HF_HUB_OFFLINE=1``), and a check that ``out/`` and the
-   HF datasets cache under ``~/.cache/huggingface`` are byte-identical afterwards. The report
+   HF datasets cache under ``~/.cache/huggingface`` are byte-identical afterwards (the cache is
+   warm from the plain run; a cold one a trial fills as the script's own run would: a cache is
+   the library's, shared by every run, see ``autowarm/probe/_scratch.py``). The report
    ends with the user's command carrying the schedule as ``TrainingArguments`` flags; last,
    what each trial paid outside its training steps (the recipe's ``evidence.cost``). Run it
    again after removing ``.autowarm/`` and ``autowarm.json`` for a fresh search;

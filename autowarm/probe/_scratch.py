@@ -20,9 +20,15 @@ the folders it makes (``os.makedirs``) are made in its scratch too, and
 where it calls its writer.
 
 Not redirected: the system's temp folder (scratch space already, where a script's temp files
-belong) -- except the part of it under the working directory, when the user's project itself
-lives there (a checkout in ``/tmp``: its files are the user's) -- ``/dev``, ``/proc``,
-``/sys`` and anything that is not a regular file (the trial's report FIFO, devices).
+belong) and the libraries' caches (``~/.cache`` or ``XDG_CACHE_HOME``, and ``HF_HOME``,
+``HF_DATASETS_CACHE``, ``TORCH_HOME``, ... where set) -- except the part of either under the
+working directory, when the user's project itself lives there (a checkout in ``/tmp``: its
+files are the user's) -- ``/dev``, ``/proc``, ``/sys`` and anything that is not a regular file
+(the trial's report FIFO, devices). A cache is the library's, shared by every run and filled
+by a trial as by the script's own run; and it must be: HF ``datasets`` builds a cache entry
+with Python's file calls and then reads it with Arrow's own C++, which would not find a
+redirected copy (the first trial of a script whose data was not cached yet failed with
+``FileNotFoundError`` on ``~/.cache/huggingface/datasets/...``).
 
 A trial's own temp files (``tempfile``, DataLoader workers' ``pymp-*`` folders, torchrun's
 ``torchelastic_*``) go to a temp folder of its own (``TMPDIR``, in the system's): a trial ends
@@ -60,26 +66,46 @@ SYSTEM_TEMP_ENV = "AUTOWARM_SYSTEM_TEMP"
 REMOVED_LOG = ".autowarm-removed"
 _WRITE = set("wax+")
 _SYSTEM = ("/dev/", "/proc/", "/sys/")
+#: the variables that move a library's cache away from ``~/.cache`` (XDG_CACHE_HOME's default)
+CACHE_ENVS = (
+    "XDG_CACHE_HOME",
+    "HF_HOME",
+    "HF_DATASETS_CACHE",
+    "HF_HUB_CACHE",
+    "TRANSFORMERS_CACHE",
+    "TORCH_HOME",
+    "TORCHINDUCTOR_CACHE_DIR",
+    "TRITON_CACHE_DIR",
+)
+
+
+def shared_folders() -> tuple[str, ...]:
+    """The folders whose writes stay where they are, each ending in a separator: the system's
+    temp folder (the one the trial would have had: ``TMPDIR`` is its own) and the caches."""
+    temp = os.environ.get(SYSTEM_TEMP_ENV) or tempfile.gettempdir()
+    caches = [os.environ[name] for name in CACHE_ENVS if os.environ.get(name)]
+    caches.append(os.path.join(os.path.expanduser("~"), ".cache"))
+    return tuple(dict.fromkeys(os.path.realpath(f) + os.sep for f in (temp, *caches)))
 
 
 class _Redirect:
     def __init__(self, scratch: str) -> None:
         self.scratch = os.path.realpath(scratch)
-        system_temp = os.environ.get(SYSTEM_TEMP_ENV) or tempfile.gettempdir()
-        self.temp = os.path.realpath(system_temp) + os.sep
+        self.shared = shared_folders()
         self.keep = (self.scratch + os.sep, *_SYSTEM)
         cwd = os.path.realpath(os.getcwd()) + os.sep
         # a project checked out under the temp folder: its files are the user's all the same
-        self.project = cwd if cwd.startswith(self.temp) else None
+        self.project = cwd if cwd.startswith(self.shared) else None
         self.written: set[str] = set()  # the user's paths this trial wrote (in its scratch)
         self.deleted: set[str] = set()  # the user's files and folders it removed (kept)
 
     def kept(self, real: str) -> bool:
         """Whether a write to the resolved path ``real`` stays where it is."""
-        if real.startswith(self.keep):
+        inside = real + os.sep  # a folder counts as inside itself (makedirs of a cache root)
+        if inside.startswith(self.keep):
             return True
-        return real.startswith(self.temp) and not (
-            self.project is not None and real.startswith(self.project)
+        return inside.startswith(self.shared) and not (
+            self.project is not None and inside.startswith(self.project)
         )
 
     def gone(self, absolute: str) -> bool:

@@ -197,3 +197,33 @@ def test_a_trial_leaves_nothing_in_the_temp_folders(
         temp, inductor = res.reason.split("temp ")[1].split(" inductor ")
         assert Path(temp).parent == short_temp and Path(temp).name.startswith("aw-trial-")
         assert Path(inductor).parent == short_temp and Path(inductor).name.startswith("torchind")
+
+
+@pytest.mark.parametrize("how", ["c-read", "datasets"])
+def test_a_librarys_cache_is_filled_for_real_and_read_back_by_its_c_code(
+    tmp_path: Path, how: str
+) -> None:
+    # HF datasets builds a cache entry with Python's file calls and reads it with Arrow's
+    # C++: redirected to the trial's scratch, the entry was not found and the first trial of
+    # a script with uncached data failed. A cache is the library's, shared by every run.
+    if how == "datasets":
+        pytest.importorskip("datasets")
+    project, cache = tmp_path / "project", tmp_path / "cache"
+    project.mkdir()
+    (project / "data.txt").write_text("a line\nanother line\n" * 8)
+    env = {
+        "TMPDIR": str(tmp_path / "tmp"),  # the project outside the temp folder
+        "XDG_CACHE_HOME": str(cache),
+        "HF_DATASETS_CACHE": str(cache / "datasets"),
+        "HF_DATASETS_OFFLINE": "1",
+    }
+    (tmp_path / "tmp").mkdir()
+    script = str(Path(__file__).parent / "scripts_runner" / "cached_data.py")
+    with ProbeRunner(script, [how], cwd=str(project), env=env) as runner:
+        for number in range(2):  # the first fills the cache, the second reads it
+            res = runner.run(TrialSpec(number=number, peak_lr=1e-3, warmup_steps=2, probe_steps=10))
+            assert (res.status, res.steps) == ("stable", 10), res.reason
+        assert not any(p.startswith(str(cache)) for p in runner.redirected)
+    built = [p for p in cache.rglob("*") if p.is_file()]
+    assert built  # the cache entry is where the library put it, for the next run too
+    assert sorted(p.name for p in project.iterdir()) == ["data.txt"]  # the project untouched
