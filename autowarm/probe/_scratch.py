@@ -12,8 +12,8 @@ saved); appending to, or updating, a file of the user's first copies it. ``os.re
 ``os.rename`` (``shutil.move``, ``Path.replace``) onto such a path land on the trial's copy
 too: the atomic save of Lightning's checkpoints (fsspec) and of many scripts writes a temp
 file, then moves it over the checkpoint. And ``os.stat`` (``exists``, ``getsize``),
-``os.chmod`` and ``os.remove`` of a path the trial wrote reach its copy, and a listing
-(``os.listdir``, ``os.scandir``: ``glob``, ``os.walk``) shows a folder with what the trial
+``os.chmod``, ``os.access`` and ``os.remove`` of a path the trial wrote reach its copy, and a
+listing (``os.listdir``, ``os.scandir``: ``glob``, ``os.walk``) shows a folder with what the trial
 wrote there and without what it removed, so the script sees what it wrote where it wrote it;
 the folders it makes (``os.makedirs``) are made in its scratch too, and
 ``safetensors.torch.save_file`` (HF's ``save_pretrained``, written from Rust) is redirected
@@ -207,9 +207,10 @@ def install() -> None:
     os.replace = _redirect_move(redirect, os.replace)  # type: ignore[assignment]
     os.rename = _redirect_move(redirect, os.rename)  # type: ignore[assignment]
     # what a script does to a file it just wrote (fsspec chmods the checkpoint it moved;
-    # exists / getsize / Path.stat go through os.stat; Lightning removes old top-k files)
+    # exists / getsize / Path.stat go through os.stat; Lightning removes old top-k files;
+    # LightningCLI's config saver asks os.access whether the log folder it made is writable)
     # reaches the trial's copy
-    for name in ("stat", "chmod"):
+    for name in ("stat", "chmod", "access"):
         setattr(os, name, _redirect_path(redirect, getattr(os, name)))
     # a listing shows the folder as the trial sees it: what it wrote there, less what it
     # removed (a script finding its latest checkpoint by glob, os.walk over its outputs)

@@ -244,3 +244,24 @@ def test_two_manual_optimizers_are_each_counted_once_a_batch_with_no_false_amp_s
         history = optimizer.monitor.history
         assert len(history) == 5 and all(r.loss is not None for r in history)
         assert not any(r.amp_overflow for r in history)
+
+
+def test_lightning_cli_with_the_callback_on_its_command_line_runs_as_a_probe_trial(
+    tmp_path: Path,
+) -> None:
+    # LightningCLI saves its config.yaml into the log folder it made, after asking os.access
+    # whether that folder is writable: the folder was the trial's (in its scratch), and the
+    # first trial failed with jsonargparse's "parent directory not writable"
+    pytest.importorskip("jsonargparse")
+    (tmp_path / "lightning_logs" / "version_0").mkdir(parents=True)  # the user's earlier run
+    (tmp_path / "lightning_logs" / "version_0" / "config.yaml").write_text("the user's config")
+    argv = [
+        "fit", "--trainer.max_steps", "30", "--trainer.enable_progress_bar", "false",
+        "--trainer.callbacks+=autowarm.integrations.lightning.AutowarmCallback",
+    ]  # fmt: skip
+    with ProbeRunner(str(SCRIPTS / "lightning_cli.py"), argv, cwd=str(tmp_path)) as runner:
+        res = runner.run(TrialSpec(number=0, peak_lr=0.05, warmup_steps=2, probe_steps=10))
+        written = [Path(p).relative_to(tmp_path).as_posix() for p in runner.redirected]
+    assert (res.status, res.steps, res.trainer) == ("stable", 10, "lightning"), res.reason
+    assert "lightning_logs/version_1/config.yaml" in written  # saved in the trial's scratch
+    assert sorted(p.name for p in (tmp_path / "lightning_logs").iterdir()) == ["version_0"]

@@ -46,6 +46,9 @@ for step in range(40):
         os.rename("notes.txt", "notes.bak")
         assert not os.path.exists("out/stale.txt") and not os.path.exists("runs/events.1")
         os.makedirs("runs")  # no exist_ok: it is gone as far as the script can tell
+        # a new folder, then a writability check (LightningCLI's config saver asks first)
+        os.makedirs("out/version_1")
+        assert os.access("out/version_1", os.W_OK) and not os.access("out/none", os.F_OK)
         pathlib.Path("runs/events.2").write_text("this run's events")
         assert sorted(os.listdir("runs")) == ["events.2"]
         assert pathlib.Path("notes.bak").read_text() == "the user's notes"
