@@ -397,6 +397,7 @@ class Controller:
             }
             if self._sent == 0:
                 msg["script_lr"] = session.script_lr
+                msg["compile_s"] = compile_seconds()  # torch.compile's, before this step
             session.channel.send(msg)
             self._sent += 1
 
@@ -466,6 +467,19 @@ def _describe(event: dict[str, Any]) -> str:
         if isinstance(reference, (int, float)):
             text += f" (reference {reference:.4g})"
     return text
+
+
+def compile_seconds() -> float:
+    """The seconds this process spent in ``torch.compile`` so far: Dynamo's tracing with the
+    forward's compile, and the backward's compile (at its first backward), as Dynamo times
+    them; 0 when nothing was compiled (or a torch without these timings)."""
+    utils = sys.modules.get("torch._dynamo.utils")
+    metrics = getattr(utils, "compilation_time_metrics", None)
+    if not isinstance(metrics, dict):
+        return 0.0
+    names = ("_compile.compile_inner", "_compile.<locals>.compile_inner")
+    names += ("compile_fx.<locals>.bw_compiler",)
+    return float(sum(sum(metrics.get(name, ())) for name in names))
 
 
 def attach(optimizer: Any) -> Controller:

@@ -44,6 +44,8 @@ signal N: 143 SIGTERM, 129 SIGHUP); resume by running the same command again."""
 _D = ProbeConfig(script="")  # the defaults, for the help texts
 #: a trial's fixed cost (outside its training steps) worth a line in the report, as a share
 FIXED_COST_NOTE = 0.25
+#: ... and said to be torch.compile's where compiling is at least this share of it
+COMPILE_NOTE = 0.5
 # argparse takes "-1e-3" for an option (its negative-number pattern has no exponent): a
 # negative LR bound must reach the validation and its one-line message instead
 _NUMBER = re.compile(r"^-(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?$")
@@ -569,12 +571,14 @@ def _cost(records: list[Any], *, wall_s: float | None) -> dict[str, Any]:
     # a trial's fixed cost: its wall time outside the training steps (interpreter or fork,
     # the script's setup, a step-0 evaluation, teardown), paid by every trial
     fixed = sorted(max(0.0, r.wall_s - r.train_s) for r in records if r.wall_s > 0)
+    compiled = sorted(r.compile_s for r in records if r.wall_s > 0)  # torch.compile's part
     return {
         "optimizer_steps": int(sum(r.steps for r in records)),
         "wall_s": wall_s,
         "train_s": round(sum(r.train_s for r in records), 3),
         "fixed_s_per_trial": round(fixed[len(fixed) // 2], 3) if fixed else None,
         "fixed_share": round(sum(fixed) / sum(r.wall_s for r in records), 3) if fixed else None,
+        "compile_s_per_trial": round(compiled[len(compiled) // 2], 3) if compiled else None,
     }
 
 
@@ -583,10 +587,20 @@ def _fixed_cost_note(cost: dict[str, Any]) -> str | None:
     share = cost.get("fixed_share")
     if share is None or share < FIXED_COST_NOTE:
         return None
-    return (
+    spent = (
         f"each trial spent {cost['fixed_s_per_trial']:.2f} s (median) outside its training "
-        f"steps -- {share:.0%} of the probe's trial time: put work a probe does not need "
-        "(evaluation, sampling, checkpoints) under `if not autowarm.probing():`."
+        f"steps -- {share:.0%} of the probe's trial time"
+    )
+    compiled = cost.get("compile_s_per_trial") or 0.0
+    if compiled >= COMPILE_NOTE * cost["fixed_s_per_trial"]:
+        # a probe's few steps rarely repay a compile; the LR's effect is the same eager
+        return (
+            f"{spent}, {compiled:.2f} s of it in torch.compile: compile only "
+            "`if not autowarm.probing():` (a probe's few steps do not repay it)."
+        )
+    return (
+        f"{spent}: put work a probe does not need (evaluation, sampling, checkpoints) under "
+        "`if not autowarm.probing():`."
     )
 
 

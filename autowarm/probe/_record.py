@@ -49,6 +49,7 @@ class TrialRecord:
     sets_lr: bool = False  # the script's loop set the LR itself (no torch scheduler)
     trainer: str | None = None  # the framework's trainer it ran under ("hf"), if one said so
     scheduler: dict[str, Any] | None = None  # the script's own LR scheduler (_scheduler.py)
+    compile_s: float = 0.0  # its torch.compile before the first step (part of wall - train)
     script_scored: bool = False  # score is the script's autowarm.score_with(), not the loss
     score_name: str | None = None  # what score_with() called it
     owner: str = ""  # the worker that ran it (host:pid:token; see _workers.new_owner)
@@ -116,6 +117,7 @@ def _attrs(res: TrialResult, spec: TrialSpec, checkpoint_loss: float | None) -> 
         "sets_lr": res.sets_lr,
         "trainer": res.trainer,
         "scheduler": res.scheduler,
+        "compile_s": round(res.compile_s, 3),
     }
 
 
@@ -198,6 +200,7 @@ def record_from_frozen(t: FrozenTrial) -> TrialRecord | None:
         sets_lr=bool(a.get("sets_lr", False)),
         trainer=a.get("trainer"),
         scheduler=a.get("scheduler"),
+        compile_s=float(a.get("compile_s") or 0.0),
         script_scored=bool(a.get("script_scored", False)),
         score_name=a.get("score_name"),
         owner=str(a.get("owner", "")),

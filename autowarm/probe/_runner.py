@@ -494,6 +494,7 @@ class _TrialProcess:
         self.sets_lr = False  # the script's loop sets the LR itself (see _child.py)
         self.trainer: str | None = None  # the framework's trainer, when its callback said so
         self.scheduler: dict[str, Any] | None = None  # the script's own LR scheduler
+        self.compile_s = 0.0  # torch.compile's seconds before the first step
         self.script_score: float | None = None  # its autowarm.score_with() value
         self.score_name: str | None = None  # and what the script called it
         self.train_s = 0.0
@@ -584,6 +585,7 @@ class _TrialProcess:
                 self.train_s = float(msg["s"])
                 if msg.get("script_lr") is not None:
                     self.script_lr = float(msg["script_lr"])
+                self.compile_s = float(msg.get("compile_s") or self.compile_s)
                 running = self.stop_status is None and self.final is None
                 if (
                     running
@@ -632,6 +634,7 @@ class _TrialProcess:
             sets_lr=self.sets_lr,
             trainer=self.trainer,
             scheduler=self.scheduler,
+            compile_s=self.compile_s,
             script_score=self.script_score,
             score_name=self.score_name,
         )

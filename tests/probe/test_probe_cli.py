@@ -442,6 +442,15 @@ def test_the_fixed_cost_every_trial_pays_is_measured_and_said_when_large() -> No
         TrialRecord(i, 0.01, 5, "stable", steps=30, wall_s=1.0, train_s=0.95) for i in range(4)
     ]
     assert _fixed_cost_note(_cost(quick, wall_s=4.0)) is None
+    # most of it torch.compile's: the note says so, and how a probe skips it
+    compiled = [
+        TrialRecord(i, 0.01, 5, "stable", steps=30, wall_s=8.0, train_s=0.5, compile_s=6.0)
+        for i in range(4)
+    ]
+    note = _fixed_cost_note(_cost(compiled, wall_s=32.0)) or ""
+    assert "6.00 s of it in torch.compile: compile only `if not autowarm.probing():`" in note
+    assert "evaluation, sampling" not in note
+    assert "torch.compile" not in (_fixed_cost_note(cost) or "")
 
 
 def test_the_command_the_report_gives_back_is_how_the_user_runs_the_script() -> None:

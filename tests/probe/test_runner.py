@@ -711,6 +711,15 @@ def test_the_runner_names_the_scheduler_the_script_steps(
         assert result.scheduler == {"text": text, "library": library, "accelerate": False}
 
 
+@pytest.mark.parametrize("compiled", [True, False])
+def test_the_runner_measures_the_scripts_torch_compile(script: Script, compiled: bool) -> None:
+    # the report says when torch.compile is most of what a trial pays outside its steps
+    result = script.run(spec(probe_steps=10), compile=compiled)
+    assert result.status in ("stable", "spike"), result.reason
+    assert (result.compile_s > 0) is compiled
+    assert result.compile_s < result.wall_s
+
+
 def test_score_with_scores_a_finished_trial_once_at_its_end(script: Script) -> None:
     result = script.run(spec(probe_steps=20), score_with=100.0)
     assert result.status == "stable", result.reason

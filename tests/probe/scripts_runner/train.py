@@ -45,6 +45,7 @@ parser.add_argument("--adam", action="store_true", help="Adam instead of SGD")
 parser.add_argument("--resume", help="a checkpoint to resume from, where it exists")
 parser.add_argument("--save", help="save a checkpoint here at the end")
 parser.add_argument("--weights-only", action="store_true", help="--save without the optimizer")
+parser.add_argument("--compile", action="store_true", help="torch.compile the body (aot_eager)")
 args = parser.parse_args()
 if args.config:
     with open(args.config) as f:
@@ -92,6 +93,7 @@ if args.resume and os.path.exists(args.resume):  # the "pick up where it stopped
     if "optimizer" in checkpoint:
         optimizers[0].load_state_dict(checkpoint["optimizer"])
 param_groups = [g for o in optimizers for g in o.param_groups]  # body's, head's
+forward_body = torch.compile(body, backend="aot_eager") if args.compile else body
 scheds += [lambda_lr(o) for o in optimizers if args.sched in ("lambda", "both")]
 if args.sched == "hf":  # transformers' own schedule function, as HF's no_trainer examples
     from transformers import get_cosine_schedule_with_warmup
@@ -170,7 +172,7 @@ def train() -> None:
             time.sleep(300)
         if it == args.abort_at:
             os.abort()
-        loss = ((head(torch.tanh(body(bx))) - by) ** 2).mean()
+        loss = ((head(torch.tanh(forward_body(bx))) - by) ** 2).mean()
         if args.nan_loss or 0 <= args.nan_from <= it:
             loss = loss * float("nan")
         for o in optimizers:
