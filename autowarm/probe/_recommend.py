@@ -93,6 +93,7 @@ from autowarm.probe._config import (
     GAP_SPLIT,
     HORIZON_EXPONENT,
     HORIZON_EXPONENT_AT_EDGE,
+    HORIZON_EXPONENT_GAP,
     HORIZON_EXPONENT_NOISY,
     MARGIN,
     NOISE_SPLIT,
@@ -453,7 +454,7 @@ def horizon_exponent_for(choice: Choice, at_edge: bool) -> float:
         return HORIZON_EXPONENT_NOISY
     gap = choice.evidence.get("generalization_gap")
     if HORIZON_RULE == "noise" and GAP_RULE and gap is not None and gap > GAP_SPLIT:
-        return HORIZON_EXPONENT_NOISY
+        return HORIZON_EXPONENT_GAP
     return HORIZON_EXPONENT
 
 
