@@ -198,6 +198,14 @@ WORKLOADS: tuple[Workload, ...] = (
              "hf_trainer's tiny GPT-2 on 24,000 characters (9 epochs)"),
     Workload("lightning_small", "scripts/workloads/lightning_small.py", "held-out", (1e-4, 0.1),
              "lightning_mlp's fit on 250 digits"),
+    # added, unseen, to judge the gap rule's exponent (HORIZON_EXPONENT_GAP=1.0), drawn from
+    # the seen *_val rows; each is probed with --score-on-val only
+    Workload("moons_mlp", "scripts/workloads/moons_mlp.py", "held-out", (1e-4, 0.3),
+             "2x128 MLP on 200 noisy two-moons points, Adam", n_lr=7),
+    Workload("friedman_sgdm", "scripts/workloads/friedman_sgdm.py", "held-out", (1e-3, 0.5),
+             "2x128 MLP regression on 120 noisy Friedman #1 rows, SGD momentum", n_lr=7),
+    Workload("chargru_small", "scripts/workloads/chargru_small.py", "held-out", (1e-4, 0.3),
+             "GRU char LM on 16,000 characters of textwrap.py, AdamW", n_lr=7),
 )  # fmt: skip
 
 
@@ -216,7 +224,8 @@ WORKLOADS += tuple(
     scored_on_val(w)
     for w in WORKLOADS
     if w.name in ("finetune", "cancer_mlp", "diabetes_sgdm", "fewshot_digits", "wine_mlp",
-                  "smallbatch_reg", "digits_small")
+                  "smallbatch_reg", "digits_small", "moons_mlp", "friedman_sgdm",
+                  "chargru_small")
 )  # fmt: skip
 # the framework callbacks score on the trainer's own eval set by themselves: the HF Trainer's
 # eval_dataset, Lightning's validation loop (the scripts' --score-on-val hands them one)
