@@ -41,9 +41,10 @@ NOISE_SPLIT = 0.1
 #: whose score has no known noise: where the near-best trials' held-out score ends above their
 #: training loss by more than GAP_SPLIT of it (a model fitting its training data)
 GAP_SPLIT = 0.2
-#: ... with this exponent there (the noise rule's, as adopted; a variant under test:
-#: scripts/bench_quality_variants.md, "HORIZON_EXPONENT_GAP")
-HORIZON_EXPONENT_GAP = HORIZON_EXPONENT_NOISY
+#: ... with this exponent there: a model fitting its data learns by LR x steps, so the full
+#: run's best LR falls like 1 / T (registered, then adopted on three fresh scripts:
+#: scripts/bench_quality_variants.md, "HORIZON_EXPONENT_GAP"; it was the noise rule's 0.5)
+HORIZON_EXPONENT_GAP = 1.0
 #: how the probe's warmup carries to the full run: the same "fraction" of it, the same "steps",
 #: or "sqrt" (steps x sqrt(total / probe)); see schedule/_carry.py
 WARMUP_TRANSFER = "fraction"

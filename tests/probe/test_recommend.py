@@ -8,6 +8,7 @@ from autowarm import AutowarmError, Recipe
 from autowarm.probe._config import (
     HORIZON_EXPONENT,
     HORIZON_EXPONENT_AT_EDGE,
+    HORIZON_EXPONENT_GAP,
     HORIZON_EXPONENT_NOISY,
     NOISE_SPLIT,
 )
@@ -325,7 +326,7 @@ def test_a_trial_scored_on_held_out_data_has_the_noise_of_its_training_loss(
 @pytest.mark.parametrize(
     ("rule", "train_loss", "exponent"),
     [
-        (True, 0.5, HORIZON_EXPONENT_NOISY),
+        (True, 0.5, HORIZON_EXPONENT_GAP),
         (True, 1.4, HORIZON_EXPONENT),
         (False, 0.5, HORIZON_EXPONENT),
     ],
