@@ -206,6 +206,15 @@ WORKLOADS: tuple[Workload, ...] = (
              "2x128 MLP regression on 120 noisy Friedman #1 rows, SGD momentum", n_lr=7),
     Workload("chargru_small", "scripts/workloads/chargru_small.py", "held-out", (1e-4, 0.3),
              "GRU char LM on 16,000 characters of textwrap.py, AdamW", n_lr=7),
+    # added, unseen, to judge the noise rule's exponent (HORIZON_EXPONENT_NOISY=1.0 / 0.75),
+    # drawn from the seen training-loss rows of the noisy small-data scripts
+    Workload("synth_cls_mlp", "scripts/workloads/synth_cls_mlp.py", "held-out", (3e-5, 0.3),
+             "2x256 MLP on 400 rows of a noisy synthetic table, Adam, batch 16", n_lr=7),
+    Workload("cnn_fewdigits", "scripts/workloads/cnn_fewdigits.py", "held-out", (1e-4, 0.3),
+             "small CNN on 200 digits, AdamW, no augmentation", n_lr=7),
+    Workload("chartf_small", "scripts/workloads/chartf_small.py", "held-out", (3e-5, 0.1),
+             "2-layer pre-LN char Transformer on 16,000 characters of calendar.py, AdamW",
+             n_lr=7),
 )  # fmt: skip
 
 
