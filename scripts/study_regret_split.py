@@ -80,7 +80,8 @@ def exponent_rows(w: bq.Workload, grid: bq.Grid) -> list[str]:
         over = [f"{v / ev['probe_peak_lr']:.2f}" if v else "-" for v in (edge, hot)]
         rows.append(f"| {w.name} | {w.split} | {best:.3g} | {ev['probe_peak_lr']:.3g} | "
                     f"{ev['horizon_exponent']} | {need:+.2f} | {ev['near_stability_edge']} | "
-                    f"{ev['relative_noise']:.3f} | {ev['lr_width']:.2f} | {over[0]} | {over[1]} |")  # fmt: skip
+                    f"{ev['relative_noise']:.3f} | {ev['lr_width']:.2f} | "
+                    f"{over[0]} | {over[1]} |")  # fmt: skip
     return rows
 
 
@@ -94,7 +95,8 @@ def main(argv: list[str] | None = None) -> int:
     by_name = {w.name: w for w in bq.WORKLOADS}
     if args.exponents:
         out.print("| workload | set | full run's best LR | probe centre | e used | e needed | "
-                  "at edge | noise | width | lowest unstable / centre | pruned hot / centre |")  # fmt: skip
+                  "at edge | noise | width | lowest unstable / centre | "
+                  "pruned hot / centre |")  # fmt: skip
     else:
         out.print("| workload | set | oracle LR / warmup | picks (LR / warmup) | as picked | "
                   "LR only | warmup only |")  # fmt: skip
