@@ -34,17 +34,18 @@ HORIZON_EXPONENT_AT_EDGE = 0.05
 EDGE_REACH = 2.0
 #: ... and HORIZON_EXPONENT_NOISY (away from an edge) where the near-best trials' training loss
 #: is noisy relative to its level (their score noise / |score| above NOISE_SPLIT): a model
-#: fitting most of its batches, whose full run overfits at the probes' LR
-HORIZON_EXPONENT_NOISY = 0.5
+#: fitting most of its batches, whose full run overfits at the probes' LR. Such a model learns
+#: by LR x steps, so the full run's best LR falls like 1 / T (registered, then adopted on three
+#: fresh scripts: scripts/bench_quality_variants.md, "HORIZON_EXPONENT_NOISY"; it was 0.5)
+HORIZON_EXPONENT_NOISY = 1.0
 NOISE_SPLIT = 0.1
 #: ... and where the probes are scored on held-out data (score_with, a callback's eval set),
 #: whose score has no known noise: where the near-best trials' held-out score ends above their
 #: training loss by more than GAP_SPLIT of it (a model fitting its training data)
 GAP_SPLIT = 0.2
-#: ... with this exponent there: a model fitting its data learns by LR x steps, so the full
-#: run's best LR falls like 1 / T (registered, then adopted on three fresh scripts:
-#: scripts/bench_quality_variants.md, "HORIZON_EXPONENT_GAP"; it was the noise rule's 0.5)
-HORIZON_EXPONENT_GAP = 1.0
+#: ... with the same exponent: the same regime, read from the held-out score (registered, then
+#: adopted on three fresh scripts: scripts/bench_quality_variants.md, "HORIZON_EXPONENT_GAP")
+HORIZON_EXPONENT_GAP = HORIZON_EXPONENT_NOISY
 #: how the probe's warmup carries to the full run: the same "fraction" of it, the same "steps",
 #: or "sqrt" (steps x sqrt(total / probe)); see schedule/_carry.py
 WARMUP_TRANSFER = "fraction"
