@@ -234,7 +234,7 @@ WORKLOADS += tuple(
     for w in WORKLOADS
     if w.name in ("finetune", "cancer_mlp", "diabetes_sgdm", "fewshot_digits", "wine_mlp",
                   "smallbatch_reg", "digits_small", "moons_mlp", "friedman_sgdm",
-                  "chargru_small")
+                  "chargru_small", "synth_cls_mlp", "chartf_small")
 )  # fmt: skip
 # the framework callbacks score on the trainer's own eval set by themselves: the HF Trainer's
 # eval_dataset, Lightning's validation loop (the scripts' --score-on-val hands them one)
