@@ -215,6 +215,15 @@ WORKLOADS: tuple[Workload, ...] = (
     Workload("chartf_small", "scripts/workloads/chartf_small.py", "held-out", (3e-5, 0.1),
              "2-layer pre-LN char Transformer on 16,000 characters of calendar.py, AdamW",
              n_lr=7),
+    # added, unseen, to judge the gap rule's split (GAP_SPLIT=0.12), drawn from the val-scored
+    # rows of the two above; each is probed with --score-on-val only
+    Workload("friedman3_adamw", "scripts/workloads/friedman3_adamw.py", "held-out", (1e-4, 1.0),
+             "3x128 MLP regression on 300 noisy Friedman #3 rows, AdamW", n_lr=7),
+    Workload("bncnn_smalldigits", "scripts/workloads/bncnn_smalldigits.py", "held-out",
+             (3e-4, 1.0), "BatchNorm CNN on 300 digits, SGD momentum", n_lr=7),
+    Workload("lstm_order", "scripts/workloads/lstm_order.py", "held-out", (1e-4, 0.3),
+             "LSTM on 600 token sequences (which token first), 10 % flipped labels, Adam",
+             n_lr=7),
 )  # fmt: skip
 
 
@@ -234,7 +243,8 @@ WORKLOADS += tuple(
     for w in WORKLOADS
     if w.name in ("finetune", "cancer_mlp", "diabetes_sgdm", "fewshot_digits", "wine_mlp",
                   "smallbatch_reg", "digits_small", "moons_mlp", "friedman_sgdm",
-                  "chargru_small", "synth_cls_mlp", "chartf_small")
+                  "chargru_small", "synth_cls_mlp", "chartf_small", "friedman3_adamw",
+                  "bncnn_smalldigits", "lstm_order")
 )  # fmt: skip
 # the framework callbacks score on the trainer's own eval set by themselves: the HF Trainer's
 # eval_dataset, Lightning's validation loop (the scripts' --score-on-val hands them one)
