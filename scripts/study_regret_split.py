@@ -26,10 +26,14 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import bench_quality as bq
 
 PROBE_SEEDS = (0, 1, 2)
-TRAINING_LOSS = [w.name for w in bq.WORKLOADS if w.name not in {
-    "wine_mlp", "hf_smalldata", "smallbatch_reg", "digits_small", "hf_lm_small",
-    "lightning_small", "moons_mlp", "friedman_sgdm", "chargru_small",
-}]  # fmt: skip  # the suite's 24 probed on the training loss (the rest: --score-on-val only)
+
+
+def stored(w: bq.Workload) -> bool:
+    """Whether the cache holds ``w``'s searches on their training loss (some workloads are
+    probed on validation only, as ``<name>_val``)."""
+    return not w.probe_flags and all(
+        any(w.cache.glob(f"probe-{bq.probe_key(w, k, [])}-*.json")) for k in PROBE_SEEDS
+    )
 
 
 def regret(w: bq.Workload, grid: bq.Grid, choices: list[tuple[float, int]], con: Console) -> float:
@@ -87,7 +91,10 @@ def exponent_rows(w: bq.Workload, grid: bq.Grid) -> list[str]:
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--workloads", default=",".join(TRAINING_LOSS), help="comma-separated")
+    p.add_argument(
+        "--workloads",
+        help="comma-separated (default: every workload whose training-loss searches are stored)",
+    )
     p.add_argument("--exponents", action="store_true", help="the needed horizon exponents")
     args = p.parse_args(argv)
     con, out = Console(stderr=True), Console(soft_wrap=True)
@@ -100,7 +107,13 @@ def main(argv: list[str] | None = None) -> int:
     else:
         out.print("| workload | set | oracle LR / warmup | picks (LR / warmup) | as picked | "
                   "LR only | warmup only |")  # fmt: skip
-    for name in args.workloads.split(","):
+    names = (
+        args.workloads.split(",") if args.workloads else [w.name for w in bq.WORKLOADS if stored(w)]
+    )
+    if not names:
+        con.print(f"no stored searches in {bq.CACHE}: run scripts/bench_quality.py first.")
+        return 1
+    for name in names:
         w = by_name[name]
         grid = bq.oracle_grid(w, opts, con)
         for row in exponent_rows(w, grid) if args.exponents else [split_row(w, grid, con)]:
