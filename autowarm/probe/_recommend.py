@@ -62,9 +62,10 @@
    picks are unchanged), registered with the exponent 0.5 (plain SGD's noise-limited optimum,
    LR ~ T^-1/2), then judged on three fresh small-data scripts (cancer_mlp, diabetes_sgdm,
    fewshot_digits): their mean regret +60.8 -> +52.8 %, the rule firing on 4 of their 9
-   searches. At 0.5 the picks still sat 1.5-25x above the full run's best LR (the exponents
-   that would have landed on it: median 1.05), as in the gap rule below: a model fitting its
-   data learns by LR x steps, so its best LR falls like 1 / T. The exponent 1.0 was
+   searches. At 0.5 the picks still sat 4-26x above the full run's best LR on finetune,
+   cancer_mlp and fewshot_digits (the exponents that would have landed on it: 1.05-1.9; 0.5-0.7
+   on lightning_mlp and cnn_digits), as in the gap rule below: a model fitting its data learns
+   by LR x steps, so its best LR falls like 1 / T. The exponent 1.0 was
    registered, then judged on three more fresh scripts (synth_cls_mlp, cnn_fewdigits,
    chartf_small): their mean regret +27.3 -> +13.2 %, the rule firing on 6 of their 9
    searches, none worse. Its known miss: small batches on fresh data are noisy without
