@@ -9,7 +9,10 @@ oracle's warmup (*LR only*); with the oracle's LR and its warmup (*warmup only*)
 of the oracle cell's eval loss, paired by seed, as the suite computes it. ``--exponents``
 prints instead, per search, the horizon exponent that would have carried the probes' centre
 LR onto the full run's best LR (the grid's parabola vertex at the best warmup) beside the one
-the rule used, and the signals the rule could read. Full runs are cached with the suite's.
+the rule used, and the signals the rule could read; ``--noise-growth``, per search, how much
+noisier for its level the near-best trials' training loss gets over the probe (the ratio of its
+relative noise over the last 15 % to that over 35-50 % of the probe, soft-tie weighted), a
+candidate sign of memorisation as against batch noise. Full runs are cached with the suite's.
 """
 
 from __future__ import annotations
@@ -89,6 +92,32 @@ def exponent_rows(w: bq.Workload, grid: bq.Grid) -> list[str]:
     return rows
 
 
+def _relative_noise(curve: list[list[float]], lo: float, hi: float) -> float:
+    values = [v for step, v in curve if lo <= step < hi]
+    level = float(np.mean(values)) if len(values) > 1 else 0.0
+    return float(np.std(values)) / level if level > 0 else math.nan
+
+
+def growth_rows(w: bq.Workload) -> list[str]:
+    rows = []
+    for k in PROBE_SEEDS:
+        doc = bq.probe(w, k, [], replay=True)
+        ev, length = doc["recipe"]["evidence"], doc["recipe"]["evidence"]["probe_steps"]
+        weights, ratios = [], []
+        for r in doc.get("records") or []:
+            curve = r.get("loss_curve") or []
+            if str(r["number"]) in ev["weights"] and curve:
+                late = _relative_noise(curve, 0.85 * length, math.inf)
+                mid = _relative_noise(curve, 0.35 * length, 0.5 * length)
+                if math.isfinite(late / mid):
+                    weights.append(ev["weights"][str(r["number"])])
+                    ratios.append(late / mid)
+        ratio = float(np.average(ratios, weights=weights)) if ratios else math.nan
+        rows.append(f"| {w.name} | {k} | {ev['relative_noise']:.3f} | {ratio:.2f} | "
+                    f"{ev['horizon_exponent']} |")  # fmt: skip
+    return rows
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument(
@@ -96,11 +125,14 @@ def main(argv: list[str] | None = None) -> int:
         help="comma-separated (default: every workload whose training-loss searches are stored)",
     )
     p.add_argument("--exponents", action="store_true", help="the needed horizon exponents")
+    p.add_argument("--noise-growth", action="store_true", help="the relative noise's growth")
     args = p.parse_args(argv)
     con, out = Console(stderr=True), Console(soft_wrap=True)
     opts = argparse.Namespace(quick=False, workers=2)
     by_name = {w.name: w for w in bq.WORKLOADS}
-    if args.exponents:
+    if args.noise_growth:
+        out.print("| workload | probe seed | relative noise | late / mid-probe | e used |")
+    elif args.exponents:
         out.print("| workload | set | full run's best LR | probe centre | e used | e needed | "
                   "at edge | noise | width | lowest unstable / centre | "
                   "pruned hot / centre |")  # fmt: skip
@@ -115,8 +147,12 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     for name in names:
         w = by_name[name]
-        grid = bq.oracle_grid(w, opts, con)
-        for row in exponent_rows(w, grid) if args.exponents else [split_row(w, grid, con)]:
+        if args.noise_growth:
+            rows = growth_rows(w)
+        else:
+            grid = bq.oracle_grid(w, opts, con)
+            rows = exponent_rows(w, grid) if args.exponents else [split_row(w, grid, con)]
+        for row in rows:
             out.print(row, markup=False, highlight=False)
     return 0
 
