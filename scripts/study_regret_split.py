@@ -12,7 +12,11 @@ LR onto the full run's best LR (the grid's parabola vertex at the best warmup) b
 the rule used, and the signals the rule could read; ``--noise-growth``, per search, how much
 noisier for its level the near-best trials' training loss gets over the probe (the ratio of its
 relative noise over the last 15 % to that over 35-50 % of the probe, soft-tie weighted), a
-candidate sign of memorisation as against batch noise. Full runs are cached with the suite's.
+candidate sign of memorisation as against batch noise; ``--progress SPLIT``, a candidate
+horizon rule simulated on the searches that take the default exponent (quiet, away from an
+edge): the exponent 0.5 where the near-best trials' loss still falls by more than SPLIT between
+30-45 % and 55-70 % of the probe, 0.1 where it does not, each pick rescaled from the rule's
+and trained in full. Full runs are cached with the suite's.
 """
 
 from __future__ import annotations
@@ -27,6 +31,8 @@ from rich.console import Console
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import bench_quality as bq
+
+from autowarm.probe._config import HORIZON_EXPONENT
 
 PROBE_SEEDS = (0, 1, 2)
 
@@ -118,6 +124,47 @@ def growth_rows(w: bq.Workload) -> list[str]:
     return rows
 
 
+PROGRESS_EXPONENTS = (0.1, 0.5)  # (slow progress, fast progress)
+
+
+def _mean_loss(curve: list[list[float]], lo: float, hi: float) -> float:
+    values = [v for step, v in curve if lo <= step < hi]
+    return float(np.mean(values)) if values else math.nan
+
+
+def progress(doc: dict) -> float:
+    """How much the near-best trials' loss still falls mid-probe (soft-tie weighted)."""
+    ev = doc["recipe"]["evidence"]
+    length, weights, drops = ev["probe_steps"], [], []
+    for r in doc.get("records") or []:
+        curve = r.get("loss_curve") or []
+        if str(r["number"]) in ev["weights"] and curve:
+            first = _mean_loss(curve, 0.3 * length, 0.45 * length)
+            second = _mean_loss(curve, 0.55 * length, 0.7 * length)
+            if first > 0 and math.isfinite(second):
+                weights.append(ev["weights"][str(r["number"])])
+                drops.append((first - second) / first)
+    return float(np.average(drops, weights=weights)) if drops else math.nan
+
+
+def progress_row(w: bq.Workload, grid: bq.Grid, split: float, con: Console) -> str:
+    today, rule, cells = [], [], []
+    for k in PROBE_SEEDS:
+        doc = bq.probe(w, k, [], replay=True)
+        recipe, ev = doc["recipe"], doc["recipe"]["evidence"]
+        pick = (float(recipe["peak_lr"]), int(recipe["warmup_steps"]))
+        drop, e = progress(doc), float(ev["horizon_exponent"])
+        new_e = e
+        if e == HORIZON_EXPONENT and math.isfinite(drop):
+            new_e = PROGRESS_EXPONENTS[drop > split]
+        shrink = ev["probe_steps"] / w.full_steps
+        today.append(pick)
+        rule.append((float(f"{pick[0] * shrink ** (new_e - e):.3g}"), pick[1]))
+        cells.append(f"{drop:+.2f}/{new_e:g}")
+    return (f"| {w.name} | {w.split} | {', '.join(cells)} | {regret(w, grid, today, con):+.2f} | "
+            f"{regret(w, grid, rule, con):+.2f} |")  # fmt: skip
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument(
@@ -126,11 +173,14 @@ def main(argv: list[str] | None = None) -> int:
     )
     p.add_argument("--exponents", action="store_true", help="the needed horizon exponents")
     p.add_argument("--noise-growth", action="store_true", help="the relative noise's growth")
+    p.add_argument("--progress", type=float, help="simulate the progress rule at this split")
     args = p.parse_args(argv)
     con, out = Console(stderr=True), Console(soft_wrap=True)
     opts = argparse.Namespace(quick=False, workers=2)
     by_name = {w.name: w for w in bq.WORKLOADS}
-    if args.noise_growth:
+    if args.progress is not None:
+        out.print("| workload | set | mid-probe drop / exponent (3 searches) | today | rule |")
+    elif args.noise_growth:
         out.print("| workload | probe seed | relative noise | late / mid-probe | e used |")
     elif args.exponents:
         out.print("| workload | set | full run's best LR | probe centre | e used | e needed | "
@@ -147,7 +197,9 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     for name in names:
         w = by_name[name]
-        if args.noise_growth:
+        if args.progress is not None:
+            rows = [progress_row(w, bq.oracle_grid(w, opts, con), args.progress, con)]
+        elif args.noise_growth:
             rows = growth_rows(w)
         else:
             grid = bq.oracle_grid(w, opts, con)
