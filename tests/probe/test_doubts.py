@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+from autowarm.probe._config import HORIZON_EXPONENT, HORIZON_EXPONENT_NOISY
 from autowarm.probe._doubts import doubts
 from autowarm.probe._recommend import recommend
 from autowarm.probe._record import TrialRecord
@@ -139,6 +140,15 @@ def test_a_noisy_training_loss_says_the_full_run_may_overfit_and_names_score_wit
     found = doubts(records, recipe.evidence, lr_range=RANGE, warmup_max=50)
     noisy = next(d for d in found if d["kind"] == "noisy_loss")
     assert "(20% of it)" in noisy["text"] and "autowarm.score_with" in noisy["fix"]
+    # the noise rule's cut set this LR: the text says how much, and when it is too much
+    assert recipe.evidence["horizon_exponent"] == HORIZON_EXPONENT_NOISY
+    assert f"({recipe.evidence['horizon_factor']:.2g}x for the longer run)" in noisy["text"]
+    assert f"--horizon-exponent {HORIZON_EXPONENT:g}" in noisy["text"]
+    # a stability edge set the LR instead: no word about a cut
+    edged = {**recipe.evidence, "horizon_exponent": 0.05}
+    noisy = next(d for d in doubts(records, edged, lr_range=RANGE, warmup_max=50)
+                 if d["kind"] == "noisy_loss")  # fmt: skip
+    assert "--horizon-exponent" not in noisy["text"]
     # under the HF Trainer the callback scores on its eval set: the fix says how
     hf = {**recipe.evidence, "script_trainer": "hf"}
     noisy = next(d for d in doubts(records, hf, lr_range=RANGE, warmup_max=50)
