@@ -98,7 +98,7 @@ def exponent_rows(w: bq.Workload, grid: bq.Grid) -> list[str]:
     return rows
 
 
-def _relative_noise(curve: list[list[float]], lo: float, hi: float) -> float:
+def _window_noise(curve: list[list[float]], lo: float, hi: float) -> float:
     values = [v for step, v in curve if lo <= step < hi]
     level = float(np.mean(values)) if len(values) > 1 else 0.0
     return float(np.std(values)) / level if level > 0 else math.nan
@@ -113,8 +113,8 @@ def growth_rows(w: bq.Workload) -> list[str]:
         for r in doc.get("records") or []:
             curve = r.get("loss_curve") or []
             if str(r["number"]) in ev["weights"] and curve:
-                late = _relative_noise(curve, 0.85 * length, math.inf)
-                mid = _relative_noise(curve, 0.35 * length, 0.5 * length)
+                late = _window_noise(curve, 0.85 * length, math.inf)
+                mid = _window_noise(curve, 0.35 * length, 0.5 * length)
                 if math.isfinite(late / mid):
                     weights.append(ev["weights"][str(r["number"])])
                     ratios.append(late / mid)
