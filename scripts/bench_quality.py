@@ -224,6 +224,16 @@ WORKLOADS: tuple[Workload, ...] = (
     Workload("lstm_order", "scripts/workloads/lstm_order.py", "held-out", (1e-4, 0.3),
              "LSTM on 600 token sequences (which token first), 10 % flipped labels, Adam",
              n_lr=7),
+    # added, unseen, to judge a fixed 10 % warmup (WARMUP_RULE=prior, WARMUP_PRIOR_WEIGHT=1000),
+    # drawn from the replay of every stored training-loss search: two scripts where the warmup
+    # matters by construction and one where the data are fresh every batch
+    Workload("postln_lm", "scripts/workloads/postln_lm.py", "held-out", (1e-4, 3e-2),
+             "3-layer post-LN char Transformer LM on 600,000 characters, Adam, no clipping",
+             n_lr=7),
+    Workload("rmsprop_cnn", "scripts/workloads/rmsprop_cnn.py", "held-out", (3e-4, 0.2),
+             "GELU CNN on 1,497 digits, RMSprop (no bias correction)", n_lr=7),
+    Workload("conv1d_series", "scripts/workloads/conv1d_series.py", "held-out", (1e-4, 0.1),
+             "dilated 1-D CNN forecasting fresh synthetic waves, AdamW, MSE", n_lr=7),
 )  # fmt: skip
 
 
