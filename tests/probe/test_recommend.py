@@ -56,7 +56,11 @@ def soft_centre(trials: list[TrialRecord], temperature: float = 0.1) -> float:
     return math.exp(sum(wi * math.log(t.peak_lr) for wi, t in zip(w, trials)) / sum(w))
 
 
-def test_soft_ties_pick_the_weighted_centre_of_lr_and_warmup() -> None:
+def test_soft_ties_pick_the_weighted_centre_of_lr_and_warmup(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from autowarm.probe import _recommend
+
     trials = [
         rec(0, 0.01, 30, score=1.05),  # 5% worse: weight e^-0.5, near-best
         rec(1, 0.02, 20, score=1.02),
@@ -67,9 +71,12 @@ def test_soft_ties_pick_the_weighted_centre_of_lr_and_warmup() -> None:
     assert c.peak_lr == pytest.approx(soft_centre(trials), rel=1e-9)
     assert 0.015 < c.peak_lr < 0.03  # the centre of 0.01..0.04, pulled toward the better runs
     assert c.evidence["near_best_trials"] == [0, 1, 2]
-    # the weighted mean warmup (44.9 / 2.43), pulled toward the better runs' short ones; the
-    # far-off trial's 45 barely counts
-    assert c.warmup_steps == 18
+    # the default warmup is 10 % of the probe, whatever the trials' warmups
+    assert c.warmup_steps == 10
+    # the "centre" rule it replaced: the weighted mean warmup (44.9 / 2.43), pulled toward the
+    # better runs' short ones; the far-off trial's 45 barely counts
+    monkeypatch.setattr(_recommend, "WARMUP_RULE", "centre")
+    assert choose(trials, probe_steps=100).warmup_steps == 18
     assert c.evidence["temperature"] == pytest.approx(0.1)
     assert c.evidence["weights"]["2"] == 1.0
 
@@ -132,10 +139,10 @@ def test_recommend_builds_a_recipe_with_evidence() -> None:
     trials = [rec(0, 0.01, 20, score=3.0), rec(1, 0.03, 40, score=1.0), rec(2, 0.3, 50, "stalled")]
     r = recommend(trials, probe_steps=200, total_steps=5000, decay="linear", min_lr_ratio=0.1)
     assert isinstance(r, Recipe)
-    # the probe is the run compressed 25x: warmup keeps its fraction (40/200 -> 1000/5000), the
-    # peak LR falls with the horizon: 0.03 * (200 / 5000) ** 0.3 (the stall at 0.3 is 10x
-    # above the pick, no edge near it)
-    assert (r.warmup_steps, r.total_steps, r.decay) == (1000, 5000, "linear")
+    # the probe is the run compressed 25x: warmup keeps its fraction (10 %: 20/200 ->
+    # 500/5000), the peak LR falls with the horizon: 0.03 * (200 / 5000) ** 0.3 (the stall at
+    # 0.3 is 10x above the pick, no edge near it)
+    assert (r.warmup_steps, r.total_steps, r.decay) == (500, 5000, "linear")
     assert r.peak_lr == pytest.approx(0.03 * 0.04**0.3, rel=1e-2)
     assert r.evidence["probe_peak_lr"] == pytest.approx(0.03)
     assert r.evidence["horizon_factor"] == pytest.approx(0.04**0.3)
@@ -148,7 +155,7 @@ def test_recommend_builds_a_recipe_with_evidence() -> None:
         warmup_transfer="steps",
         horizon_exponent=0.0,
     )
-    assert (same.peak_lr, same.warmup_steps) == (0.03, 40)
+    assert (same.peak_lr, same.warmup_steps) == (0.03, 20)
     assert r.evidence["probe_steps"] == 200
     assert r.evidence["statuses"] == {"stable": 2, "stalled": 1}
     assert Recipe.from_dict(r.to_dict()) == r
@@ -223,7 +230,14 @@ def test_soft_ties_work_for_zero_and_negative_losses(shift: float) -> None:
 
 @pytest.mark.parametrize(
     ("rule", "expected"),
-    [("longest", 30), ("shortest", 10), ("centre", 18), ("median", 20), ("prior", 16)],
+    [
+        ("longest", 30),
+        ("shortest", 10),
+        ("centre", 18),
+        ("median", 20),
+        ("prior", 16),
+        ("fixed", 10),
+    ],
 )
 def test_warmup_rule_options(monkeypatch: pytest.MonkeyPatch, rule: str, expected: int) -> None:
     from autowarm.probe import _recommend
@@ -236,7 +250,7 @@ def test_warmup_rule_options(monkeypatch: pytest.MonkeyPatch, rule: str, expecte
         rec(3, 0.005, 45, score=1.50),  # weight e^-5: barely counts in the centre or median
     ]
     # longest / shortest near-best: 30 / 10; weighted mean 18.4; weighted median: 20; the
-    # weighted mean with a pseudo-trial of weight 1 at 10 % of the probe: 16.0
+    # weighted mean with a pseudo-trial of weight 1 at 10 % of the probe: 16.0; fixed: 10 %
     assert choose(trials, probe_steps=100).warmup_steps == expected
 
 

@@ -46,9 +46,9 @@ def test_final_report_has_recommendation_and_code() -> None:
     print_final(c, RECORDS, recipe, lr_range=(1e-4, 1.0), warmup_max=50, out="r.json", table=True)
     out = text(c)
     assert "Recommended schedule" in out and "recipe written to r.json" in out
-    # the probe's warmup (19 of 100: the weighted centre of 20 and 0) keeps its fraction
-    assert recipe.warmup_steps == 190
-    assert f"{recipe.peak_lr:.3g}" in out and "190 steps" in out
+    # the probe's warmup (10 of 100) keeps its fraction
+    assert recipe.warmup_steps == 100
+    assert f"{recipe.peak_lr:.3g}" in out and "100 steps" in out
     assert "plain PyTorch" in out and "LambdaLR" in out
     # the other forms on request, one line (the plain form fits any loop that steps one)
     assert "HF transformers" not in out and "get_scheduler" not in out
