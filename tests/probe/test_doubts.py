@@ -62,6 +62,12 @@ def test_every_near_best_trial_at_the_warmup_cap_says_so() -> None:
     records = [rec(i, lr, 48, score=1.0 + 0.01 * i) for i, lr in enumerate([2e-3, 3e-3, 4e-3])]
     records += [rec(5, 3e-3, 5, score=1.5), rec(9, 3e-2, 50, "diverged")]
     assert kinds(records) == ["warmup_cap"]
+    # the recipe keeps its 10 %; the line says so and what to compare in full runs
+    recipe = recommend(records, probe_steps=100, total_steps=1000, decay="cosine")
+    (cap,) = doubts(records, recipe.evidence, lr_range=RANGE, warmup_max=50)
+    assert recipe.warmup_steps == 100
+    assert "(50 probe steps, 50% of the probe) while the recipe's is 10%" in cap["text"]
+    assert cap["fix"] == "compare full runs at the recipe's warmup and at 50% of the run"
 
 
 def test_a_cold_stall_is_not_an_instability() -> None:
