@@ -21,10 +21,10 @@
    longest of spiky runs at a similar LR, up to half the probe (a spike says that LR wants more
    warmup: turning that off made the two spiky tuning workloads worse); the LR is then capped
    again by the boundary at that warmup (stability is monotone: a lower LR or a longer warmup
-   is no less stable). The trials' scores rarely tell
-   warmups apart: trained in full with the oracle's peak LR, the warmups the searches picked
-   cost under 1.4 % on 18 of 24 workloads (``scripts/study_regret_split.py``), and three probe
-   seeds' picks disagreed by more than 2x on 14 of 27, so a searched warmup was mostly noise.
+   is no less stable). The trials' scores rarely tell warmups apart: trained in full with the
+   oracle's peak LR, the warmups the searches picked cost under 1.4 % on 18 of 24 workloads
+   (``scripts/study_regret_split.py``), and three probe seeds' picks disagreed by more than 2x
+   on 14 of 27, so a searched warmup was mostly noise.
    The rules it replaced, measured on the quality benchmark's stored searches
    (``scripts/bench_quality.py --replay --rule WARMUP_RULE=...``, 3 probe seeds x 2 training
    seeds): the longest near-best warmup ("longest") sat at the warmup cap in most searches
