@@ -181,14 +181,13 @@ def choose(
     soft = _soft_tie(eligible, temperature, probe_steps)
     fitted = _fitted(soft, probe_steps) if "fit" in (LR_RULE, WARMUP_RULE) else None
     centre = fitted[0] if fitted is not None and LR_RULE == "fit" else soft.lr
-    # 5) the weighted centre of the warmups, lengthened past spiky runs at a similar LR (2x)
-    warmup = (
-        fitted[1] if fitted is not None and WARMUP_RULE == "fit" else _warmup(soft, probe_steps)
-    )
+    # 5) the rule's warmup (10 % of the probe), lengthened past spiky runs at a similar LR (2x)
+    ruled = fitted[1] if fitted is not None and WARMUP_RULE == "fit" else _warmup(soft, probe_steps)
     spiky = [r for r in done if r.status == "spike" and centre / 2 <= r.peak_lr <= centre * 2]
     spike_warmup = max((r.warmup_steps for r in spiky), default=None)
+    warmup = ruled
     if spike_warmup is not None and SPIKE_WARMUP:
-        warmup = min(max(warmup, spike_warmup), probe_steps // 2)
+        warmup = min(max(ruled, spike_warmup), probe_steps // 2)
     edge = boundary(unstable, warmup, probe_steps)
     lr = min(centre, edge / margin)
     evidence = {
@@ -209,6 +208,8 @@ def choose(
         "capped_by_boundary": centre > edge / margin,
         "spiky_trials_near_lr": sorted(r.number for r in spiky),
         "spike_warmup": spike_warmup,
+        "warmup_rule": WARMUP_RULE,
+        "warmup_lengthened": warmup > ruled,
         "pruned_hot_lr": min((r.peak_lr for r in hot_pruned), default=None),
     }
     return Choice(peak_lr=lr, warmup_steps=int(warmup), evidence=evidence)

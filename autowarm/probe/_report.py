@@ -285,6 +285,15 @@ def _legend() -> Text:
 # the recommendation
 
 
+def _why_warmup(ev: dict[str, Any]) -> str:
+    """Why the warmup is what it is, for the recommendation's warmup row ("" if not known)."""
+    if ev.get("warmup_lengthened"):
+        return "; lengthened: trials at a similar LR spiked with shorter warmups"
+    if ev.get("warmup_rule") == "fixed":
+        return "; the default: the probes' scores rarely tell warmups apart"
+    return ""
+
+
 def recommendation(recipe: Any) -> Table:
     ev = recipe.evidence or {}
     t = Table.grid(padding=(0, 2))
@@ -303,7 +312,7 @@ def recommendation(recipe: Any) -> Table:
     if probe_w is not None and total and probe_w != recipe.warmup_steps:
         w_note = f"  ({recipe.warmup_steps / total:.0%} of the run, as {probe_w} of the probe's "
         w_note += f"{ev.get('probe_steps', '?')})"
-    t.add_row("warmup", f"{recipe.warmup_steps} steps ({recipe.warmup}){w_note}")
+    t.add_row("warmup", f"{recipe.warmup_steps} steps ({recipe.warmup}){w_note}{_why_warmup(ev)}")
     t.add_row(
         "decay",
         f"{recipe.decay} to a floor of {recipe.min_lr_ratio:g} × peak "

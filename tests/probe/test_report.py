@@ -46,14 +46,26 @@ def test_final_report_has_recommendation_and_code() -> None:
     print_final(c, RECORDS, recipe, lr_range=(1e-4, 1.0), warmup_max=50, out="r.json", table=True)
     out = text(c)
     assert "Recommended schedule" in out and "recipe written to r.json" in out
-    # the probe's warmup (10 of 100) keeps its fraction
+    # the probe's warmup (10 of 100) keeps its fraction, and the report says why it is 10 %
     assert recipe.warmup_steps == 100
     assert f"{recipe.peak_lr:.3g}" in out and "100 steps" in out
+    assert "the default: the probes' scores rarely tell warmups apart" in " ".join(out.split())
     assert "plain PyTorch" in out and "LambdaLR" in out
     # the other forms on request, one line (the plain form fits any loop that steps one)
     assert "HF transformers" not in out and "get_scheduler" not in out
     assert "Other forms: autowarm schedule r.json --code transformers|lightning|autowarm" in out
     assert "failed: boom" in out and "diverged: loss rose 10x" in out
+
+
+def test_a_warmup_lengthened_past_spiky_trials_says_so() -> None:
+    spiky = [*RECORDS, TrialRecord(5, 0.012, 30, "spike", score=1.8, steps=100)]
+    recipe = recommend(spiky, probe_steps=100, total_steps=1000, decay="cosine")
+    c = console()
+    print_final(c, spiky, recipe, lr_range=(1e-4, 1.0), warmup_max=50, out="r.json", table=False)
+    out = " ".join(text(c).split())
+    assert recipe.warmup_steps == 300 and recipe.evidence["warmup_lengthened"] is True
+    assert "lengthened: trials at a similar LR spiked with shorter warmups" in out
+    assert "the default" not in out
 
 
 def test_the_report_says_how_the_search_widened_its_lr_range() -> None:
