@@ -48,6 +48,7 @@ import io
 import json
 import math
 import os
+import re
 import subprocess
 import sys
 import tempfile
@@ -63,6 +64,7 @@ from rich.console import Console
 from rich.table import Table
 
 from autowarm._io import atomic_write_bytes, atomic_write_text
+from autowarm.probe._config import default_steps
 
 ROOT = Path(__file__).resolve().parents[1]
 CACHE = ROOT / "scripts" / ".cache" / "quality"
@@ -403,11 +405,22 @@ def probe_key(w: Workload, seed: int, extra: list[str]) -> str:
     return hashlib.sha256(" ".join([file_hash(w.path), "--json", *args]).encode()).hexdigest()[:20]
 
 
+def _fill(arg: str, w: Workload) -> str:
+    """``{steps:F}`` in a ``--probe-args`` value: F times the workload's default probe length,
+    in steps (e.g. ``--max-warmup {steps:0.25}``)."""
+    return re.sub(
+        r"\{steps:([0-9.]+)\}",
+        lambda m: str(int(float(m.group(1)) * default_steps(w.full_steps))),
+        arg,
+    )
+
+
 def probe(w: Workload, seed: int, extra: list[str], *, replay: bool = False) -> dict[str, Any]:
     """``autowarm probe --json`` on the workload (cached by the script, the arguments and the
     autowarm source). ``replay``: the newest cached search for these arguments, whatever
     autowarm made it, its recipe recommended again from its trials by the current code -- a
     change to the recommendation rule is then measured on the very same trials."""
+    extra = [_fill(arg, w) for arg in extra]
     key = probe_key(w, seed, extra)
     path = w.cache / f"probe-{key}-{autowarm_hash()}.json"
     if replay:

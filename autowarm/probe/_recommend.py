@@ -178,7 +178,8 @@ def choose(
     if margin_relaxed:  # every finished run was near the edge: take them, then cut the LR
         eligible = pool
     # 4) soft ties: the weighted centre of the good region
-    soft = _soft_tie(eligible, temperature, probe_steps)
+    near_default = [r for r in eligible if r.warmup_steps <= LR_WARMUP_MAX * probe_steps]
+    soft = _soft_tie(near_default or eligible, temperature, probe_steps)
     fitted = _fitted(soft, probe_steps) if "fit" in (LR_RULE, WARMUP_RULE) else None
     centre = fitted[0] if fitted is not None and LR_RULE == "fit" else soft.lr
     # 5) the rule's warmup (10 % of the probe), lengthened past spiky runs at a similar LR (2x)
@@ -234,6 +235,9 @@ WARMUP_PRIOR = 0.1
 WARMUP_PRIOR_WEIGHT = 1.0
 #: lengthen the warmup to the longest of spiky trials at a similar LR
 SPIKE_WARMUP = True
+#: step 4 reads only the trials warming up for at most this fraction of the probe, all if none
+#: does (a variant: the LR read near the warmup the recipe keeps; bench_quality_variants.md)
+LR_WARMUP_MAX = 1.0
 #: trials pruned at an LR above the best finished one: ignored (""), counted as unstable
 #: ("edge"), or counted only by the at-edge test of step 6 ("reach") -- variants measured in
 #: scripts/bench_quality_variants.md

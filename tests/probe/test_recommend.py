@@ -409,3 +409,13 @@ def test_the_gain_temperature_is_unmoved_by_a_constant_added_to_the_loss(
     assert picks["gain", 0.0][1] == pytest.approx(_recommend.TEMPERATURE_GAIN * 1.0)
     assert picks["best", 3.0][1] == pytest.approx(4 * picks["best", 0.0][1])  # 0.1 x |best|
     assert picks["best", 3.0][0] < picks["best", 0.0][0]  # softer: pulled to the cold trials
+
+
+def test_the_lr_can_be_read_from_short_warmup_trials_only(monkeypatch: pytest.MonkeyPatch) -> None:
+    from autowarm.probe import _recommend
+
+    trials = [rec(0, 0.01, 10, score=1.0), rec(1, 0.04, 45, score=0.99)]
+    both = choose(trials, probe_steps=100).peak_lr
+    assert 0.01 < both < 0.04  # the soft centre of both trials
+    monkeypatch.setattr(_recommend, "LR_WARMUP_MAX", 0.25)  # a variant: warmups <= 25 steps
+    assert choose(trials, probe_steps=100).peak_lr == pytest.approx(0.01)
