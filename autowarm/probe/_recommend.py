@@ -182,7 +182,7 @@ def choose(
     soft = _soft_tie(near_default or eligible, temperature, probe_steps)
     fitted = _fitted(soft, probe_steps) if "fit" in (LR_RULE, WARMUP_RULE) else None
     centre = fitted[0] if fitted is not None and LR_RULE == "fit" else soft.lr
-    # 5) the rule's warmup (10 % of the probe), lengthened past spiky runs at a similar LR (2x)
+    # 5) the rule's warmup (WARMUP_PRIOR of the probe), lengthened past spiky runs at a similar LR
     ruled = fitted[1] if fitted is not None and WARMUP_RULE == "fit" else _warmup(soft, probe_steps)
     spiky = [r for r in done if r.status == "spike" and centre / 2 <= r.peak_lr <= centre * 2]
     spike_warmup = max((r.warmup_steps for r in spiky), default=None)
