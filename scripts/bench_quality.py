@@ -236,6 +236,16 @@ WORKLOADS: tuple[Workload, ...] = (
              "GELU CNN on 1,497 digits, RMSprop (no bias correction)", n_lr=7),
     Workload("conv1d_series", "scripts/workloads/conv1d_series.py", "held-out", (1e-4, 0.1),
              "dilated 1-D CNN forecasting fresh synthetic waves, AdamW, MSE", n_lr=7),
+    # added, unseen, to judge the edge rung (--edge-rung 4), drawn from the seen edge-type rows:
+    # two scripts that sit at a stability edge by construction and one far below its edge
+    Workload("matfact_sgd", "scripts/workloads/matfact_sgd.py", "held-out", (0.1, 10.0),
+             "rank-8 factorisation completing an 80x80 matrix, plain SGD: NaN near 10", n_lr=9),
+    Workload("teacher_relu_sgd", "scripts/workloads/teacher_relu_sgd.py", "held-out",
+             (0.01, 1.0), "ReLU student of a random ReLU teacher, MSE, plain SGD, batch 16",
+             n_lr=9),
+    Workload("ridge_nesterov", "scripts/workloads/ridge_nesterov.py", "held-out", (1e-4, 0.03),
+             "linear regression on diabetes' pairwise products, Nesterov 0.9, 342 examples",
+             n_lr=9),
 )  # fmt: skip
 
 
@@ -673,6 +683,41 @@ def rung2_methods(
                    float(np.mean(edge_cost)))]  # fmt: skip
 
 
+#: the edge rung's LRs: the pick's probe LR x 2 ** (i / 3), i = 0, 1, 2 (its boundary is ~2x)
+EDGE_RUNG_LRS = (1.0, 2 ** (1 / 3), 2 ** (2 / 3))
+
+
+def edge_rung_method(
+    w: Workload, probes: list[dict], aw: Method, opts: argparse.Namespace, console: Console
+) -> Method:
+    """The edge rung, simulated on each whole search (registered in
+    bench_quality_variants.md before its fresh scripts ran): where the pick sits near a
+    stability edge the probes found (``near_stability_edge``), the margin, not the probes'
+    ranking, set its LR. So the script is run ``--edge-rung`` x the probe length (same warmup
+    fraction, the probe's seed) at the pick's probe LR x EDGE_RUNG_LRS -- up to 0.8 of the
+    found edge -- and the one with the best probe score among those that neither diverged nor
+    scored non-finite scales the pick (x 1, 1.26 or 1.59). Elsewhere the pick is unchanged."""
+    k_len = opts.edge_rung
+    choices, cost = [], []
+    for k, doc, whole in zip(opts.probe_seeds, probes, aw.choices):
+        ev = doc["recipe"]["evidence"]
+        spent = float(doc["cost"]["optimizer_steps"])
+        if not ev.get("near_stability_edge"):
+            choices.append(whole)
+            cost.append(spent)
+            continue
+        probe_steps, c = int(ev["probe_steps"]), float(ev["probe_peak_lr"])
+        frac = int(ev["probe_warmup_steps"]) / probe_steps
+        wk = dataclasses.replace(w, steps=k_len * probe_steps)
+        runs = [Run(wk, c * f, round(frac * k_len * probe_steps), k) for f in EDGE_RUNG_LRS]
+        scores = [tail_score(m) for m in run_many(runs, opts.workers, console, "edge rung")]
+        best = int(np.argmin(scores)) if any(math.isfinite(v) for v in scores) else 0
+        console.print(f"  search {k}: at an edge; rung scores {scores}: x{EDGE_RUNG_LRS[best]:.2f}")
+        choices.append((whole[0] * EDGE_RUNG_LRS[best], whole[1]))
+        cost.append(spent + len(runs) * k_len * probe_steps)
+    return Method(f"autowarm + edge rung at {k_len}x (sim.)", choices, float(np.mean(cost)))
+
+
 def score(w: Workload, grid: Grid, m: Method, opts: argparse.Namespace, console: Console) -> None:
     """Train every choice of ``m`` on the evaluation seeds; its regret, paired by seed."""
     seeds = (0,) if opts.quick else EVAL_SEEDS
@@ -710,6 +755,8 @@ def bench_workload(w: Workload, opts: argparse.Namespace, console: Console) -> d
         methods.append(aw)
         if opts.rung1:
             methods += rung2_methods(w, probes, aw, opts, console)
+        if opts.edge_rung:
+            methods.append(edge_rung_method(w, probes, aw, opts, console))
     # 3) every choice trained in full on the evaluation seeds
     for m in methods:
         score(w, grid, m, opts, console)
@@ -992,6 +1039,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "N=8 at 4x)",
     )
     p.add_argument("--rung-length", type=int, default=2, help="with --rung1: the rung's length")
+    p.add_argument(
+        "--edge-rung",
+        type=int,
+        default=0,
+        help="also simulate the edge rung: where a search's pick sits near a stability edge, 3 "
+        "runs at this many x the probe length at its LR x 1, 1.26, 1.59 (see edge_rung_method)",
+    )
     p.add_argument("--md", type=Path, default=ROOT / "scripts" / "bench_quality.md")
     p.add_argument("--png", type=Path, default=ROOT / "scripts" / "bench_quality.png")
     opts = p.parse_args(argv)

@@ -51,7 +51,8 @@ def test_each_workload_declares_its_defaults_and_a_box_around_its_default(w) -> 
 PLAIN_LOOPS = [
     "edge", "adamw_shallow", "finetune", "sgd_mlp", "softmax_sgd", "cnn_digits", "lsq_digits",
     "tanh_mse", "poly_sgdm", "deeplinear_sgd", "vit_digits", "seqcls_postln", "moons_mlp",
-    "friedman_sgdm", "chargru_small", "postln_lm", "rmsprop_cnn", "conv1d_series",
+    "friedman_sgdm", "chargru_small", "postln_lm", "rmsprop_cnn", "conv1d_series", "matfact_sgd",
+    "teacher_relu_sgd", "ridge_nesterov",
 ]  # fmt: skip
 
 
