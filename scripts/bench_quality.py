@@ -246,6 +246,14 @@ WORKLOADS: tuple[Workload, ...] = (
     Workload("ridge_nesterov", "scripts/workloads/ridge_nesterov.py", "held-out", (1e-4, 0.03),
              "linear regression on diabetes' pairwise products, Nesterov 0.9, 342 examples",
              n_lr=9),
+    # added, unseen, to judge the near-best LR centre (--rule LR_RULE=near), drawn from the
+    # replay of every stored training-loss search: three common kinds of script
+    Workload("lstm_charlm", "scripts/workloads/lstm_charlm.py", "held-out", (1e-3, 0.3),
+             "1-layer LSTM char LM on argparse.py, Adam, clip 1.0", n_lr=7),
+    Workload("mlp_autoenc", "scripts/workloads/mlp_autoenc.py", "held-out", (3e-4, 0.1),
+             "MLP autoencoder of the digits through a bottleneck of 8, AdamW, MSE", n_lr=7),
+    Workload("adagrad_bow", "scripts/workloads/adagrad_bow.py", "held-out", (3e-3, 3.0),
+             "EmbeddingBag classifier of fresh synthetic documents, Adagrad", n_lr=9),
 )  # fmt: skip
 
 

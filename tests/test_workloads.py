@@ -52,7 +52,7 @@ PLAIN_LOOPS = [
     "edge", "adamw_shallow", "finetune", "sgd_mlp", "softmax_sgd", "cnn_digits", "lsq_digits",
     "tanh_mse", "poly_sgdm", "deeplinear_sgd", "vit_digits", "seqcls_postln", "moons_mlp",
     "friedman_sgdm", "chargru_small", "postln_lm", "rmsprop_cnn", "conv1d_series", "matfact_sgd",
-    "teacher_relu_sgd", "ridge_nesterov",
+    "teacher_relu_sgd", "ridge_nesterov", "lstm_charlm", "mlp_autoenc", "adagrad_bow",
 ]  # fmt: skip
 
 
