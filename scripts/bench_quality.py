@@ -239,7 +239,8 @@ WORKLOADS: tuple[Workload, ...] = (
     # added, unseen, to judge the edge rung (--edge-rung 4), drawn from the seen edge-type rows:
     # two scripts that sit at a stability edge by construction and one far below its edge
     Workload("matfact_sgd", "scripts/workloads/matfact_sgd.py", "held-out", (0.1, 10.0),
-             "rank-8 factorisation completing an 80x80 matrix, plain SGD: NaN near 10", n_lr=9),
+             "rank-8 factorisation completing an 80x80 matrix, plain SGD: LR 10 wants a long "
+             "warmup", n_lr=9),
     Workload("teacher_relu_sgd", "scripts/workloads/teacher_relu_sgd.py", "held-out",
              (0.01, 1.0), "ReLU student of a random ReLU teacher, MSE, plain SGD, batch 16",
              n_lr=9),
@@ -699,12 +700,13 @@ def edge_rung_method(
     w: Workload, probes: list[dict], aw: Method, opts: argparse.Namespace, console: Console
 ) -> Method:
     """The edge rung, simulated on each whole search (registered in
-    bench_quality_variants.md before its fresh scripts ran): where the pick sits near a
-    stability edge the probes found (``near_stability_edge``), the margin, not the probes'
-    ranking, set its LR. So the script is run ``--edge-rung`` x the probe length (same warmup
-    fraction, the probe's seed) at the pick's probe LR x EDGE_RUNG_LRS -- up to 0.8 of the
-    found edge -- and the one with the best probe score among those that neither diverged nor
-    scored non-finite scales the pick (x 1, 1.26 or 1.59). Elsewhere the pick is unchanged."""
+    bench_quality_variants.md before its fresh scripts ran, which did not adopt it): where the
+    pick sits near a stability edge the probes found (``near_stability_edge``), the margin, not
+    the probes' ranking, set its LR. So the script is run ``--edge-rung`` x the probe length
+    (same warmup fraction, the probe's seed) at the pick's probe LR x EDGE_RUNG_LRS -- up to
+    0.8 of the found edge -- and the one with the best probe score among those that neither
+    diverged nor scored non-finite scales the pick (x 1, 1.26 or 1.59). Elsewhere the pick is
+    unchanged."""
     k_len = opts.edge_rung
     choices, cost = [], []
     for k, doc, whole in zip(opts.probe_seeds, probes, aw.choices):
