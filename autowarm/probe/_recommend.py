@@ -73,9 +73,9 @@
    chartf_small): their mean regret +27.3 -> +13.2 %, the rule firing on 6 of their 9
    searches, none worse. Its known miss: a run that sees each example only a few times is
    noisy without fitting anything (smallbatch_reg, seen: +24.6 -> +46.6 %); it fired so on
-   each of the three fresh scripts of that kind met since (rmsprop_cnn, teacher_relu_sgd,
-   adagrad_bow: +6.5 to +231 points against the rule off), and no stored signal has told the two
-   kinds apart yet (scripts/bench_quality_variants.md).
+   both fresh scripts of that kind met since (teacher_relu_sgd, adagrad_bow: +98 and +231
+   points against the rule off; rmsprop_cnn, 13 passes over its data, +6.5), and no stored
+   signal has told the two kinds apart yet (scripts/bench_quality_variants.md).
    Where the probes are scored on held-out data (``score_with``, the HF and Lightning
    callbacks' eval sets) the score's noise is unknown, and reading the training loss's instead
    was rejected (``NOISE_OF``: it cannot tell batch noise from memorisation: a batch-4
