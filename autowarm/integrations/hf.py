@@ -83,13 +83,16 @@ class AutowarmCallback(TrainerCallback):
         control: Any,
         model: Any = None,
         optimizer: Any = None,
-        **_: Any,
+        **kwargs: Any,
     ) -> None:
         self.optimizer = wrap_inside(optimizer, **self.wrap_kwargs)
         from autowarm.probe._child import note_trainer
 
         note_trainer("hf")  # inside a probe trial: the report speaks TrainingArguments
         self._accumulation = int(getattr(args, "gradient_accumulation_steps", 1) or 1)
+        loader = kwargs.get("train_dataloader")
+        per_step = args.per_device_train_batch_size * self._accumulation * args.world_size
+        _child.note_data(_child.sized(getattr(loader, "dataset", None)), per_step)
         if self._hook is not None:  # a second train() on the same callback
             self._hook.remove()
         self._hook = model.register_forward_hook(self._on_forward, with_kwargs=True)

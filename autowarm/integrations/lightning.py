@@ -98,6 +98,13 @@ class AutowarmCallback(pl.Callback):
             if optimizer is monitored or getattr(optimizer, "_optimizer", None) is monitored:
                 self._counts[id(monitored)] = (monitored, monitored.monitor.step_count)
 
+    def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        # the train data is loaded by now (not yet at on_fit_start); a plain DataLoader only
+        loader = trainer.train_dataloader
+        if isinstance(loader, torch.utils.data.DataLoader) and loader.batch_size:
+            per_step = loader.batch_size * trainer.accumulate_grad_batches * trainer.world_size
+            _child.note_data(_child.sized(loader.dataset), per_step)
+
     def on_train_batch_end(self, trainer: pl.Trainer, *args: Any) -> None:
         counts, self._counts = self._counts, {}
         for monitored, count in counts.values():

@@ -183,6 +183,9 @@ class _Session:
         # the framework's trainer the script runs under, as its autowarm callback tells
         # (note_trainer): the report then prints the schedule as that trainer's own arguments
         self.trainer: str | None = None
+        # the training data as the trainer feeds it (note_data): how many passes the full run
+        # makes over it, which the noisy_loss doubt weighs
+        self.data: dict[str, int] | None = None
 
     @property
     def train_s(self) -> float:
@@ -207,6 +210,7 @@ class _Session:
             "wrapped": bool(self.controllers),
             "sets_lr": self.sets_lr,
             "trainer": self.trainer,
+            "data": self.data,
             "scheduler": _scheduler.summary([c.optimizer for c in self.controllers]),
         }
 
@@ -497,6 +501,26 @@ def note_trainer(name: str) -> None:
     own terms (TrainingArguments; a ``configure_optimizers``)."""
     if TRIAL_ENV in os.environ:
         _get_session().trainer = name
+
+
+def sized(obj: Any) -> int:
+    """``len(obj)``, or 0 where it has none (an iterable dataset)."""
+    try:
+        return len(obj)
+    except TypeError:
+        return 0
+
+
+def note_data(train_examples: int, examples_per_step: int) -> None:
+    """A framework's autowarm callback says how many training examples its trainer holds and
+    how many one optimizer step takes (batch x accumulation x processes): inside a trial, the
+    report can then say how many passes over them the full run makes (``noisy_loss``).
+    Unknown or non-positive sizes (an iterable dataset) are left unsaid."""
+    if TRIAL_ENV in os.environ and train_examples > 0 and examples_per_step > 0:
+        _get_session().data = {
+            "train_examples": int(train_examples),
+            "examples_per_step": int(examples_per_step),
+        }
 
 
 # ---------------------------------------------------------------------------------------------

@@ -48,6 +48,7 @@ class TrialRecord:
     checkpoint_loss: float | None = None  # loss at the cohort pruner's checkpoint
     sets_lr: bool = False  # the script's loop set the LR itself (no torch scheduler)
     trainer: str | None = None  # the framework's trainer it ran under ("hf"), if one said so
+    data: dict[str, int] | None = None  # its training data's size, if that trainer's said so
     scheduler: dict[str, Any] | None = None  # the script's own LR scheduler (_scheduler.py)
     compile_s: float = 0.0  # its torch.compile before the first step (part of wall - train)
     script_scored: bool = False  # score is the script's autowarm.score_with(), not the loss
@@ -116,6 +117,7 @@ def _attrs(res: TrialResult, spec: TrialSpec, checkpoint_loss: float | None) -> 
         "checkpoint_loss": finite_or_none(checkpoint_loss),
         "sets_lr": res.sets_lr,
         "trainer": res.trainer,
+        "data": res.data,
         "scheduler": res.scheduler,
         "compile_s": round(res.compile_s, 3),
     }
@@ -199,6 +201,7 @@ def record_from_frozen(t: FrozenTrial) -> TrialRecord | None:
         checkpoint_loss=a.get("checkpoint_loss"),
         sets_lr=bool(a.get("sets_lr", False)),
         trainer=a.get("trainer"),
+        data=a.get("data"),
         scheduler=a.get("scheduler"),
         compile_s=float(a.get("compile_s") or 0.0),
         script_scored=bool(a.get("script_scored", False)),

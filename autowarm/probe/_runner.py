@@ -493,6 +493,7 @@ class _TrialProcess:
         self.script_lr: float | None = None
         self.sets_lr = False  # the script's loop sets the LR itself (see _child.py)
         self.trainer: str | None = None  # the framework's trainer, when its callback said so
+        self.data: dict[str, int] | None = None  # its training data's size, the same way
         self.scheduler: dict[str, Any] | None = None  # the script's own LR scheduler
         self.compile_s = 0.0  # torch.compile's seconds before the first step
         self.script_score: float | None = None  # its autowarm.score_with() value
@@ -612,6 +613,7 @@ class _TrialProcess:
                     self.script_lr = float(msg["script_lr"])
                 self.sets_lr = bool(msg.get("sets_lr"))
                 self.trainer = msg.get("trainer") or self.trainer
+                self.data = msg.get("data") or self.data
                 self.scheduler = msg.get("scheduler") or self.scheduler
                 if msg.get("score") is not None:
                     self.script_score = float(msg["score"])
@@ -633,6 +635,7 @@ class _TrialProcess:
             script_lr=self.script_lr,
             sets_lr=self.sets_lr,
             trainer=self.trainer,
+            data=self.data,
             scheduler=self.scheduler,
             compile_s=self.compile_s,
             script_score=self.script_score,

@@ -42,6 +42,8 @@ class TrialResult:
     script_lr: float | None = None  # the script's own LR (reference group) at its first step
     sets_lr: bool = False  # its loop sets param_group["lr"] itself, without a torch scheduler
     trainer: str | None = None  # the framework's trainer it ran under ("hf": our HF callback)
+    # its training data as that trainer's callback said: {"train_examples", "examples_per_step"}
+    data: dict[str, int] | None = None
     # the LR scheduler the script built on the wrapped optimizer: {"text", "library",
     # "accelerate"} (probe/_scheduler.py), None if none
     scheduler: dict[str, Any] | None = None
