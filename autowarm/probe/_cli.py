@@ -508,11 +508,20 @@ def _say_sources(final: Any, out: _Outcome) -> None:
         )
 
 
+def passes(data: dict[str, int] | None, total_steps: int | None) -> float | None:
+    """How many times a run of ``total_steps`` sees each training example, from ``data`` as a
+    trainer's callback told it (``TrialRecord.data``); None where either is unknown."""
+    if not data or not total_steps:
+        return None
+    return total_steps * data["examples_per_step"] / data["train_examples"]
+
+
 def _recommend(config: ProbeConfig, out: _Outcome, *, cost: bool) -> Any:
     from autowarm._json import json_safe
     from autowarm.probe._doubts import doubts
     from autowarm.probe._recommend import recommend
 
+    data = next((r.data for r in out.records if r.data), None)
     extra: dict[str, Any] = {
         "script_lr": out.script_lr,
         "lr_range": list(out.lr_range),
@@ -522,6 +531,9 @@ def _recommend(config: ProbeConfig, out: _Outcome, *, cost: bool) -> Any:
         "script_sets_lr": any(r.sets_lr for r in out.records),
         # the framework's trainer it ran under ("hf": the report prints TrainingArguments)
         "script_trainer": next((r.trainer for r in out.records if r.trainer), None),
+        # its training data as that trainer's callback read it, and the full run's passes
+        "script_data": data,
+        "data_passes": passes(data, config.total_steps),
         # the LR scheduler the script steps itself: the report says to replace it
         "script_scheduler": next((r.scheduler for r in out.records if r.scheduler), None),
         # what the trials' scores are: the script's autowarm.score_with(), or the training loss

@@ -150,6 +150,14 @@ def test_a_noisy_training_loss_says_the_full_run_may_overfit_and_names_score_wit
     assert recipe.evidence["horizon_exponent"] == HORIZON_EXPONENT_NOISY
     assert f"({recipe.evidence['horizon_factor']:.2g}x for the longer run)" in noisy["text"]
     assert f"--horizon-exponent {HORIZON_EXPONENT:g}" in noisy["text"]
+    # a trainer's callback told the data's size: the full run's passes judge the cut
+    data = {"train_examples": 3000, "examples_per_step": 16}
+    for passes, too_far in ((2.7, True), (43.0, False)):
+        told = {**recipe.evidence, "script_data": data, "data_passes": passes}
+        noisy = next(d for d in doubts(records, told, lr_range=RANGE, warmup_max=50)
+                     if d["kind"] == "noisy_loss")  # fmt: skip
+        assert f"{passes:.2g} passes over its 3,000 training examples" in noisy["text"]
+        assert ("--horizon-exponent" in noisy["text"]) is too_far
     # a stability edge set the LR instead: no word about a cut
     edged = {**recipe.evidence, "horizon_exponent": 0.05}
     noisy = next(d for d in doubts(records, edged, lr_range=RANGE, warmup_max=50)

@@ -461,3 +461,12 @@ def test_the_command_the_report_gives_back_is_how_the_user_runs_the_script() -> 
     assert one[1:] == ["run_clm.py", "--output_dir", "out"] and one[0].startswith("python")
     ddp = _command(ProbeConfig(script="train.py", args=("--x",), nproc_per_node=2))
     assert ddp == ["torchrun", "--nproc-per-node=2", "train.py", "--x"]
+
+
+def test_the_full_runs_passes_over_its_data_come_from_a_callbacks_sizes() -> None:
+    from autowarm.probe._cli import passes
+
+    data = {"train_examples": 3000, "examples_per_step": 16}
+    assert passes(data, 500) == pytest.approx(500 * 16 / 3000)  # teacher_relu_sgd's 2.7
+    assert passes(None, 500) is None  # no callback said (a plain loop)
+    assert passes(data, None) is None  # no --total-steps
