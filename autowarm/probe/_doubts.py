@@ -131,8 +131,8 @@ def doubts(
         out.append({
             "kind": "noisy_loss",
             "text": f"the near-best trials' training loss is noisy for its level ({noisy:.0%} "
-            "of it): the model fits most of its training batches, so the full run may overfit "
-            f"at the probes' LR, and the training loss ranks LRs poorly{_cut(evidence)}",
+            "of it), as when a model fits most of its training batches: the full run may then "
+            f"overfit at the probes' LR, and the training loss ranks LRs poorly{_cut(evidence)}",
             "fix": _held_out_fix(evidence.get("script_trainer")),
         })  # fmt: skip
     return out
