@@ -150,7 +150,7 @@ def _cut(evidence: dict[str, Any]) -> str:
             f"{cut}, too far if the run sees each example only a few times (plentiful or "
             f"freshly generated data: then pass --horizon-exponent {HORIZON_EXPONENT:g})"
         )
-    over = f"{passes:.2g} passes over its {data.get('train_examples', 0):,} training examples"
+    over = f"{passes:.3g} passes over its {data.get('train_examples', 0):,} training examples"
     if passes >= MEMORISING_PASSES:
         return f"{cut}; the full run makes {over}, enough to memorise them"
     return (

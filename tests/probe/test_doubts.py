@@ -156,7 +156,7 @@ def test_a_noisy_training_loss_says_the_full_run_may_overfit_and_names_score_wit
         told = {**recipe.evidence, "script_data": data, "data_passes": passes}
         noisy = next(d for d in doubts(records, told, lr_range=RANGE, warmup_max=50)
                      if d["kind"] == "noisy_loss")  # fmt: skip
-        assert f"{passes:.2g} passes over its 3,000 training examples" in noisy["text"]
+        assert f"{passes:.3g} passes over its 3,000 training examples" in noisy["text"]
         assert ("--horizon-exponent" in noisy["text"]) is too_far
     # a stability edge set the LR instead: no word about a cut
     edged = {**recipe.evidence, "horizon_exponent": 0.05}
