@@ -9,11 +9,11 @@ answer weaker than it looks, and each becomes one line of the report and one ent
    search widens its default range on this doubt while it has trials left
    (:mod:`autowarm.probe._widen`); the report says it when it still holds at the end;
 2) ``warmup_cap``: every near-best trial uses (about) the longest warmup searched, while the
-   recipe keeps its fixed 10 % (:mod:`._recommend`, step 5). The line says so and what to
-   compare; it does not move the recipe: over the quality suite's 204 stored searches this
-   held on 17 (10 workloads), and the full runs' best warmup was at most 15 % of the run on 9
-   of those workloads (0 on four; 30 % on tanh_mse): long-warmup probes mostly win by a cooler
-   early LR, which the short horizon favours;
+   recipe keeps its fixed fraction of the run (``WARMUP_PRIOR``, :mod:`._recommend`, step 5).
+   The line says so and what to compare; it does not move the recipe: over the quality
+   suite's 204 stored searches this held on 17 (10 workloads), and the full runs' best warmup
+   was at most 15 % of the run on 9 of those workloads (0 on four; 30 % on tanh_mse):
+   long-warmup probes mostly win by a cooler early LR, which the short horizon favours;
 3) ``few_near_best``: fewer than three trials within one temperature of the best -- another
    search seed is likely to pick differently;
 4) ``no_instability``: no trial went unstable, so no stability edge was found and the margin
@@ -77,6 +77,7 @@ FLAT = 100.0
 
 
 def _warmup_cap(warmup_max: int, evidence: dict[str, Any]) -> dict[str, str]:
+    """Doubt 2: the recipe's warmup and the cap the near-best trials sat at, as fractions."""
     probe_steps = int(evidence["probe_steps"])
     cap, kept = warmup_max / probe_steps, evidence.get("probe_warmup_steps", 0) / probe_steps
     return {
