@@ -90,6 +90,9 @@ class Workload:
     grid_seeds: tuple[int, ...] = GRID_SEEDS
     probe_flags: tuple[str, ...] = ()  # script flags only its probes get
     same_runs_as: str | None = None  # a workload whose full runs (grid, baselines) are these
+    # the full run's passes over its training data from the script's constants, as a user would
+    # state them (autowarm probe --epochs); a replay with --state-epochs hands them to the rule
+    epochs: float | None = None
 
     @property
     def cache(self) -> Path:
@@ -139,11 +142,12 @@ WORKLOADS: tuple[Workload, ...] = (
              "plain ReLU MLP, SGD momentum: NaN a few x above the best LR", n_lr=7),
     # -- held-out set: never looked at while tuning
     Workload("finetune", "scripts/workloads/finetune.py", "held-out", (1e-4, 3e-2),
-             "MLP pretrained in the script on task A, fine-tuned on B (300 examples), AdamW"),
+             "MLP pretrained in the script on task A, fine-tuned on B (300 examples), AdamW",
+             epochs=43),
     Workload("hf_trainer", "scripts/workloads/hf_trainer.py", "held-out", (3e-4, 1e-1),
              "tiny GPT-2 (from a config) through the HF Trainer, clip 1.0"),
     Workload("lightning_mlp", "scripts/workloads/lightning_mlp.py", "held-out", (3e-4, 1e-1),
-             "MLP on digits through lightning.Trainer, AdamW, clip 1.0"),
+             "MLP on digits through lightning.Trainer, AdamW, clip 1.0", epochs=9.85),
     Workload("adamw_shallow", "scripts/workloads/adamw_shallow.py", "held-out", (1e-3, 3e-1),
              "LayerNorm MLP, AdamW: the best warmup is ~0"),
     Workload("edge", "scripts/workloads/edge.py", "held-out", (0.01, 3.0),
@@ -156,7 +160,7 @@ WORKLOADS: tuple[Workload, ...] = (
     Workload("softmax_sgd", "scripts/workloads/softmax_sgd.py", "held-out", (3e-3, 1.0),
              "softmax regression, plain SGD, features scaled 1..10"),
     Workload("cnn_digits", "scripts/workloads/cnn_digits.py", "held-out", (1e-3, 3e-1),
-             "small CNN without normalization on 8x8 digits, Adam, shifts"),
+             "small CNN without normalization on 8x8 digits, Adam, shifts", epochs=17),
     # added to judge the at-edge rung (--rung1 with --rung-length), a rule drawn from the edge
     # pair's rows: two more scripts whose best LR sits at a divergence edge, unseen before
     Workload("lsq_digits", "scripts/workloads/lsq_digits.py", "held-out", (3e-5, 1e-2),
@@ -179,19 +183,20 @@ WORKLOADS: tuple[Workload, ...] = (
     # added, unseen, to judge the noise-based horizon rule (HORIZON_RULE=noise), drawn from the
     # held-out rows of finetune, lightning_mlp and cnn_digits: three small-data scripts
     Workload("cancer_mlp", "scripts/workloads/cancer_mlp.py", "held-out", (1e-4, 1.0),
-             "2x128 MLP on the breast-cancer table (419 rows), AdamW"),
+             "2x128 MLP on the breast-cancer table (419 rows), AdamW", epochs=38),
     Workload("diabetes_sgdm", "scripts/workloads/diabetes_sgdm.py", "held-out", (1e-3, 1.0),
              "2x64 MLP regression on the diabetes table (342 rows), SGD momentum, MSE"),
     Workload("fewshot_digits", "scripts/workloads/fewshot_digits.py", "held-out", (3e-3, 3.0),
-             "MLP with dropout on 150 digits, SGD Nesterov, weight decay"),
+             "MLP with dropout on 150 digits, SGD Nesterov, weight decay", epochs=85),
     # added, unseen, to judge the noise rule read from the training loss where the probes are
     # scored on validation (NOISE_OF=training); each is probed with --score-on-val only
     Workload("wine_mlp", "scripts/workloads/wine_mlp.py", "held-out", (1e-4, 3.0),
-             "2x64 MLP on the wine table (120 rows), AdamW"),
+             "2x64 MLP on the wine table (120 rows), AdamW", epochs=53),
     Workload("hf_smalldata", "scripts/workloads/hf_smalldata.py", "held-out", (1e-4, 3e-2),
              "tiny BERT classifier through the HF Trainer on 400 noisy-label examples"),
     Workload("smallbatch_reg", "scripts/workloads/smallbatch_reg.py", "held-out", (1e-4, 0.3),
-             "MLP regression at batch 4 on 40,000 fresh rows, Adam: noisy, not overfitting"),
+             "MLP regression at batch 4 on 40,000 fresh rows, Adam: noisy, not overfitting",
+             epochs=0.15),
     # added, unseen, to judge the gap rule (GAP_RULE=1), drawn from the rows above; each is
     # probed with --score-on-val only
     Workload("digits_small", "scripts/workloads/digits_small.py", "held-out", (1e-4, 0.3),
@@ -211,9 +216,9 @@ WORKLOADS: tuple[Workload, ...] = (
     # added, unseen, to judge the noise rule's exponent (HORIZON_EXPONENT_NOISY=1.0 / 0.75),
     # drawn from the seen training-loss rows of the noisy small-data scripts
     Workload("synth_cls_mlp", "scripts/workloads/synth_cls_mlp.py", "held-out", (3e-5, 0.3),
-             "2x256 MLP on 400 rows of a noisy synthetic table, Adam, batch 16", n_lr=7),
+             "2x256 MLP on 400 rows of a noisy synthetic table, Adam, batch 16", n_lr=7, epochs=20),
     Workload("cnn_fewdigits", "scripts/workloads/cnn_fewdigits.py", "held-out", (1e-4, 0.3),
-             "small CNN on 200 digits, AdamW, no augmentation", n_lr=7),
+             "small CNN on 200 digits, AdamW, no augmentation", n_lr=7, epochs=64),
     Workload("chartf_small", "scripts/workloads/chartf_small.py", "held-out", (3e-5, 0.1),
              "2-layer pre-LN char Transformer on 16,000 characters of calendar.py, AdamW",
              n_lr=7),
@@ -233,7 +238,7 @@ WORKLOADS: tuple[Workload, ...] = (
              "3-layer post-LN char Transformer LM on 600,000 characters, Adam, no clipping",
              n_lr=7),
     Workload("rmsprop_cnn", "scripts/workloads/rmsprop_cnn.py", "held-out", (3e-4, 0.2),
-             "GELU CNN on 1,497 digits, RMSprop (no bias correction)", n_lr=7),
+             "GELU CNN on 1,497 digits, RMSprop (no bias correction)", n_lr=7, epochs=13),
     Workload("conv1d_series", "scripts/workloads/conv1d_series.py", "held-out", (1e-4, 0.1),
              "dilated 1-D CNN forecasting fresh synthetic waves, AdamW, MSE", n_lr=7),
     # added, unseen, to judge the edge rung (--edge-rung 4), drawn from the seen edge-type rows:
@@ -243,7 +248,7 @@ WORKLOADS: tuple[Workload, ...] = (
              "warmup", n_lr=9),
     Workload("teacher_relu_sgd", "scripts/workloads/teacher_relu_sgd.py", "held-out",
              (0.01, 1.0), "ReLU student of a random ReLU teacher, MSE, plain SGD, batch 16",
-             n_lr=9),
+             n_lr=9, epochs=2.67),
     Workload("ridge_nesterov", "scripts/workloads/ridge_nesterov.py", "held-out", (1e-4, 0.03),
              "linear regression on diabetes' pairwise products, Nesterov 0.9, 342 examples",
              n_lr=9),
@@ -254,7 +259,7 @@ WORKLOADS: tuple[Workload, ...] = (
     Workload("mlp_autoenc", "scripts/workloads/mlp_autoenc.py", "held-out", (3e-4, 0.1),
              "MLP autoencoder of the digits through a bottleneck of 8, AdamW, MSE", n_lr=7),
     Workload("adagrad_bow", "scripts/workloads/adagrad_bow.py", "held-out", (3e-3, 3.0),
-             "EmbeddingBag classifier of fresh synthetic documents, Adagrad", n_lr=9),
+             "EmbeddingBag classifier of fresh synthetic documents, Adagrad", n_lr=9, epochs=1),
 )  # fmt: skip
 
 
@@ -445,7 +450,8 @@ def probe(w: Workload, seed: int, extra: list[str], *, replay: bool = False) -> 
     if replay:
         found = sorted(w.cache.glob(f"probe-{key}-*.json"), key=os.path.getmtime)
         if found:
-            return replayed(json.loads(found[-1].read_text()))
+            stated = w.epochs if STATE_EPOCHS else None
+            return replayed(json.loads(found[-1].read_text()), stated)
     if path.exists():
         return json.loads(path.read_text())
     with tempfile.TemporaryDirectory() as tmp:
@@ -499,8 +505,13 @@ def set_rule(spec: str) -> None:
         setattr(_recommend, name, type(old)(value) if not isinstance(old, bool) else value == "1")
 
 
-def replayed(doc: dict[str, Any]) -> dict[str, Any]:
-    """``doc`` with its recipe recommended again from its trials by this autowarm."""
+#: --state-epochs: replays hand each workload's ``epochs`` to the rule, as ``--epochs`` would
+STATE_EPOCHS = False
+
+
+def replayed(doc: dict[str, Any], epochs: float | None = None) -> dict[str, Any]:
+    """``doc`` with its recipe recommended again from its trials by this autowarm (``epochs``:
+    the full run's passes as ``--epochs`` would state them, where the search read none)."""
     from autowarm.probe import _recommend
     from autowarm.probe._doubts import doubts
     from autowarm.probe._record import TrialRecord
@@ -512,6 +523,10 @@ def replayed(doc: dict[str, Any]) -> dict[str, Any]:
         records = [TrialRecord(**{k: t.get(k) for k in fields}) for t in doc["trials"]]
     old = doc["recipe"]
     ev = old["evidence"]
+    keys = ("lr_range", "script_lr", "cost", "script_data", "data_passes")
+    extra = {k: ev[k] for k in keys if k in ev}
+    if extra.get("data_passes") is None and epochs is not None:
+        extra["data_passes"] = epochs
     # the module's names, so --rule MARGIN=3 or HORIZON_EXPONENT=0 reach this replay too (the
     # horizon exponent by the rule, which reads HORIZON_EXPONENT[_AT_EDGE] and EDGE_REACH)
     recipe = _recommend.recommend(
@@ -519,7 +534,7 @@ def replayed(doc: dict[str, Any]) -> dict[str, Any]:
         decay=old["decay"], min_lr_ratio=float(old["min_lr_ratio"]),
         margin=_recommend.MARGIN, horizon_exponent=None,
         warmup_transfer=_recommend.WARMUP_TRANSFER,
-        extra_evidence={k: ev[k] for k in ("lr_range", "script_lr", "cost") if k in ev},
+        extra_evidence=extra,
     )  # fmt: skip
     from autowarm.probe._config import ProbeConfig
 
@@ -1041,6 +1056,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "(module constants of autowarm.probe._recommend, e.g. WARMUP_RULE=centre)",
     )
     p.add_argument(
+        "--state-epochs",
+        action="store_true",
+        help="with --replay: hand each workload's passes over its data (Workload.epochs) to the "
+        "rule where its search read none, as `autowarm probe --epochs` would",
+    )
+    p.add_argument(
         "--rung1",
         type=int,
         default=0,
@@ -1072,6 +1093,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> int:
     opts = parse_args(argv)
     set_rule(opts.rule)
+    global STATE_EPOCHS
+    STATE_EPOCHS = opts.state_epochs
     console = Console(width=max(150, Console().width))  # the tables need ~140 columns
     t0 = time.perf_counter()
     results = [bench_workload(w, opts, console) for w in opts.chosen]

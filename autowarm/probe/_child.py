@@ -65,7 +65,7 @@ from dataclasses import fields
 from typing import Any
 
 from autowarm._errors import InstabilityError
-from autowarm.probe import _resume, _scheduler
+from autowarm.probe import _loaders, _resume, _scheduler
 from autowarm.probe import _scratch as scratch
 from autowarm.probe._status import FINISHED, STOPPING_EVENTS, stops_trial
 from autowarm.probe._types import TrialSpec
@@ -210,7 +210,8 @@ class _Session:
             "wrapped": bool(self.controllers),
             "sets_lr": self.sets_lr,
             "trainer": self.trainer,
-            "data": self.data,
+            # a trainer's callback told it, else the DataLoader the loop drew from
+            "data": self.data or _loaders.data(self.steps),
             "scheduler": _scheduler.summary([c.optimizer for c in self.controllers]),
         }
 
@@ -647,6 +648,7 @@ def run_script(script: str, args: list[str]) -> int:
     scratch.install()  # the script's writes go to the trial's scratch folder
     _resume.install()  # the files torch.load reads: a resumed run names its checkpoint
     _scheduler.install()  # the script's own LR scheduler: the report says what to replace
+    _loaders.install()  # the DataLoader it trains from: the full run's passes over its data
     session = _get_session()
     code = 0
     try:

@@ -23,6 +23,7 @@ from autowarm.probe._config import (
     HORIZON_EXPONENT_AT_EDGE,
     LR_RANGE_ATTR,
     LR_WIDENED_ATTR,
+    MEMORISING_PASSES,
     SCRIPT_DIGEST_ATTR,
     SCRIPT_LR_ATTR,
     WARMUP_TRANSFERS,
@@ -131,6 +132,13 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="full-run peak LR = probe's best x (steps / total-steps) ** this (default "
         f"{HORIZON_EXPONENT:g}, or {HORIZON_EXPONENT_AT_EDGE:g} when the pick sits near a "
         "stability edge the probes found; 0 keeps the probe's LR)",
+    )
+    o.add_argument(
+        "--epochs",
+        type=float,
+        help="how many times the full run sees each training example, where autowarm cannot "
+        "read it from a DataLoader or a trainer (1 for data generated fresh every batch); "
+        f"a noisy training loss cuts the LR only from {MEMORISING_PASSES} passes",
     )
     o.add_argument("--out", default="autowarm.json", help="recipe file (default autowarm.json)")
     o.add_argument("--json", action="store_true", help="one JSON document on stdout, nothing else")
@@ -428,7 +436,7 @@ def show_command(args: argparse.Namespace) -> int:
     attrs = study.user_attrs
     config = ProbeConfig.from_attrs(attrs)
     if args.total_steps is not None:
-        config = dataclasses.replace(config, total_steps=args.total_steps)
+        config = config.for_total_steps(args.total_steps)
     every = records(study)
     recs = _settled(every)
     lrs = [r.peak_lr for r in recs] or [1e-3]
@@ -533,7 +541,9 @@ def _recommend(config: ProbeConfig, out: _Outcome, *, cost: bool) -> Any:
         "script_trainer": next((r.trainer for r in out.records if r.trainer), None),
         # its training data as that trainer's callback read it, and the full run's passes
         "script_data": data,
-        "data_passes": passes(data, config.total_steps),
+        "data_passes": (
+            config.epochs if config.epochs is not None else passes(data, config.total_steps)
+        ),
         # the LR scheduler the script steps itself: the report says to replace it
         "script_scheduler": next((r.scheduler for r in out.records if r.scheduler), None),
         # what the trials' scores are: the script's autowarm.score_with(), or the training loss

@@ -123,6 +123,9 @@ class ProbeConfig:
     margin: float = MARGIN
     warmup_transfer: str = WARMUP_TRANSFER
     horizon_exponent: float | None = None  # None: by the rule above
+    # passes of the full run (of total_steps) over its training data, for a loop autowarm
+    # cannot read them from (no DataLoader, no trainer callback); None: read, else unknown
+    epochs: float | None = None
 
     def __post_init__(self) -> None:
         if self.steps is None:
@@ -132,6 +135,14 @@ class ProbeConfig:
     @property
     def warmup_max(self) -> int:
         return self.steps // 2 if self.max_warmup is None else self.max_warmup
+
+    def for_total_steps(self, total_steps: int) -> ProbeConfig:
+        """This config for a full run of ``total_steps`` (``autowarm show --total-steps``): the
+        passes stated with ``--epochs`` scale with the run's length."""
+        epochs = self.epochs
+        if epochs is not None and self.total_steps:
+            epochs = epochs * total_steps / self.total_steps
+        return dataclasses.replace(self, total_steps=total_steps, epochs=epochs)
 
     @property
     def command(self) -> str:
@@ -158,6 +169,7 @@ class ProbeConfig:
             "margin": self.margin,
             "warmup_transfer": self.warmup_transfer,
             "horizon_exponent": self.horizon_exponent,
+            "epochs": self.epochs,
             SCRIPT_DIGEST_ATTR: script_digest(self.script),
             DESIGN_ATTR: self.comparable(),
         }
@@ -247,6 +259,12 @@ def _check_output(config: ProbeConfig) -> None:
     if config.horizon_exponent is not None and not 0.0 <= config.horizon_exponent <= 1.0:
         raise AutowarmError(
             f"--horizon-exponent must be in [0, 1] but got {config.horizon_exponent:g}."
+        )
+    if config.epochs is not None and not 0 < config.epochs < math.inf:
+        raise AutowarmError(
+            f"--epochs must be a positive number but got {config.epochs:g}; it is how many "
+            "times the full run sees each training example (1 for data generated fresh "
+            "every batch)."
         )
     if config.warmup_transfer not in WARMUP_TRANSFERS:
         raise AutowarmError(

@@ -140,18 +140,28 @@ def doubts(
 
 
 def _cut(evidence: dict[str, Any]) -> str:
-    """Where the noise rule's exponent set the LR: how much it cut, and when that is wrong --
-    judged by the full run's passes over its data where a trainer's callback told them."""
-    if evidence.get("horizon_exponent") != HORIZON_EXPONENT_NOISY:
-        return ""
-    cut = f"; the LR was cut for it ({evidence['horizon_factor']:.2g}x for the longer run)"
+    """Whether the noise rule's exponent set the LR: how much it cut, and when that is wrong --
+    judged by the full run's passes over its data where they are known."""
+    from autowarm.probe import _recommend  # its PASSES_RULE read now (a replay's --rule)
+
     passes, data = evidence.get("data_passes"), evidence.get("script_data") or {}
+    examples = f" over its {data['train_examples']:,} training examples" if data else ""
+    over = f"{passes:.3g} passes{examples}" if passes is not None else ""
+    if evidence.get("horizon_exponent") != HORIZON_EXPONENT_NOISY:
+        if passes is None or passes >= MEMORISING_PASSES or evidence.get("near_stability_edge"):
+            return ""
+        return f"; the LR was not cut for it: the full run makes only {over}, too few to memorise"
+    cut = f"; the LR was cut for it ({evidence['horizon_factor']:.2g}x for the longer run)"
     if passes is None:
+        fix = (
+            "pass --epochs with how many times the full run sees each example"
+            if _recommend.PASSES_RULE
+            else f"then pass --horizon-exponent {HORIZON_EXPONENT:g}"
+        )
         return (
             f"{cut}, too far if the run sees each example only a few times (plentiful or "
-            f"freshly generated data: then pass --horizon-exponent {HORIZON_EXPONENT:g})"
+            f"freshly generated data: {fix})"
         )
-    over = f"{passes:.3g} passes over its {data.get('train_examples', 0):,} training examples"
     if passes >= MEMORISING_PASSES:
         return f"{cut}; the full run makes {over}, enough to memorise them"
     return (

@@ -114,6 +114,7 @@ from autowarm.probe._config import (
     HORIZON_EXPONENT_GAP,
     HORIZON_EXPONENT_NOISY,
     MARGIN,
+    MEMORISING_PASSES,
     NOISE_SPLIT,
     TEMPERATURE,
     WARMUP_TRANSFER,
@@ -467,9 +468,15 @@ HORIZON_EXPONENT_WIDE = 0.1
 #: False: the rule before it, off in such searches
 GAP_RULE = True
 
+#: the noise rule only where the full run's passes over its training data are unknown or at
+#: least MEMORISING_PASSES (a run that sees each example a few times is noisy without
+#: memorising them); False: the rule before it, by the noise alone
+PASSES_RULE = False
 
-def horizon_exponent_for(choice: Choice, at_edge: bool) -> float:
-    """Step 6's exponent for ``choice`` (read at call time, so a replay's --rule reaches it)."""
+
+def horizon_exponent_for(choice: Choice, at_edge: bool, passes: float | None = None) -> float:
+    """Step 6's exponent for ``choice``, whose full run makes ``passes`` over its training data
+    (None: unknown); read at call time, so a replay's --rule reaches it."""
     if HORIZON_RULE not in _HORIZON_RULES:
         raise ValueError(f"HORIZON_RULE must be one of {_HORIZON_RULES} but got {HORIZON_RULE!r}.")
     if at_edge:
@@ -477,7 +484,8 @@ def horizon_exponent_for(choice: Choice, at_edge: bool) -> float:
     if HORIZON_RULE == "width":
         narrow = choice.evidence["lr_width"] < WIDTH_SPLIT
         return HORIZON_EXPONENT_NARROW if narrow else HORIZON_EXPONENT_WIDE
-    if HORIZON_RULE == "noise" and choice.evidence["relative_noise"] > NOISE_SPLIT:
+    memorises = not PASSES_RULE or passes is None or passes >= MEMORISING_PASSES
+    if HORIZON_RULE == "noise" and choice.evidence["relative_noise"] > NOISE_SPLIT and memorises:
         return HORIZON_EXPONENT_NOISY
     gap = choice.evidence.get("generalization_gap")
     if HORIZON_RULE == "noise" and GAP_RULE and gap is not None and gap > GAP_SPLIT:
@@ -505,7 +513,8 @@ def recommend(
     choice = choose(records, probe_steps=probe_steps, margin=margin, temperature=TEMPERATURE)
     at_edge = near_edge(choice, margin)
     if horizon_exponent is None:
-        horizon_exponent = horizon_exponent_for(choice, at_edge)
+        passes = (extra_evidence or {}).get("data_passes")
+        horizon_exponent = horizon_exponent_for(choice, at_edge, passes)
     peak_lr, warmup, factor = carry(
         choice.peak_lr,
         choice.warmup_steps,

@@ -25,9 +25,22 @@ from autowarm.probe._config import ProbeConfig, validate
         ({"lr_range": (-1e-3, 1e-1)}, "--lr-range must be positive finite numbers"),
         # case 19: a probe longer than the run it stands for
         ({"total_steps": 20, "steps": 30}, "--steps must be <= --total-steps but got 30 > 20"),
+        ({"epochs": 0.0}, "--epochs must be a positive number but got 0; it is how many times"),
+        ({"epochs": float("nan")}, "--epochs must be a positive number but got nan"),
     ],
 )
 def test_validate(kwargs: dict, message: str) -> None:
     with pytest.raises(AutowarmError) as e:
         validate(ProbeConfig("x.py", **kwargs))
     assert message in str(e.value)
+
+
+def test_epochs_stated_for_one_run_length_scale_with_another() -> None:
+    # autowarm show --total-steps: twice the run sees each example twice as often
+    config = ProbeConfig("x.py", total_steps=1000, epochs=3.0)
+    assert config.for_total_steps(4000).epochs == 12.0
+    assert config.for_total_steps(4000).total_steps == 4000
+    assert ProbeConfig.from_attrs(config.to_attrs()).epochs == 3.0  # the study keeps it
+    # stated without a run length: taken as the longer run's
+    assert ProbeConfig("x.py", epochs=3.0).for_total_steps(4000).epochs == 3.0
+    assert ProbeConfig("x.py").for_total_steps(4000).epochs is None

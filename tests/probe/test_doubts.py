@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import pytest
+
 from autowarm.probe._config import HORIZON_EXPONENT, HORIZON_EXPONENT_NOISY
 from autowarm.probe._doubts import doubts
 from autowarm.probe._recommend import recommend
@@ -176,6 +178,33 @@ def test_a_noisy_training_loss_says_the_full_run_may_overfit_and_names_score_wit
     scored = {**recipe.evidence, "scored_by": "score_with"}
     assert "noisy_loss" not in [d["kind"] for d in doubts(records, scored, lr_range=RANGE,
                                                           warmup_max=50)]  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("rule", "passes", "cut"),
+    [(True, None, True), (True, 2.7, False), (True, 43.0, True), (False, 2.7, True)],
+)
+def test_the_noise_rule_cuts_the_lr_only_where_the_full_run_can_memorise_its_data(
+    monkeypatch: pytest.MonkeyPatch, rule: bool, passes: float | None, cut: bool
+) -> None:
+    from autowarm.probe import _recommend
+
+    monkeypatch.setattr(_recommend, "PASSES_RULE", rule)
+    records = _noisy({1e-3: 0.3, 3e-3: 0.12, 6e-3: 0.1, 1e-2: 0.11, 2e-2: 0.3}, 0.2)
+    data = {"train_examples": 3000, "examples_per_step": 16} if passes else None
+    told = {"script_data": data, "data_passes": passes}
+    recipe = recommend(
+        records, probe_steps=100, total_steps=1000, decay="cosine", extra_evidence=told
+    )
+    assert recipe.evidence["horizon_exponent"] == (
+        HORIZON_EXPONENT_NOISY if cut else HORIZON_EXPONENT
+    )
+    noisy = next(d for d in doubts(records, recipe.evidence, lr_range=RANGE, warmup_max=50)
+                 if d["kind"] == "noisy_loss")  # fmt: skip
+    if not cut:  # the doubt says why the LR was left alone
+        assert "not cut for it: the full run makes only 2.7 passes over its 3,000" in noisy["text"]
+    elif passes is None:  # the user can tell the passes the loop does not show
+        assert ("--epochs" in noisy["text"]) is rule
 
 
 def _noisy(scores: dict[float, float], relative: float) -> list[TrialRecord]:

@@ -43,7 +43,7 @@ def one_error_line(proc: subprocess.CompletedProcess[str]) -> str:
 def test_stable_script_with_two_jobs_json_and_show(tmp_path: Path) -> None:
     proc = autowarm(
         "probe", "--json", "--jobs", "2", "--total-steps", "1000", "--png", "map.png", *FAST,
-        SCRIPT, "--opt", "adam", "--lr", "0.003", "--steps", "100", "--cosine",
+        "--epochs", "3", SCRIPT, "--opt", "adam", "--lr", "0.003", "--steps", "100", "--cosine",
         cwd=tmp_path,
     )  # fmt: skip
     assert proc.returncode == 0, proc.stderr
@@ -57,6 +57,7 @@ def test_stable_script_with_two_jobs_json_and_show(tmp_path: Path) -> None:
     assert doc["storage"] == "sqlite:///.autowarm/autowarm.db"
     recipe = doc["recipe"]
     assert recipe["total_steps"] == 1000 and recipe["decay"] == "cosine"
+    assert recipe["evidence"]["data_passes"] == 3  # --epochs: a loop that draws no DataLoader
     # the script's own scheduler, named for the report: the recipe replaces it
     scheduler = recipe["evidence"]["script_scheduler"]
     assert scheduler["text"] == "CosineAnnealingLR, from torch.optim.lr_scheduler"
@@ -77,6 +78,7 @@ def test_stable_script_with_two_jobs_json_and_show(tmp_path: Path) -> None:
     assert "Recommended schedule" in human.stdout and "peak LR" in human.stdout
     longer = json.loads(autowarm("show", "--json", "--total-steps", "8000", cwd=tmp_path).stdout)
     assert longer["recipe"]["total_steps"] == 8000
+    assert longer["recipe"]["evidence"]["data_passes"] == 24  # 8x the run, 8x the passes
     # a longer run: the same probe evidence, a lower peak LR (the horizon factor)
     assert longer["recipe"]["peak_lr"] < recipe["peak_lr"]
     # every path that stretches the recipe file to 8000 steps gives show's schedule

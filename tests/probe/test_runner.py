@@ -677,6 +677,17 @@ def test_case11_a_nan_loss_from_the_start_ends_the_trial_at_its_first_step(
     assert (result.status, result.steps) == ("nonfinite", 1)
 
 
+@pytest.mark.parametrize(("batch", "accumulate"), [(64, 1), (16, 1), (8, 4)])
+def test_a_trial_reads_its_training_data_from_the_dataloader_it_draws(
+    script: Script, batch: int, accumulate: int
+) -> None:
+    # the full run's passes over its data (the noise rule's gate) from a plain loop: the
+    # loader drawn with grad enabled, not the evaluation's 8 batches a step under no_grad
+    result = script.run(spec(probe_steps=15), batch=batch, accumulate=accumulate, eval_draws=8)
+    assert result.status in ("stable", "spike"), result.reason
+    assert result.data == {"train_examples": 64, "examples_per_step": batch * accumulate}
+
+
 @pytest.mark.parametrize(
     ("sched", "sets_lr"), [("nanogpt", True), ("lambda", False), ("none", False)]
 )

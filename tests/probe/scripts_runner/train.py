@@ -30,6 +30,9 @@ parser.add_argument("--abort-at", type=int, default=-1)
 parser.add_argument("--sleep", type=float, default=0.0, help="seconds per step")
 parser.add_argument("--spawn-child", help="start a sleeping subprocess, write its pid here")
 parser.add_argument("--workers", type=int, default=0, help="DataLoader worker processes")
+parser.add_argument("--batch", type=int, default=64, help="DataLoader batch size (64: all)")
+parser.add_argument("--accumulate", type=int, default=1, help="batches drawn per step")
+parser.add_argument("--eval-draws", type=int, default=0, help="eval batches a step, no grad")
 parser.add_argument("--detach", help="start sleeps outside the process group, pids here")
 parser.add_argument("--nan-loss", action="store_true", help="the loss is NaN from the start")
 parser.add_argument("--nan-from", type=int, default=-1, help="the loss is NaN from this step on")
@@ -144,10 +147,11 @@ def note_worker(worker_id: int) -> None:
             f.write(f"{os.getpid()}\n")
 
 
-# the whole batch each time, through worker processes when asked (so x stays the same data)
+# the whole batch each time by default, through worker processes when asked (so x stays the
+# same data)
 loader = torch.utils.data.DataLoader(
     torch.utils.data.TensorDataset(x, y),
-    batch_size=len(x),
+    batch_size=args.batch,
     num_workers=args.workers,
     worker_init_fn=note_worker,
     persistent_workers=args.workers > 0,
@@ -159,10 +163,18 @@ def batches():
         yield from loader
 
 
+# an evaluation set drawn under no_grad, more batches a step than the training data
+evals = torch.utils.data.DataLoader(torch.utils.data.TensorDataset(x[:32], y[:32]), batch_size=4)
+
+
 def train() -> None:
     data = batches()
     for it in range(args.steps):
-        bx, by = next(data)
+        parts = [next(data) for _ in range(args.accumulate)]  # as gradient accumulation draws
+        bx, by = torch.cat([p[0] for p in parts]), torch.cat([p[1] for p in parts])
+        with torch.no_grad():
+            for _, _ in zip(range(args.eval_draws), evals):
+                pass
         if args.sched in ("nanogpt", "both"):  # nanoGPT: set the LR by hand every iteration
             for g, base in zip(param_groups, bases):
                 g["lr"] = base * 0.5 * (1 + it % 7)
