@@ -260,6 +260,18 @@ WORKLOADS: tuple[Workload, ...] = (
              "MLP autoencoder of the digits through a bottleneck of 8, AdamW, MSE", n_lr=7),
     Workload("adagrad_bow", "scripts/workloads/adagrad_bow.py", "held-out", (3e-3, 3.0),
              "EmbeddingBag classifier of fresh synthetic documents, Adagrad", n_lr=9, epochs=1),
+    # added, unseen, to judge the noise rule gated by the full run's passes (--rule
+    # PASSES_RULE=1): small-batch scripts fed by a DataLoader (the probe reads their passes),
+    # each under 20 passes
+    Workload("mlp_charlm", "scripts/workloads/mlp_charlm.py", "held-out", (3e-3, 1.0),
+             "Bengio-style MLP char LM, 4-char context, on difflib.py, SGD momentum, batch 32, "
+             "1.9 passes", n_lr=9),
+    Workload("gru_huber", "scripts/workloads/gru_huber.py", "held-out", (3e-4, 1.0),
+             "GRU regressing generated two-sine series, Huber loss, NAdam, batch 16, 6 passes",
+             n_lr=9),
+    Workload("resmlp_radam", "scripts/workloads/resmlp_radam.py", "held-out", (3e-4, 1.0),
+             "pre-LN residual MLP with dropout on a noisy-label table, RAdam, batch 16, "
+             "12.8 passes", n_lr=9),
 )  # fmt: skip
 
 
