@@ -41,8 +41,9 @@ HORIZON_EXPONENT_NOISY = 1.0
 NOISE_SPLIT = 0.1
 #: passes over its training data from which a full run memorises it: where the noise rule fired
 #: on the quality suite, its cut helped on the six scripts making 20-85 passes and hurt or
-#: was even on the six making 0-17 (seen rows, a lead: the noisy_loss doubt says it where the
-#: passes are known; scripts/bench_quality_variants.md, "passes over the training data")
+#: was even on the six making 0-17; below it the rule does not cut (probe/_recommend.py,
+#: PASSES_RULE: registered, then adopted on three fresh scripts; scripts/
+#: bench_quality_variants.md, "PASSES_RULE")
 MEMORISING_PASSES = 20
 #: ... and where the probes are scored on held-out data (score_with, a callback's eval set),
 #: whose score has no known noise: where the near-best trials' held-out score ends above their

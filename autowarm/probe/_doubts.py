@@ -44,10 +44,11 @@ answer weaker than it looks, and each becomes one line of the report and one ent
    rule's cut set the LR, the text also says when it is too much: a run that sees each example
    only a few times is noisy without overfitting (smallbatch_reg +47 %, teacher_relu_sgd
    +110 %, adagrad_bow +236 % with the cut; +18, +13 and +5 % without it), and
-   ``--horizon-exponent`` then sets the default one. Where the HF or Lightning callback told
-   the training data's size, the text says how many passes over it the full run makes, and
-   calls the cut likely too far below ``MEMORISING_PASSES`` (20: on the suite the cut helped
-   on every script making 20-85 passes and on none making 0-17).
+   ``--epochs`` (how many times the run sees each example) then lifts the cut below
+   ``MEMORISING_PASSES``. Where the passes are known (the HF and Lightning callbacks, a plain
+   loop's ``DataLoader``, ``--epochs``), the text says them: below ``MEMORISING_PASSES`` (20: on
+   the suite the cut helped on every script making 20-85 passes and on none making 0-17) the
+   rule does not cut, and the text says why the LR was left alone.
 """
 
 from __future__ import annotations

@@ -74,8 +74,15 @@
    searches, none worse. Its known miss: a run that sees each example only a few times is
    noisy without fitting anything (smallbatch_reg, seen: +24.6 -> +46.6 %); it fired so on
    both fresh scripts of that kind met since (teacher_relu_sgd, adagrad_bow: +98 and +231
-   points against the rule off; rmsprop_cnn, 13 passes over its data, +6.5), and no stored
-   signal has told the two kinds apart yet (scripts/bench_quality_variants.md).
+   points against the rule off; rmsprop_cnn, 13 passes over its data, +6.5). No stored signal
+   told the two kinds apart; the full run's passes over its training data did on the twelve
+   seen scripts where the rule fired (it helped at 20-85 passes, hurt or was even at 0-17).
+   So the rule acts only where the passes are unknown or at least ``MEMORISING_PASSES`` (20,
+   ``PASSES_RULE``): they come from the HF and Lightning callbacks, a plain loop's
+   ``DataLoader`` (:mod:`autowarm.probe._loaders`) or ``--epochs``. Registered, then judged on
+   three fresh ``DataLoader`` scripts under 20 passes (mlp_charlm, gru_huber, resmlp_radam):
+   their mean regret +4.45 -> +2.82 %, the rule firing on the 3 searches of gru_huber (6
+   passes: +6.68 -> +1.81 %), none worse.
    Where the probes are scored on held-out data (``score_with``, the HF and Lightning
    callbacks' eval sets) the score's noise is unknown, and reading the training loss's instead
    was rejected (``NOISE_OF``: it cannot tell batch noise from memorisation: a batch-4
@@ -470,8 +477,9 @@ GAP_RULE = True
 
 #: the noise rule only where the full run's passes over its training data are unknown or at
 #: least MEMORISING_PASSES (a run that sees each example a few times is noisy without
-#: memorising them); False: the rule before it, by the noise alone
-PASSES_RULE = False
+#: memorising them; registered, then adopted on three fresh scripts: module docstring);
+#: False: the rule before it, by the noise alone
+PASSES_RULE = True
 
 
 def horizon_exponent_for(choice: Choice, at_edge: bool, passes: float | None = None) -> float:
