@@ -9,9 +9,10 @@ not an evaluation under ``torch.no_grad()``) is counted against its dataset. The
 most is the training set: its length, and the examples its batches gave per optimizer step
 (batch size x micro-batches, so gradient accumulation counts), are the trial's data.
 
-Not seen: loops that index tensors themselves (nanoGPT's ``get_batch``), iterable datasets
-(no length), a ``DistributedSampler``'s other ranks (the count is this rank's). Such a script can
-state its passes with ``autowarm probe --epochs``.
+Under a ``DistributedSampler`` each rank draws its own batches of the one dataset: a step takes
+the batch times its ``num_replicas``. Not seen: loops that index tensors themselves (nanoGPT's
+``get_batch``) and iterable datasets (no length); such a script can state its passes with
+``autowarm probe --epochs``.
 """
 
 from __future__ import annotations
@@ -50,8 +51,14 @@ def _note(it: Any) -> None:
     if seen is None:
         # the loader's private fields: read defensively, a torch without them counts nothing
         collated = getattr(it, "_auto_collation", False)
-        per = getattr(getattr(it, "_index_sampler", None), "batch_size", None) if collated else 1
-        seen = _drawn[id(dataset)] = [0, int(per or 0), _length(dataset)]
+        index_sampler = getattr(it, "_index_sampler", None)
+        per = getattr(index_sampler, "batch_size", None) if collated else 1
+        # a DistributedSampler's other ranks draw as many batches of other examples: one step
+        # of the run takes the batch times the ranks (this count is rank 0's)
+        sampler = getattr(index_sampler, "sampler", index_sampler)
+        ranks = getattr(sampler, "num_replicas", 1)
+        per = int(per or 0) * (ranks if isinstance(ranks, int) and ranks > 0 else 1)
+        seen = _drawn[id(dataset)] = [0, per, _length(dataset)]
     seen[0] += 1
 
 
