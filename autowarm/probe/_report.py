@@ -336,6 +336,9 @@ def recommendation(recipe: Any) -> Table:
             ),
         ]
         t.add_row("evidence", "; ".join(why))
+    data = _data_row(ev)
+    if data:
+        t.add_row("data", data)
     widened = ev.get("lr_range_widened") or []
     if widened:  # the search widened its LR range where its best trials sat (probe/_widen.py)
         lo, hi = widened[-1]["to"]
@@ -344,6 +347,20 @@ def recommendation(recipe: Any) -> Table:
     for k, doubt in enumerate(ev.get("doubts") or []):
         t.add_row("unsure" if k == 0 else "", f"{doubt['text']} (try {doubt['fix']})")
     return t
+
+
+def _data_row(ev: dict[str, Any]) -> str:
+    """The training data as the trials read it (a DataLoader, a trainer's callback) or as
+    ``--epochs`` stated it, and the full run's passes over it ("" where none is known)."""
+    data, passes = ev.get("script_data"), ev.get("data_passes")
+    if passes is None:
+        return ""
+    if not data:  # --epochs, or sizes without a --total-steps
+        return f"the full run makes {passes:.3g} passes over its training data (--epochs)"
+    return (
+        f"{data['train_examples']:,} training examples, {data['examples_per_step']:,} a step: "
+        f"the full run makes {passes:.3g} passes over them"
+    )
 
 
 def probe_point(recipe: Any) -> tuple[float, int]:

@@ -8,7 +8,7 @@ from rich.console import Console
 from autowarm import Recipe
 from autowarm.probe._recommend import recommend
 from autowarm.probe._record import TrialRecord
-from autowarm.probe._report import LiveReport, print_final, stability_map
+from autowarm.probe._report import LiveReport, print_final, recommendation, stability_map
 from autowarm.probe._types import TrialSpec
 
 
@@ -226,3 +226,32 @@ def test_a_loop_that_sets_its_own_lr_gets_code_for_that_loop() -> None:
     out = text(c)
     assert "sets param_group['lr'] itself" in out and "recipe.lr_at(iter_num)" in out
     assert "LambdaLR" not in out  # no scheduler to be overwritten
+
+
+@pytest.mark.parametrize(
+    ("told", "line"),
+    [
+        (
+            {"script_data": {"train_examples": 1300, "examples_per_step": 32}, "data_passes": 9.85},
+            "data 1,300 training examples, 32 a step: the full run makes 9.85 passes over them",
+        ),
+        (
+            {"data_passes": 3.0},
+            "data the full run makes 3 passes over its training data (--epochs)",
+        ),
+        ({}, None),
+    ],
+)
+def test_the_report_says_the_training_data_the_passes_come_from(told: dict, line: str | None):
+    recipe = recommend(RECORDS, probe_steps=100, total_steps=1000, decay="cosine")
+    c = console()
+    c.print(
+        recommendation(
+            Recipe(recipe.peak_lr, recipe.warmup_steps, 1000, evidence={**recipe.evidence, **told})
+        )
+    )
+    out = " ".join(text(c).split())
+    if line is None:
+        assert " data " not in out
+    else:
+        assert line in out
