@@ -272,6 +272,16 @@ WORKLOADS: tuple[Workload, ...] = (
     Workload("resmlp_radam", "scripts/workloads/resmlp_radam.py", "held-out", (3e-4, 1.0),
              "pre-LN residual MLP with dropout on a noisy-label table, RAdam, batch 16, "
              "12.8 passes", n_lr=9),
+    # added, unseen, to look again at the passes gate (PASSES_RULE) on both sides of 20 passes:
+    # small-batch scripts fed by a DataLoader
+    Workload("textcnn_lines", "scripts/workloads/textcnn_lines.py", "held-out", (1e-3, 1.0),
+             "char TextCNN telling which of 5 stdlib modules a line is from, SGD Nesterov, "
+             "batch 32, 4.8 passes", n_lr=9),
+    Workload("vae_digits", "scripts/workloads/vae_digits.py", "held-out", (3e-4, 1.0),
+             "VAE of the 8x8 digits, 8-d latent, Adamax, batch 16, 16 passes", n_lr=9),
+    Workload("gnn_graphs", "scripts/workloads/gnn_graphs.py", "held-out", (3e-4, 1.0),
+             "message-passing GNN regressing a noisy energy of 400 random graphs, AdamW, "
+             "batch 16, 40 passes", n_lr=9),
 )  # fmt: skip
 
 

@@ -53,7 +53,7 @@ PLAIN_LOOPS = [
     "tanh_mse", "poly_sgdm", "deeplinear_sgd", "vit_digits", "seqcls_postln", "moons_mlp",
     "friedman_sgdm", "chargru_small", "postln_lm", "rmsprop_cnn", "conv1d_series", "matfact_sgd",
     "teacher_relu_sgd", "ridge_nesterov", "lstm_charlm", "mlp_autoenc", "adagrad_bow",
-    "mlp_charlm", "gru_huber", "resmlp_radam",
+    "mlp_charlm", "gru_huber", "resmlp_radam", "textcnn_lines", "vae_digits", "gnn_graphs",
 ]  # fmt: skip
 
 
