@@ -37,7 +37,7 @@ from transformers import Trainer, TrainerCallback
 from autowarm._errors import AutowarmError
 from autowarm.monitor._find import wrap_inside
 from autowarm.monitor._optimizer import MonitoredOptimizer
-from autowarm.probe import _child
+from autowarm.probe import _child, _loaders
 from autowarm.probe._probing import probing, score_with
 
 #: how far up the stack ``on_train_begin`` looks for the Trainer that calls it (3 frames in
@@ -92,7 +92,7 @@ class AutowarmCallback(TrainerCallback):
         self._accumulation = int(getattr(args, "gradient_accumulation_steps", 1) or 1)
         loader = kwargs.get("train_dataloader")
         per_step = args.per_device_train_batch_size * self._accumulation * args.world_size
-        _child.note_data(_child.sized(getattr(loader, "dataset", None)), per_step)
+        _child.note_data(_loaders.sized(getattr(loader, "dataset", None)), per_step)
         if self._hook is not None:  # a second train() on the same callback
             self._hook.remove()
         self._hook = model.register_forward_hook(self._on_forward, with_kwargs=True)

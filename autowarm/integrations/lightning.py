@@ -33,7 +33,7 @@ from lightning.pytorch.utilities.model_helpers import is_overridden
 
 from autowarm._errors import AutowarmError
 from autowarm.monitor._optimizer import MonitoredOptimizer, wrap
-from autowarm.probe import _child
+from autowarm.probe import _child, _loaders
 from autowarm.probe._probing import probing, score_with
 
 
@@ -103,7 +103,7 @@ class AutowarmCallback(pl.Callback):
         loader = trainer.train_dataloader
         if isinstance(loader, torch.utils.data.DataLoader) and loader.batch_size:
             per_step = loader.batch_size * trainer.accumulate_grad_batches * trainer.world_size
-            _child.note_data(_child.sized(loader.dataset), per_step)
+            _child.note_data(_loaders.sized(loader.dataset), per_step)
 
     def on_train_batch_end(self, trainer: pl.Trainer, *args: Any) -> None:
         counts, self._counts = self._counts, {}

@@ -504,14 +504,6 @@ def note_trainer(name: str) -> None:
         _get_session().trainer = name
 
 
-def sized(obj: Any) -> int:
-    """``len(obj)``, or 0 where it has none (an iterable dataset)."""
-    try:
-        return len(obj)
-    except TypeError:
-        return 0
-
-
 def note_data(train_examples: int, examples_per_step: int) -> None:
     """A framework's autowarm callback says how many training examples its trainer holds and
     how many one optimizer step takes (batch x accumulation x processes): inside a trial, the

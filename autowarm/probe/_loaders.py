@@ -58,14 +58,15 @@ def _note(it: Any) -> None:
         sampler = getattr(index_sampler, "sampler", index_sampler)
         ranks = getattr(sampler, "num_replicas", 1)
         per = int(per or 0) * (ranks if isinstance(ranks, int) and ranks > 0 else 1)
-        seen = _drawn[id(dataset)] = [0, per, _length(dataset)]
+        seen = _drawn[id(dataset)] = [0, per, sized(dataset)]
     seen[0] += 1
 
 
-def _length(dataset: Any) -> int:
+def sized(obj: Any) -> int:
+    """``len(obj)``, or 0 where it has none (an iterable dataset)."""
     try:
-        return len(dataset)
-    except TypeError:  # an iterable dataset
+        return len(obj)
+    except TypeError:
         return 0
 
 
