@@ -148,10 +148,10 @@ def _cut(evidence: dict[str, Any]) -> str:
     passes, data = evidence.get("data_passes"), evidence.get("script_data") or {}
     examples = f" over its {data['train_examples']:,} training examples" if data else ""
     over = f"{passes:.3g} passes{examples}" if passes is not None else ""
-    if evidence.get("horizon_exponent") != HORIZON_EXPONENT_NOISY:
-        if passes is None or passes >= MEMORISING_PASSES or evidence.get("near_stability_edge"):
-            return ""
+    if evidence.get("noise_cut_held"):  # the rule's own verdict (probe/_recommend.py)
         return f"; the LR was not cut for it: the full run makes only {over}, too few to memorise"
+    if evidence.get("horizon_exponent") != HORIZON_EXPONENT_NOISY:
+        return ""
     cut = f"; the LR was cut for it ({evidence['horizon_factor']:.2g}x for the longer run)"
     if passes is None:
         fix = (

@@ -520,9 +520,11 @@ def recommend(
     # the module's TEMPERATURE read at call time (a replay's --rule TEMPERATURE= reaches it)
     choice = choose(records, probe_steps=probe_steps, margin=margin, temperature=TEMPERATURE)
     at_edge = near_edge(choice, margin)
+    held = False  # the full run's passes held the noise rule's cut back (noisy_loss says why)
     if horizon_exponent is None:
         passes = (extra_evidence or {}).get("data_passes")
         horizon_exponent = horizon_exponent_for(choice, at_edge, passes)
+        held = horizon_exponent != HORIZON_EXPONENT_NOISY == horizon_exponent_for(choice, at_edge)
     peak_lr, warmup, factor = carry(
         choice.peak_lr,
         choice.warmup_steps,
@@ -539,6 +541,7 @@ def recommend(
         "near_stability_edge": at_edge,
         "horizon_exponent": horizon_exponent,
         "horizon_factor": factor,
+        "noise_cut_held": held,
         **(extra_evidence or {}),
     }
     return Recipe(
