@@ -118,6 +118,7 @@ from autowarm.probe._config import (
     GAP_SPLIT,
     HORIZON_EXPONENT,
     HORIZON_EXPONENT_AT_EDGE,
+    HORIZON_EXPONENT_FRESH,
     HORIZON_EXPONENT_GAP,
     HORIZON_EXPONENT_NOISY,
     MARGIN,
@@ -481,6 +482,12 @@ GAP_RULE = True
 #: False: the rule before it, by the noise alone
 PASSES_RULE = True
 
+#: a variant: where the full run's passes over its training data are known and below
+#: MEMORISING_PASSES, the default exponent is HORIZON_EXPONENT_FRESH instead of
+#: HORIZON_EXPONENT (a model that cannot memorise its data keeps more of the probes' LR);
+#: False: the rule before it
+FRESH_RULE = False
+
 
 def horizon_exponent_for(choice: Choice, at_edge: bool, passes: float | None = None) -> float:
     """Step 6's exponent for ``choice``, whose full run makes ``passes`` over its training data
@@ -498,6 +505,8 @@ def horizon_exponent_for(choice: Choice, at_edge: bool, passes: float | None = N
     gap = choice.evidence.get("generalization_gap")
     if HORIZON_RULE == "noise" and GAP_RULE and gap is not None and gap > GAP_SPLIT:
         return HORIZON_EXPONENT_GAP
+    if FRESH_RULE and passes is not None and passes < MEMORISING_PASSES:
+        return HORIZON_EXPONENT_FRESH
     return HORIZON_EXPONENT
 
 
