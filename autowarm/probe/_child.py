@@ -213,6 +213,7 @@ class _Session:
             # a trainer's callback told it, else the DataLoader the loop drew from
             "data": self.data or _loaders.data(self.steps),
             "scheduler": _scheduler.summary([c.optimizer for c in self.controllers]),
+            "optimizer": _scheduler.optimizer_class([c.optimizer for c in self.controllers]),
         }
 
     def fail(self, failure: str, reason: str) -> TrialEnd:

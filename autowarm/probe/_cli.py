@@ -546,6 +546,8 @@ def _recommend(config: ProbeConfig, out: _Outcome, *, cost: bool) -> Any:
         ),
         # the LR scheduler the script steps itself: the report says to replace it
         "script_scheduler": next((r.scheduler for r in out.records if r.scheduler), None),
+        # the optimizer it built: the code to paste builds that one ("torch.optim.SGD")
+        "script_optimizer": next((r.optimizer for r in out.records if r.optimizer), None),
         # what the trials' scores are: the script's autowarm.score_with(), or the training loss
         "scored_by": (
             "score_with" if any(r.script_scored for r in out.records) else "training loss"

@@ -50,6 +50,7 @@ class TrialRecord:
     trainer: str | None = None  # the framework's trainer it ran under ("hf"), if one said so
     data: dict[str, int] | None = None  # its training data's size, if that trainer's said so
     scheduler: dict[str, Any] | None = None  # the script's own LR scheduler (_scheduler.py)
+    optimizer: str | None = None  # the class of the optimizer it built ("torch.optim.SGD")
     compile_s: float = 0.0  # its torch.compile before the first step (part of wall - train)
     script_scored: bool = False  # score is the script's autowarm.score_with(), not the loss
     score_name: str | None = None  # what score_with() called it
@@ -119,6 +120,7 @@ def _attrs(res: TrialResult, spec: TrialSpec, checkpoint_loss: float | None) -> 
         "trainer": res.trainer,
         "data": res.data,
         "scheduler": res.scheduler,
+        "optimizer": res.optimizer,
         "compile_s": round(res.compile_s, 3),
     }
 
@@ -203,6 +205,7 @@ def record_from_frozen(t: FrozenTrial) -> TrialRecord | None:
         trainer=a.get("trainer"),
         data=a.get("data"),
         scheduler=a.get("scheduler"),
+        optimizer=a.get("optimizer"),
         compile_s=float(a.get("compile_s") or 0.0),
         script_scored=bool(a.get("script_scored", False)),
         score_name=a.get("score_name"),

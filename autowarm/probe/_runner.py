@@ -495,6 +495,7 @@ class _TrialProcess:
         self.trainer: str | None = None  # the framework's trainer, when its callback said so
         self.data: dict[str, int] | None = None  # its training data's size, the same way
         self.scheduler: dict[str, Any] | None = None  # the script's own LR scheduler
+        self.optimizer: str | None = None  # the class of the optimizer it built
         self.compile_s = 0.0  # torch.compile's seconds before the first step
         self.script_score: float | None = None  # its autowarm.score_with() value
         self.score_name: str | None = None  # and what the script called it
@@ -615,6 +616,7 @@ class _TrialProcess:
                 self.trainer = msg.get("trainer") or self.trainer
                 self.data = msg.get("data") or self.data
                 self.scheduler = msg.get("scheduler") or self.scheduler
+                self.optimizer = msg.get("optimizer") or self.optimizer
                 if msg.get("score") is not None:
                     self.script_score = float(msg["score"])
                     self.score_name = msg.get("score_name")
@@ -637,6 +639,7 @@ class _TrialProcess:
             trainer=self.trainer,
             data=self.data,
             scheduler=self.scheduler,
+            optimizer=self.optimizer,
             compile_s=self.compile_s,
             script_score=self.script_score,
             score_name=self.score_name,

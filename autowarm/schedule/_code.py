@@ -54,11 +54,12 @@ def render(recipe: Recipe, target: str, *, path: str | os.PathLike[str] | None =
     header = [*_comment(f"autowarm recipe: {recipe.describe()}.")]
     if target == "loop":  # no scheduler to step: the loop sets the LR itself
         return "\n".join(header) + "\n" + _loop(recipe, path)
+    built = (recipe.evidence or {}).get("script_optimizer")  # the probed script's, if known
     if target == "lightning":  # no scheduler.step() to call: Lightning steps it
-        return "\n".join(header) + "\n" + _lightning(schedule, recipe.peak_lr)
+        return "\n".join(header) + "\n" + _lightning(schedule, recipe.peak_lr, built)
     header += [
-        "# Build the optimizer with the peak LR, e.g. "
-        f"AdamW(model.parameters(), lr={recipe.peak_lr!r}),",
+        f"# Build the optimizer with the peak LR, e.g. {_call(built).rpartition('.')[2]}"
+        f"(model.parameters(), lr={recipe.peak_lr!r}),",
         "# and call scheduler.step() once after every optimizer.step().",
     ]
     if target == "torch":
@@ -71,7 +72,7 @@ def render(recipe: Recipe, target: str, *, path: str | os.PathLike[str] | None =
 
 
 # ----------------------------------------------------------------------------- Lightning
-def _lightning(schedule: Schedule, peak_lr: float) -> str:
+def _lightning(schedule: Schedule, peak_lr: float, optimizer: str | None) -> str:
     """The LambdaLR, built in ``configure_optimizers`` and returned with ``"interval":
     "step"``: without it Lightning steps the scheduler once per epoch. (Not torch's own
     schedulers: nested two levels deeper, their lines outgrow a formatter's width.)"""
@@ -85,14 +86,15 @@ def _lightning(schedule: Schedule, peak_lr: float) -> str:
             '# the scheduler with "interval": "step" (else Lightning steps it once per epoch).',
             *([*stdlib, ""] if stdlib else []),
             "import lightning.pytorch as pl",
-            "import torch",
+            *(["import torch"] if _call(optimizer).startswith("torch.") else []),
             *scheduler,
             *(["", "", defs.rstrip("\n")] if defs else []),
             "",
             "",
             "class LitModel(pl.LightningModule):  # yours: its configure_optimizers",
             "    def configure_optimizers(self):",
-            f"        optimizer = torch.optim.AdamW(self.parameters(), lr={peak_lr!r})",
+            *_yours(optimizer),
+            f"        optimizer = {_call(optimizer)}(self.parameters(), lr={peak_lr!r})",
             f"        scheduler = {expr}",
             "        return {",
             '            "optimizer": optimizer,',
@@ -101,6 +103,24 @@ def _lightning(schedule: Schedule, peak_lr: float) -> str:
             "",
         ]
     )
+
+
+def _call(optimizer: str | None) -> str:
+    """How a snippet names the optimizer class: the probed script's (``optimizer``, from
+    ``evidence["script_optimizer"]``), ``torch.optim.SGD`` in full (the snippet imports torch)
+    and any other by its name, as the script imports it; AdamW, as an example, if unknown."""
+    if optimizer is None:
+        return "torch.optim.AdamW"
+    return optimizer if optimizer.startswith("torch.optim.") else optimizer.rpartition(".")[2]
+
+
+def _yours(optimizer: str | None) -> list[str]:
+    """The comment above the script's own optimizer: its other arguments stay."""
+    if optimizer is None:
+        return []
+    module = optimizer.rpartition(".")[0]
+    where = "" if module in ("torch.optim", "__main__") else f" (from {module})"
+    return [f"        # your optimizer{where}: keep its other arguments"]
 
 
 # ----------------------------------------------------------------------------- plain torch

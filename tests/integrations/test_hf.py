@@ -106,6 +106,7 @@ def test_the_stock_trainer_script_runs_as_a_probe_trial(tmp_path) -> None:
     assert all(math.isfinite(v) for v in res.losses)  # every step's loss was reported
     assert res.script_lr == pytest.approx(1e-3)
     assert res.trainer == "hf"  # the callback said so: the report speaks TrainingArguments
+    assert res.optimizer == "torch.optim.AdamW"  # the Trainer's own, inside accelerate's wrapper
     # and how much data: 256 sequences, 8 a step (the report counts the full run's passes)
     assert res.data == {"train_examples": 256, "examples_per_step": 8}
     assert res.script_score is None  # no eval_dataset: the training loss scores it

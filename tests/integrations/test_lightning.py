@@ -93,6 +93,7 @@ def test_the_stock_lightning_script_runs_as_a_probe_trial(tmp_path: Path) -> Non
     assert res.script_lr == pytest.approx(1e-2)
     assert res.trainer == "lightning"  # the callback said so: the report's code fits it
     assert res.data == {"train_examples": 1024, "examples_per_step": 32}  # its DataLoader's
+    assert res.optimizer == "torch.optim.AdamW"  # its configure_optimizers', under Lightning's
     assert res.script_score is None  # it does not validate: the training loss scores it
 
 

@@ -61,6 +61,7 @@ def test_stable_script_with_two_jobs_json_and_show(tmp_path: Path) -> None:
     # the script's own scheduler, named for the report: the recipe replaces it
     scheduler = recipe["evidence"]["script_scheduler"]
     assert scheduler["text"] == "CosineAnnealingLR, from torch.optim.lr_scheduler"
+    assert recipe["evidence"]["script_optimizer"] == "torch.optim.Adam"  # for the code to paste
     lo, hi = recipe["evidence"]["lr_range"]
     assert lo == pytest.approx(0.003 / 10) and hi == pytest.approx(0.003 * 50)
     assert json.loads((tmp_path / "autowarm.json").read_text())["peak_lr"] == recipe["peak_lr"]

@@ -700,6 +700,16 @@ def test_the_runner_knows_whether_the_loop_sets_the_lr_itself(
     assert result.sets_lr is sets_lr
 
 
+@pytest.mark.parametrize(("adam", "name"), [(True, "torch.optim.Adam"), (False, "torch.optim.SGD")])
+def test_the_runner_names_the_optimizer_the_script_built(
+    script: Script, adam: bool, name: str
+) -> None:
+    # the code to paste builds the script's own optimizer with the peak LR, not an AdamW
+    result = script.run(spec(probe_steps=15), adam=adam)
+    assert result.status in ("stable", "spike"), result.reason
+    assert result.optimizer == name
+
+
 @pytest.mark.parametrize(
     ("sched", "text", "library"),
     [

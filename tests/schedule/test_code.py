@@ -169,10 +169,14 @@ LIGHTNING_CASES = [
     Recipe(PEAK, 10, 60),  # cosine
     Recipe(PEAK, 10, 60, decay="linear", warmup_start_ratio=0.1, min_lr_ratio=0.2),  # a floor
     Recipe(PEAK, 0, 30, decay="constant"),
+    # probed on a script whose optimizer is SGD: the snippet builds SGD, not AdamW
+    Recipe(PEAK, 10, 60, evidence={"script_optimizer": "torch.optim.SGD"}),
 ]
 
 
-@pytest.mark.parametrize("recipe", LIGHTNING_CASES, ids=["cosine", "linear-floor", "constant"])
+@pytest.mark.parametrize(
+    "recipe", LIGHTNING_CASES, ids=["cosine", "linear-floor", "constant", "script-sgd"]
+)
 def test_lightning_snippet_gives_the_recipes_lr_at_every_step_of_a_real_trainer(
     recipe: Recipe, tmp_path
 ) -> None:
@@ -202,6 +206,8 @@ def test_lightning_snippet_gives_the_recipes_lr_at_every_step_of_a_real_trainer(
         default_root_dir=tmp_path,
     )
     trainer.fit(Module(), torch.utils.data.DataLoader(data, batch_size=2))
+    built = (recipe.evidence or {}).get("script_optimizer", "torch.optim.AdamW")
+    assert type(trainer.optimizers[0]).__name__ == built.rpartition(".")[2]
     assert recipe.total_steps is not None and len(seen) == recipe.total_steps
     _assert_close(seen, _expected(recipe, recipe.total_steps))
 
@@ -230,6 +236,33 @@ def test_transformers_inexact_snippet_says_why() -> None:
     assert "# scheduler = get_scheduler(" in code  # closest, commented out
 
 
+@pytest.mark.parametrize(
+    ("built", "line", "comment"),
+    [
+        ("torch.optim.SGD", "optimizer = torch.optim.SGD(self.parameters(), lr=",
+         "# your optimizer:"),
+        ("__main__.Lion", "optimizer = Lion(self.parameters(), lr=", "# your optimizer:"),
+        ("bitsandbytes.optim.adamw.AdamW8bit", "optimizer = AdamW8bit(self.parameters(), lr=",
+         "# your optimizer (from bitsandbytes.optim.adamw): keep its other arguments"),
+    ],
+)  # fmt: skip
+def test_snippets_build_the_optimizer_the_probed_script_built(
+    built: str, line: str, comment: str
+) -> None:
+    # an SGD script handed "AdamW(..., lr=<an SGD's peak LR>)" would train nothing like its probes
+    recipe = Recipe(PEAK, 10, 60, evidence={"script_optimizer": built})
+    lightning = recipe.render("lightning")
+    assert (
+        line in lightning
+        and comment in lightning
+        and "AdamW(" not in lightning.replace("AdamW8bit(", "")
+    )
+    name = built.rpartition(".")[2]
+    assert f"# Build the optimizer with the peak LR, e.g. {name}(model.parameters()" in (
+        recipe.render("torch")
+    )
+
+
 def test_render_errors() -> None:
     with pytest.raises(AutowarmError, match="unknown render target 'jax'; choose one of: torch"):
         Recipe(PEAK, 10, 100).render("jax")
@@ -247,6 +280,9 @@ def test_snippets_are_ruff_clean(tmp_path) -> None:
         for target in ("torch", "transformers", "lightning", "autowarm"):
             code = Recipe(PEAK, **options).render(target)
             (tmp_path / f"case{i}_{target}.py").write_text(code)
+    for i, built in enumerate(("torch.optim.SGD", "bitsandbytes.optim.adamw.AdamW8bit")):
+        code = Recipe(PEAK, 10, 60, evidence={"script_optimizer": built}).render("lightning")
+        (tmp_path / f"built{i}_lightning.py").write_text(code)
     config = ["--config", "line-length=100", "--no-cache"]
     check = [ruff, "check", *config, "--select", "E,F,W,I", "--ignore", "F821", str(tmp_path)]
     out = subprocess.run(check, capture_output=True, text=True)
