@@ -18,7 +18,9 @@ answer weaker than it looks, and each becomes one line of the report and one ent
    search seed is likely to pick differently;
 4) ``no_instability``: no trial went unstable, so no stability edge was found and the margin
    never acted: the LR rests on the probes' short-horizon losses alone (short probes prefer a
-   lower LR than a full run: Wu et al. 2018);
+   lower LR than a full run: Wu et al. 2018). Its fix is LRs higher up, or, where trials at
+   ``EXPLORED`` (4) times the best LR or more already ran (and did worse) without going
+   unstable, longer probes;
 5) ``held_by_margin``: trials that scored better than every trial the margin allows sat within
    the margin below an LR that went unstable -- the best LR may sit just under that edge, as on
    the quality suite's edge, edge_long and lsq_digits (plain SGD at a cliff, where the margin's
@@ -66,6 +68,7 @@ from autowarm.probe._config import (
 )
 from autowarm.probe._recommend import _candidates, _is_unstable, boundary
 from autowarm.probe._record import TrialRecord
+from autowarm.probe._status import FINISHED
 
 #: "at the end of the range": within this fraction of the range's log width from an end
 EDGE = 0.1
@@ -115,13 +118,7 @@ def doubts(
             "fix": "more --trials",
         })  # fmt: skip
     if not unstable:
-        out.append({
-            "kind": "no_instability",
-            "text": "no trial went unstable, so no stability edge was found: the LR rests on "
-            "the probes' short-run losses alone, scaled to the full run by an average "
-            "horizon factor that fits some scripts better than others",
-            "fix": "a wider --lr-range upwards",
-        })  # fmt: skip
+        out.append(_no_instability(records, evidence))
     held = held_by_margin(records, evidence, unstable)
     if held is not None:
         out.append(held)
@@ -180,6 +177,32 @@ def _held_out_fix(trainer: str | None) -> str:
     if trainer == "lightning":
         return "score the probes on held-out data: a validation_step logging val_loss"
     return "score the probes on held-out data: autowarm.score_with(<validation loss>)"
+
+
+#: doubt 4's hot side counts as explored where a trial ran at this many times the best LR
+EXPLORED = 4.0
+
+
+def _no_instability(records: Sequence[TrialRecord], evidence: dict[str, Any]) -> dict[str, str]:
+    """Doubt 4. Its fix: LRs higher up, unless trials far above the best LR already ran (and
+    did worse, or were pruned) without going unstable: then longer probes, which rank LRs
+    closer to the full run (Lightning's Transformer example: trials up to 49x its best)."""
+    text = (
+        "no trial went unstable, so no stability edge was found: the LR rests on the probes' "
+        "short-run losses alone, scaled to the full run by an average horizon factor that fits "
+        "some scripts better than others"
+    )
+    best = evidence.get("best_peak_lr")
+    hottest = max((r.peak_lr for r in records if r.status in ("pruned", *FINISHED)), default=0.0)
+    if best is None or hottest < EXPLORED * float(best):
+        return {"kind": "no_instability", "text": text, "fix": "a wider --lr-range upwards"}
+    probe_steps = int(evidence["probe_steps"])
+    return {
+        "kind": "no_instability",
+        "text": f"{text}; trials up to LR {hottest:.3g} ran worse or were pruned, but stayed "
+        "stable",
+        "fix": f"--steps {2 * probe_steps} (longer probes rank LRs closer to the full run)",
+    }
 
 
 def flat_ranking(near: Sequence[TrialRecord], probe_steps: int) -> dict[str, str] | None:

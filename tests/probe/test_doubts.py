@@ -72,6 +72,23 @@ def test_every_near_best_trial_at_the_warmup_cap_says_so() -> None:
     assert cap["fix"] == "compare full runs at the recipe's warmup and at 50% of the run"
 
 
+def test_no_edge_with_the_hot_side_explored_asks_for_longer_probes_not_higher_lrs() -> None:
+    # Lightning's Transformer example: trials at 49x the best LR ran worse, none unstable;
+    # a wider range upwards would add more of them
+    records = _spread({3e-3: 1.2, 1e-2: 1.0, 3e-2: 1.1, 0.1: 1.6, 0.3: 2.5})
+    recipe = recommend(records, probe_steps=100, total_steps=1000, decay="cosine")
+    found = doubts(records, recipe.evidence, lr_range=(1e-3, 1.0), warmup_max=50)
+    doubt = next(d for d in found if d["kind"] == "no_instability")
+    assert "trials up to LR 0.3 ran worse or were pruned, but stayed stable" in doubt["text"]
+    assert doubt["fix"] == "--steps 200 (longer probes rank LRs closer to the full run)"
+    # below 4x the best LR the hot side is not explored: look higher up
+    near = _spread({3e-3: 1.2, 1e-2: 1.0, 3e-2: 1.1})
+    recipe = recommend(near, probe_steps=100, total_steps=1000, decay="cosine")
+    found = doubts(near, recipe.evidence, lr_range=(1e-3, 1.0), warmup_max=50)
+    doubt = next(d for d in found if d["kind"] == "no_instability")
+    assert doubt["fix"] == "a wider --lr-range upwards"
+
+
 def test_a_cold_stall_is_not_an_instability() -> None:
     records = _spread({2e-3: 1.0, 3e-3: 1.01, 4e-3: 1.02})
     records.append(rec(9, 2e-4, 20, "stalled"))  # too cold to learn: below the best LR
