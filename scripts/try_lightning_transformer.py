@@ -26,6 +26,21 @@ What it does in that folder (never in this repository):
    ``recipe-S.json`` and of cosine with a 10 % warmup on a few peak LRs. Reported per schedule,
    mean +- s.e. over seeds (a seed is the init, the split and the batch order): the example's
    own ``test_loss`` after its last epoch.
+
+Read the losses as an optimisation benchmark, not as language modelling: the demo
+``Transformer`` (``lightning.pytorch.demos``, 2.6) feeds its decoder the target sequence itself
+under a causal mask, and its encoder sees the whole input unmasked, so each position can read
+the word it is asked to predict, and a well-trained model learns to copy it (test losses far
+under what a word LM reaches). Which LR learns that fastest is still the question the script's
+own LR gets wrong. On f4f3861 (36 min on two cores; README, *In real scripts*):
+
+| schedule (3 seeds) | test loss |
+|---|---|
+| script's own: 0.1, constant | 2.6226 ± 0.0082 |
+| autowarm seed 0: 2.85, warmup 121 | 0.6712 ± 0.0067 |
+| autowarm seed 1: 3.22, warmup 61 | 0.5411 ± 0.0142 |
+| autowarm seed 2: 3.34, warmup 61 | 0.4850 ± 0.0053 |
+| cosine 0.3 / 1 / 3 / 10 / 30, warmup 10% | 2.3719 / 1.5621 / 0.5943 / 0.0071 / 4.2873 |
 """
 
 from __future__ import annotations
