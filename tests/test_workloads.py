@@ -12,7 +12,9 @@ import json
 import math
 import subprocess
 import sys
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -61,17 +63,59 @@ PLAIN_LOOPS = [
 LR = {"lsq_digits": ["--lr", "1e-3"]}
 
 
+#: one interpreter per test process runs the scripts in turn, each as ``python script.py``
+#: would (``runpy`` as ``__main__``, its argv, its cwd): torch's import and the first optimizer
+#: step's (torch._dynamo) cost 3-4 s of each script's 5, paid once here instead of 30 times
+_RUN_SCRIPTS = """
+import contextlib, io, json, os, runpy, sys, traceback
+for line in sys.stdin:
+    job = json.loads(line)
+    out, err, rc = io.StringIO(), io.StringIO(), 0
+    os.chdir(job["cwd"])
+    sys.argv = [job["path"], *job["args"]]
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        try:
+            runpy.run_path(job["path"], run_name="__main__")
+        except SystemExit as e:
+            rc = e.code if isinstance(e.code, int) else int(e.code is not None)
+        except BaseException:
+            rc = 1
+            traceback.print_exc()
+    print(json.dumps({"rc": rc, "stdout": out.getvalue(), "stderr": err.getvalue()}), flush=True)
+"""
+
+
+@pytest.fixture(scope="module")
+def run_script() -> Iterator[Callable[[Path, list[str], Path], dict[str, Any]]]:
+    proc = subprocess.Popen(
+        [sys.executable, "-c", _RUN_SCRIPTS], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+        text=True,
+    )  # fmt: skip
+    assert proc.stdin is not None and proc.stdout is not None
+
+    def run(path: Path, args: list[str], cwd: Path) -> dict[str, Any]:
+        job = {"path": str(path), "args": args, "cwd": str(cwd)}
+        proc.stdin.write(json.dumps(job) + "\n")  # type: ignore[union-attr]
+        proc.stdin.flush()  # type: ignore[union-attr]
+        line = proc.stdout.readline()  # type: ignore[union-attr]
+        assert line, f"the script runner died running {path.name}"
+        return json.loads(line)
+
+    yield run
+    proc.stdin.close()
+    proc.wait(timeout=30)
+
+
 @pytest.mark.parametrize("name", PLAIN_LOOPS)
-def test_a_plain_loop_workload_trains_and_writes_its_metrics(name: str, tmp_path: Path) -> None:
+def test_a_plain_loop_workload_trains_and_writes_its_metrics(
+    name: str, tmp_path: Path, run_script: Callable[[Path, list[str], Path], dict[str, Any]]
+) -> None:
     w = next(w for w in bench.WORKLOADS if w.name == name)
     out = tmp_path / "m.json"
     args = ["--steps", "20", "--warmup", "2", *LR.get(name, []), "--metrics-out", str(out)]
-    proc = subprocess.run(
-        [sys.executable, str(w.path), *args], cwd=tmp_path, capture_output=True, text=True,
-        timeout=120,
-    )  # fmt: skip
-    assert proc.returncode == 0, proc.stderr
+    proc = run_script(w.path, args, tmp_path)
+    assert proc["rc"] == 0, proc["stderr"]
     m = json.loads(out.read_text())
     assert set(m) >= METRICS
     assert m["steps"] == 20 and m["warmup"] == 2 and math.isfinite(m["final_eval_loss"])
-    assert "final eval loss:" in proc.stdout
+    assert "final eval loss:" in proc["stdout"]
