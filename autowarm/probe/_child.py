@@ -65,7 +65,7 @@ from dataclasses import fields
 from typing import Any
 
 from autowarm._errors import InstabilityError
-from autowarm.probe import _loaders, _resume, _scheduler
+from autowarm.probe import _loaders, _optimizer_class, _resume, _scheduler
 from autowarm.probe import _scratch as scratch
 from autowarm.probe._status import FINISHED, STOPPING_EVENTS, stops_trial
 from autowarm.probe._types import TrialSpec
@@ -213,7 +213,7 @@ class _Session:
             # a trainer's callback told it, else the DataLoader the loop drew from
             "data": self.data or _loaders.data(self.steps),
             "scheduler": _scheduler.summary([c.optimizer for c in self.controllers]),
-            "optimizer": _scheduler.optimizer_class([c.optimizer for c in self.controllers]),
+            "optimizer": _optimizer_class.optimizer_class([c.optimizer for c in self.controllers]),
         }
 
     def fail(self, failure: str, reason: str) -> TrialEnd:

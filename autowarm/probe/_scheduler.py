@@ -11,9 +11,6 @@ Also noted: whether the script runs under an ``accelerate.Accelerator``. A sched
 ``accelerator.prepare`` is stepped once per process at each optimizer step (accelerate scales
 it to the larger global batch), so a pasted schedule runs N times faster on N processes unless
 its step counts are multiplied by N, as HF's ``no_trainer`` examples do.
-
-And the class of the optimizer the script wrapped (:func:`optimizer_class`): the code to paste
-builds that one, so a script on SGD is not handed an AdamW at an SGD's peak LR.
 """
 
 from __future__ import annotations
@@ -82,17 +79,6 @@ def summary(driven: list[Any]) -> dict[str, Any] | None:
     if not texts:
         return None
     return {"text": " + ".join(texts), "library": libraries[0], "accelerate": under_accelerate()}
-
-
-def optimizer_class(driven: list[Any]) -> str | None:
-    """The class of the bare optimizer under the first wrapped one (``"torch.optim.SGD"``,
-    ``"__main__.Lion"``): the code to paste builds that one with the recipe's peak LR, not an
-    AdamW the script never used; None if nothing was wrapped."""
-    if not driven:
-        return None
-    cls = type(getattr(driven[0], "optimizer", driven[0]))
-    module = "torch.optim" if cls.__module__.startswith("torch.optim.") else cls.__module__
-    return f"{module}.{cls.__qualname__}"
 
 
 def _wraps_driven(optimizer: Any) -> bool:

@@ -47,7 +47,7 @@ class TrialResult:
     # the LR scheduler the script built on the wrapped optimizer: {"text", "library",
     # "accelerate"} (probe/_scheduler.py), None if none
     scheduler: dict[str, Any] | None = None
-    optimizer: str | None = None  # the class of the bare optimizer it wrapped (_scheduler.py)
+    optimizer: str | None = None  # the class of the bare optimizer it wrapped (_optimizer_class.py)
     compile_s: float = 0.0  # the script's torch.compile, before its first step (seconds)
     script_score: float | None = None  # what the script's autowarm.score_with() gave, if asked
     score_name: str | None = None  # score_with's name for it ("eval_loss": the HF callback's)
