@@ -32,7 +32,8 @@ Read the losses as an optimisation benchmark, not as language modelling: the dem
 under a causal mask, and its encoder sees the whole input unmasked, so each position can read
 the word it is asked to predict, and a well-trained model learns to copy it (test losses far
 under what a word LM reaches). Which LR learns that fastest is still the question the script's
-own LR gets wrong. Measured at this stop (36 min on two cores; README, *In real scripts*):
+own LR gets wrong. Measured at this stop (the searches 15 min, the 27 full runs 35 min on two
+cores; README, *In real scripts*):
 
 | schedule (3 seeds) | test loss |
 |---|---|
