@@ -10,6 +10,7 @@ from __future__ import annotations
 import importlib.util
 import json
 import math
+import select
 import subprocess
 import sys
 from collections.abc import Callable, Iterator
@@ -97,6 +98,10 @@ def run_script() -> Iterator[Callable[[Path, list[str], Path], dict[str, Any]]]:
         job = {"path": str(path), "args": args, "cwd": str(cwd)}
         proc.stdin.write(json.dumps(job) + "\n")  # type: ignore[union-attr]
         proc.stdin.flush()  # type: ignore[union-attr]
+        ready, _, _ = select.select([proc.stdout], [], [], 120)
+        if not ready:  # a hung script fails its test, as subprocess.run's timeout did
+            proc.kill()
+            pytest.fail(f"{path.name} ran over 120 s")
         line = proc.stdout.readline()  # type: ignore[union-attr]
         assert line, f"the script runner died running {path.name}"
         return json.loads(line)
