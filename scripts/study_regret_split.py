@@ -2,6 +2,7 @@
 
     python scripts/study_regret_split.py                 # all training-loss workloads
     python scripts/study_regret_split.py --workloads charlm,edge --exponents
+    python scripts/study_regret_split.py --late-rise
 
 Each stored search of ``scripts/bench_quality.py`` (replayed by today's recommendation rule) is
 trained in full three ways on the evaluation seeds: as picked; with its peak LR and the
@@ -16,7 +17,11 @@ candidate sign of memorisation as against batch noise; ``--progress SPLIT``, a c
 horizon rule simulated on the searches that take the default exponent (quiet, away from an
 edge): the exponent 0.5 where the near-best trials' loss still falls by more than SPLIT between
 30-45 % and 55-70 % of the probe, 0.1 where it does not, each pick rescaled from the rule's
-and trained in full. Full runs are cached with the suite's.
+and trained in full; ``--late-rise``, per search, how far the finished trials at 1.5-6x the
+probe centre end above their own best stretch (the last tenth's mean loss over the lowest mean
+of any tenth of the probe, minus 1): a hot failure that grows with the hot steps would show
+there. ``--exponents`` also gives the full run's passes over its data (the search's, else the
+workload's stated ``epochs``). Full runs are cached with the suite's.
 """
 
 from __future__ import annotations
@@ -91,11 +96,28 @@ def exponent_rows(w: bq.Workload, grid: bq.Grid) -> list[str]:
         edge = (ev.get("lowest_unstable") or {}).get("peak_lr")
         hot = ev.get("pruned_hot_lr")
         over = [f"{v / ev['probe_peak_lr']:.2f}" if v else "-" for v in (edge, hot)]
+        passes = ev.get("data_passes") or w.epochs or "-"
         rows.append(f"| {w.name} | {w.split} | {best:.3g} | {ev['probe_peak_lr']:.3g} | "
                     f"{ev['horizon_exponent']} | {need:+.2f} | {ev['near_stability_edge']} | "
                     f"{ev['relative_noise']:.3f} | {ev['lr_width']:.2f} | "
-                    f"{over[0]} | {over[1]} |")  # fmt: skip
+                    f"{over[0]} | {over[1]} | {passes} |")  # fmt: skip
     return rows
+
+
+def late_rise(doc: dict) -> float:
+    """The largest late rise of a finished trial at 1.5-6x the probe centre (0: none)."""
+    ev = doc["recipe"]["evidence"]
+    centre, length, worst = ev["probe_peak_lr"], ev["probe_steps"], 0.0
+    for r in doc.get("records") or []:
+        if r["status"] not in ("stable", "spike") or not 1.5 * centre <= r["peak_lr"] <= 6 * centre:
+            continue
+        losses = np.array([v for step, v in r["loss_curve"] if v is not None and step < length])
+        tenth = len(losses) // 10
+        if tenth < 1:
+            continue
+        lowest = np.convolve(losses, np.ones(tenth) / tenth, "valid").min()
+        worst = max(worst, float(losses[-tenth:].mean() / lowest - 1))
+    return worst
 
 
 def _window_noise(curve: list[list[float]], lo: float, hi: float) -> float:
@@ -174,6 +196,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--exponents", action="store_true", help="the needed horizon exponents")
     p.add_argument("--noise-growth", action="store_true", help="the relative noise's growth")
     p.add_argument("--progress", type=float, help="simulate the progress rule at this split")
+    p.add_argument("--late-rise", action="store_true", help="the hot trials' late rise")
     args = p.parse_args(argv)
     con, out = Console(stderr=True), Console(soft_wrap=True)
     opts = argparse.Namespace(quick=False, workers=2)
@@ -182,10 +205,12 @@ def main(argv: list[str] | None = None) -> int:
         out.print("| workload | set | mid-probe drop / exponent (3 searches) | today | rule |")
     elif args.noise_growth:
         out.print("| workload | probe seed | relative noise | late / mid-probe | e used |")
+    elif args.late_rise:
+        out.print("| workload | set | hot trials' late rise (3 searches) |")
     elif args.exponents:
         out.print("| workload | set | full run's best LR | probe centre | e used | e needed | "
                   "at edge | noise | width | lowest unstable / centre | "
-                  "pruned hot / centre |")  # fmt: skip
+                  "pruned hot / centre | passes |")  # fmt: skip
     else:
         out.print("| workload | set | oracle LR / warmup | picks (LR / warmup) | as picked | "
                   "LR only | warmup only |")  # fmt: skip
@@ -201,6 +226,9 @@ def main(argv: list[str] | None = None) -> int:
             rows = [progress_row(w, bq.oracle_grid(w, opts, con), args.progress, con)]
         elif args.noise_growth:
             rows = growth_rows(w)
+        elif args.late_rise:
+            rises = [late_rise(bq.probe(w, k, [], replay=True)) for k in PROBE_SEEDS]
+            rows = [f"| {w.name} | {w.split} | " + ", ".join(f"{v:.3f}" for v in rises) + " |"]
         else:
             grid = bq.oracle_grid(w, opts, con)
             rows = exponent_rows(w, grid) if args.exponents else [split_row(w, grid, con)]
