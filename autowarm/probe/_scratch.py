@@ -12,7 +12,10 @@ saved); appending to, or updating, a file of the user's first copies it. ``os.re
 ``os.rename`` (``shutil.move``, ``Path.replace``) onto such a path land on the trial's copy
 too: the atomic save of Lightning's checkpoints (fsspec) and of many scripts writes a temp
 file, then moves it over the checkpoint. And ``os.stat`` (``exists``, ``getsize``),
-``os.chmod``, ``os.access`` and ``os.remove`` of a path the trial wrote reach its copy, and a
+``os.access``, the xattr calls and ``os.remove`` of a path the trial wrote reach its copy; what
+changes a file's metadata (``os.chmod``, ``os.utime``: ``shutil.copy2``, ``Path.touch``) changes
+the trial's copy, made first where the file is the user's; ``os.link`` links in the scratch
+(timm's checkpoint saver), or copies where the source is the user's file; and a
 listing (``os.listdir``, ``os.scandir``: ``glob``, ``os.walk``) shows a folder with what the trial
 wrote there and without what it removed, so the script sees what it wrote where it wrote it;
 the folders it makes (``os.makedirs``) are made in its scratch too, and
@@ -210,8 +213,16 @@ def install() -> None:
     # exists / getsize / Path.stat go through os.stat; Lightning removes old top-k files;
     # LightningCLI's config saver asks os.access whether the log folder it made is writable)
     # reaches the trial's copy
-    for name in ("stat", "chmod", "access"):
-        setattr(os, name, _redirect_path(redirect, getattr(os, name)))
+    for name in ("stat", "access", "listxattr", "getxattr"):
+        if hasattr(os, name):  # the xattr calls are Linux's
+            setattr(os, name, _redirect_path(redirect, getattr(os, name)))
+    # what changes a file's metadata (shutil.copy2's copystat: utime, xattrs, chmod; a touch)
+    # changes the trial's copy, made first where the file is the user's
+    for name in ("chmod", "utime", "truncate", "chown", "setxattr", "removexattr"):
+        if hasattr(os, name):
+            setattr(os, name, _redirect_path(redirect, getattr(os, name), how="r+"))
+    # a hard link (timm's checkpoint saver links last.pth.tar to checkpoint-N.pth.tar)
+    os.link = _redirect_link(redirect, os.link)  # type: ignore[assignment]
     # a listing shows the folder as the trial sees it: what it wrote there, less what it
     # removed (a script finding its latest checkpoint by glob, os.walk over its outputs)
     os.listdir = _redirect_listing(redirect, os.listdir, entries=False)  # type: ignore
@@ -229,13 +240,36 @@ def install() -> None:
     _redirect_safetensors(redirect)
 
 
-def _redirect_path(redirect: _Redirect, call: Callable[..., Any]) -> Callable[..., Any]:
+def _redirect_path(
+    redirect: _Redirect, call: Callable[..., Any], *, how: str = "r"
+) -> Callable[..., Any]:
+    """``call(path, ...)`` on where ``path`` is for the trial: opened as ``how`` would be."""
+
     def call_(path: Any = None, *args: Any, **kwargs: Any) -> Any:
         if path is None or kwargs.get("dir_fd") is not None:  # ".", or relative to a folder
             return call(*(() if path is None else (path,)), *args, **kwargs)
-        return call(redirect.path_for(path, "r"), *args, **kwargs)
+        return call(redirect.path_for(path, how), *args, **kwargs)
 
     return call_
+
+
+def _redirect_link(redirect: _Redirect, link: Callable[..., None]) -> Callable[..., None]:
+    """``os.link(src, dst)``: a link in the trial's scratch to what it wrote; to one of the
+    user's files, a copy (a link would let the trial write through it into the user's file)."""
+
+    def link_(src: Any, dst: Any, **kwargs: Any) -> None:
+        if any(kwargs.get(k) is not None for k in ("src_dir_fd", "dst_dir_fd")):
+            return link(src, dst, **kwargs)  # paths relative to folders: left alone
+        if redirect.users(dst, folder=False) or redirect.users(dst, folder=True):
+            raise FileExistsError(errno.EEXIST, os.strerror(errno.EEXIST), os.fspath(dst))
+        users_file = redirect.users(src, folder=False)
+        src, target = redirect.path_for(src, "r"), redirect.path_for(dst, "wb")
+        if users_file and target is not dst:
+            shutil.copy2(src, target)
+            return None
+        return link(src, target, **kwargs)
+
+    return link_
 
 
 def _redirect_listing(

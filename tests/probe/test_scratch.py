@@ -46,6 +46,10 @@ def test_a_probe_trial_leaves_every_pre_existing_file_byte_identical(
     (tmp_path / "runs").mkdir()
     (tmp_path / "runs" / "events.1").write_text("the user's events")
     (tmp_path / "notes.txt").write_text("the user's notes")
+    flag = tmp_path / "out" / "done.flag"
+    flag.write_text("")
+    flag.chmod(0o644)
+    os.utime(flag, (1e9, 1e9))
     before = _digests(tmp_path)
     env = {} if project_in_temp else {"TMPDIR": str(tmp_path / "tmp")}
     with ProbeRunner(str(SCRIPT), cwd=str(tmp_path), env=env) as runner:
@@ -54,10 +58,12 @@ def test_a_probe_trial_leaves_every_pre_existing_file_byte_identical(
         written = {Path(p).relative_to(tmp_path).as_posix() for p in runner.redirected}
         removed = {Path(p).relative_to(tmp_path).as_posix() for p in runner.removed}
     assert _digests(tmp_path) == before  # nothing changed, nothing new, nothing removed
+    assert (flag.stat().st_mtime, flag.stat().st_mode & 0o777) == (1e9, 0o644)  # nor its times
     assert removed == {"out/stale.txt", "runs", "notes.txt"}  # as the trial saw it
     assert written >= {
         "out/ckpt.pt", "train.log", "out/metrics.json", "out/last.ckpt", "out/best.txt",
-        "runs/events.2", "notes.bak",
+        "runs/events.2", "notes.bak", "out/checkpoint-5.pt", "out/model_best.pt",
+        "out/done.flag",
     }  # fmt: skip
 
 

@@ -2,7 +2,8 @@
 at once), a log appended to with open(), a metrics file through pathlib, and two atomic saves:
 a temp file moved over the checkpoint (Lightning's, through fsspec) and one made next to it,
 then renamed; and it clears what an earlier run left: a stale file removed, the runs folder
-removed and made again, the notes renamed."""
+removed and made again, the notes renamed; and it links and copies its checkpoint as timm's
+saver does, and touches and chmods a marker file of the user's."""
 
 from __future__ import annotations
 
@@ -53,4 +54,12 @@ for step in range(40):
         assert sorted(os.listdir("runs")) == ["events.2"]
         assert pathlib.Path("notes.bak").read_text() == "the user's notes"
         assert not pathlib.Path("notes.txt").exists()
+        # timm's checkpoint saver: a hard link, and shutil.copy2 (whose copystat sets times)
+        os.link("out/ckpt.pt", "out/checkpoint-5.pt")
+        shutil.copy2("out/ckpt.pt", "out/model_best.pt")
+        assert torch.load("out/model_best.pt")["step"] == 5
+        assert torch.load("out/checkpoint-5.pt")["step"] == 5
+        pathlib.Path("out/done.flag").touch()  # the user's marker: touched, made private
+        os.chmod("out/done.flag", 0o600)
+        assert os.stat("out/done.flag").st_mode & 0o777 == 0o600
     optimizer.step()
