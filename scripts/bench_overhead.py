@@ -78,9 +78,29 @@ def _setup(args: argparse.Namespace, wrapped: bool) -> tuple[nn.Module, torch.op
     else:
         model = TinyLM(args.vocab, args.d_model, args.layers, args.context)
     opt: torch.optim.Optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3)
-    if wrapped:
+    if wrapped and args.norm_only:
+        opt = _NormOnly(opt)
+    elif wrapped:
         opt = autowarm.wrap(opt, actions="record")
     return model, opt
+
+
+class _NormOnly:
+    """The floor of any monitor that sees every step's exact gradient norm: the raw optimizer
+    plus the monitor's own norm pass (``_total_norm``) and nothing else, no report, no reads."""
+
+    def __init__(self, optimizer: torch.optim.Optimizer) -> None:
+        self.optimizer = optimizer
+
+    def zero_grad(self, set_to_none: bool = True) -> None:
+        self.optimizer.zero_grad(set_to_none=set_to_none)
+
+    def step(self) -> None:
+        from autowarm.monitor._optimizer import _total_norm
+
+        grads = [p.grad for g in self.optimizer.param_groups for p in g["params"]]
+        _total_norm([g for g in grads if g is not None], torch.device("cpu"))
+        self.optimizer.step()
 
 
 def _loss(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
@@ -246,6 +266,12 @@ def main(argv: list[str] | None = None) -> int:
         "rest costs); with --without-norm-pass, what the wrapper alone costs",
     )
     parser.add_argument(
+        "--norm-only",
+        action="store_true",
+        help="diagnostic: 'wrapped' is the raw optimizer plus the monitor's gradient-norm pass "
+        "alone, no monitor (the floor of any monitor that sees every step's exact norm)",
+    )
+    parser.add_argument(
         "--breakdown", action="store_true", help="also time the monitor's pieces one by one"
     )
     parser.add_argument(
@@ -288,6 +314,7 @@ def main(argv: list[str] | None = None) -> int:
     title = (
         f"{what}, {n_params / 1e6:.2f}M params, batch {args.batch}, AdamW, 1 thread, "
         f"{args.steps} interleaved steps each, {args.clock} time"
+        + ("; 'wrapped' = the norm pass alone" if args.norm_only else "")
     )
     full, own = [], []  # per repeat: the headline ratio, the monitor's own ms per step
     for repeat in range(args.repeats):
@@ -305,7 +332,7 @@ def main(argv: list[str] | None = None) -> int:
         f"repeats: {', '.join(f'{r:.4f}' for r in full)}; target <= 1.02); the monitor's own "
         f"cost: {statistics.fmean(own):.3f} ms per step"
     )
-    if args.breakdown:
+    if args.breakdown and not args.norm_only:
         x, y = batches[0]
 
         def backward() -> None:
