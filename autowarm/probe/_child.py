@@ -317,7 +317,11 @@ class Controller:
             script_lr = lr_value(groups[reference]["lr"])
             if script_lr != self._forced:  # the script (or its scheduler) set it since
                 session.max_script_lr = max(session.max_script_lr, script_lr)
-                if self._forced is not None and "initial_lr" not in groups[reference]:
+                if (
+                    self._forced is not None
+                    and not session.sets_lr
+                    and not self._torch_scheduled(groups[reference])
+                ):
                     session.sets_lr = True  # no torch scheduler did it: the loop itself
             if session.t_first is None:
                 session.t_first = time.perf_counter()
@@ -329,6 +333,13 @@ class Controller:
         set_lrs(groups, [lr * ratio for ratio in self._ratios])
         if self.primary:
             self._forced = lr_value(groups[reference]["lr"])
+
+    def _torch_scheduled(self, group: dict[str, Any]) -> bool:
+        """Whether a torch LR scheduler drives these optimizers (it sets ``initial_lr``, but so
+        does timm's own scheduler, which writes ``param_group["lr"]`` as a loop would)."""
+        if "initial_lr" not in group:
+            return False
+        return _scheduler.summary([c.optimizer for c in self.session.controllers]) is not None
 
     def after_step(self, optimizer: Any, *_: Any) -> None:
         self._step += 1

@@ -383,8 +383,9 @@ def _targets(console: Console, recipe: Any, command: Sequence[str]) -> list[tupl
         # a scheduler pasted into such a loop is overwritten every iteration (nanoGPT)
         console.print()
         console.print(
-            "The script sets param_group['lr'] itself every iteration (no torch LR scheduler), "
-            "so a pasted scheduler would be overwritten: set the LR from the recipe there.",
+            "The script sets param_group['lr'] itself (its loop, or a scheduler that is not "
+            "torch's, such as timm's), so a pasted scheduler would be overwritten: set the LR "
+            "from the recipe there.",
             highlight=False,
         )
         return [("loop", "where your loop sets the LR")]

@@ -476,8 +476,9 @@ def _loop(recipe: Recipe, path: str | os.PathLike[str] | None) -> str:
     ``lr = get_lr(iter_num)``): a pasted scheduler would be overwritten there."""
     total = f", total_steps={recipe.total_steps}" if path is not None and recipe.total_steps else ""
     return (
-        "# Your loop sets the LR itself each iteration: set it from the recipe there, in place\n"
-        "# of your own LR function (nanoGPT: lr = get_lr(iter_num)).\n"
+        "# Your loop sets the LR itself: set it from the recipe each iteration, in place of\n"
+        "# your own LR function (nanoGPT: lr = get_lr(iter_num)), or after your scheduler's\n"
+        "# update (timm's train.py: after lr_scheduler.step_update(), iter_num = num_updates).\n"
         f"import autowarm\n\nrecipe = {_recipe_expr(recipe, path)}\n\n"
         f"lr = recipe.lr_at(iter_num{total})  # iter_num: the optimizer steps done so far\n"
         "for param_group in optimizer.param_groups:\n"

@@ -689,12 +689,14 @@ def test_a_trial_reads_its_training_data_from_the_dataloader_it_draws(
 
 
 @pytest.mark.parametrize(
-    ("sched", "sets_lr"), [("nanogpt", True), ("lambda", False), ("none", False)]
+    ("sched", "sets_lr"),
+    [("nanogpt", True), ("timm", True), ("lambda", False), ("hf", False), ("none", False)],
 )
 def test_the_runner_knows_whether_the_loop_sets_the_lr_itself(
     script: Script, sched: str, sets_lr: bool
 ) -> None:
-    # issue 12: a nanoGPT-style loop overwrites any pasted scheduler every iteration
+    # issue 12: a nanoGPT-style loop overwrites any pasted scheduler every iteration, and so
+    # does timm's scheduler, though it notes param_group["initial_lr"] as torch's schedulers do
     result = script.run(spec(probe_steps=15), sched=sched)
     assert result.status in ("stable", "spike"), result.reason
     assert result.sets_lr is sets_lr

@@ -19,7 +19,7 @@ parser = argparse.ArgumentParser()
 parser.add_argument("--config", help="JSON file whose keys override the defaults below")
 parser.add_argument("--steps", type=int, default=100)
 parser.add_argument("--lr", type=float, default=0.05)
-SCHEDS = ["none", "lambda", "early", "nanogpt", "both", "hf"]
+SCHEDS = ["none", "lambda", "early", "nanogpt", "both", "hf", "timm"]
 parser.add_argument("--sched", choices=SCHEDS, default="none")
 parser.add_argument("--log", help="append the effective LR of each group per step (JSON lines)")
 parser.add_argument("--no-wrap", action="store_true")
@@ -102,6 +102,9 @@ if args.sched == "hf":  # transformers' own schedule function, as HF's no_traine
     from transformers import get_cosine_schedule_with_warmup
 
     scheds += [get_cosine_schedule_with_warmup(o, 5, args.steps) for o in optimizers]
+if args.sched == "timm":  # timm's own scheduler (not torch's) notes initial_lr, as torch's do
+    for g in param_groups:
+        g.setdefault("initial_lr", g["lr"])
 if args.spawn_child:
     child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(120)"])
     with open(args.spawn_child + ".tmp", "w") as f:
@@ -178,6 +181,9 @@ def train() -> None:
         if args.sched in ("nanogpt", "both"):  # nanoGPT: set the LR by hand every iteration
             for g, base in zip(param_groups, bases):
                 g["lr"] = base * 0.5 * (1 + it % 7)
+        if args.sched == "timm":  # then sets the LR itself (its step_update after each step)
+            for g in param_groups:
+                g["lr"] = g["initial_lr"] * (1 + it) / args.steps
         if it == args.crash_at:
             raise RuntimeError(f"boom at step {it}")
         if it == args.hang_at:
