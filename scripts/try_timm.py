@@ -38,6 +38,7 @@ import argparse
 import csv
 import json
 import os
+import shlex
 import statistics
 import subprocess
 import sys
@@ -45,10 +46,10 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 STEPS = 440  # 20 epochs x 22 updates (1,437 images, batch 64, the last partial batch dropped)
-ARGS = (
+ARGS = shlex.split(
     "--data-dir data --model test_resnet --num-classes 10 --input-size 3 32 32 -b 64 -j 1 "
     "--epochs 20 --device cpu"
-).split()
+)
 GRID = (0.01, 0.03, 0.1, 0.3, 1.0)
 PATCH = [  # (timm's line, what it becomes)
     ("import torch\n", "import torch\nimport autowarm\n"),
