@@ -388,6 +388,7 @@ def _targets(console: Console, recipe: Any, command: Sequence[str]) -> list[tupl
             "from the recipe there.",
             highlight=False,
         )
+        _timm_command(console, recipe, command)
         return [("loop", "where your loop sets the LR")]
     trainer = evidence.get("script_trainer")
     if trainer == "lightning":  # a pasted scheduler.step() has no place there
@@ -403,6 +404,24 @@ def _targets(console: Console, recipe: Any, command: Sequence[str]) -> list[tupl
         )
         _print_code(console, hf_command(recipe, command), "bash")
     return [("transformers", "HF transformers")]
+
+
+def _timm_command(console: Console, recipe: Any, command: Sequence[str]) -> None:
+    """timm's train.py (or a fork): the command with its own schedule flags, before the loop
+    code (schedule/_timm.py)."""
+    from autowarm.schedule._timm import takes_timm_flags, timm_command
+
+    script = next((a for a in command if a.endswith(".py")), None)
+    if script is None or not takes_timm_flags(script):
+        return
+    line = timm_command(recipe, command)
+    if line is None:
+        return
+    console.print()
+    console.print(Text("Run it with timm's own schedule flags:", style="bold"))
+    _print_code(console, line, "bash")
+    console.print()
+    console.print("Or set the LR from the recipe in its loop:", highlight=False)
 
 
 def _own_scheduler(console: Console, scheduler: dict[str, Any] | None) -> list[tuple[str, str]]:

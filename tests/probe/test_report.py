@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import io
+from pathlib import Path
 
 import pytest
 from rich.console import Console
@@ -226,6 +227,20 @@ def test_a_loop_that_sets_its_own_lr_gets_code_for_that_loop() -> None:
     out = text(c)
     assert "sets param_group['lr'] itself" in out and "recipe.lr_at(iter_num)" in out
     assert "LambdaLR" not in out  # no scheduler to be overwritten
+    assert "timm's own schedule flags" not in out  # not timm's train.py
+
+
+def test_timms_train_py_gets_its_own_schedule_flags_then_the_loop_code(tmp_path: Path) -> None:
+    script = tmp_path / "train.py"  # timm's scheduler sets the LR: the probe saw it set
+    script.write_text("group.add_argument('--sched-on-updates', action='store_true')\n")
+    recipe = Recipe(0.05, 44, 440, evidence={"script_sets_lr": True})
+    c = console()
+    command = ["python", str(script), "--model", "resnet18", "--epochs", "20", "--lr", "0.4"]
+    print_final(c, RECORDS, recipe, lr_range=(1e-4, 1.0), warmup_max=50, command=command)
+    out = " ".join(text(c).split())
+    assert "Run it with timm's own schedule flags:" in out
+    assert "--model resnet18 --lr 0.05 --sched cosine --sched-on-updates --epochs 18" in out
+    assert "0.4" not in out and "recipe.lr_at(iter_num)" in out  # and the loop's code
 
 
 @pytest.mark.parametrize(
