@@ -36,6 +36,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import dataclasses
 import json
 import os
 import shlex
@@ -104,12 +105,12 @@ def probe(folder: Path, seed: int) -> None:
     subprocess.run(cmd, cwd=folder, env=env(), check=True)
 
 
-def run(folder: Path, name: str, extra: list[str], recipe: str | None, seed: int) -> dict:
+def run(folder: Path, name: str, args: list[str], recipe: str | None, seed: int) -> dict:
     """One full run: its last epoch's row of timm's summary.csv."""
     summary = folder / "runs" / f"{name}-{seed}" / "summary.csv"
     if not summary.exists():
-        cmd = [sys.executable, "train.py", *ARGS, *extra, "--seed", str(seed), "--output"]
-        cmd += ["runs", "--experiment", f"{name}-{seed}", "--checkpoint-hist", "1"]
+        cmd = [sys.executable, "train.py", *args, "--seed", str(seed), "--output", "runs"]
+        cmd += ["--experiment", f"{name}-{seed}", "--checkpoint-hist", "1"]
         subprocess.run(
             cmd, cwd=folder, env=env(**({"RECIPE": recipe} if recipe else {})),
             capture_output=True, check=True,
@@ -118,18 +119,70 @@ def run(folder: Path, name: str, extra: list[str], recipe: str | None, seed: int
         return list(csv.DictReader(f))[-1]
 
 
+def timm_flags(recipe: Path) -> list[str]:
+    """timm's own schedule flags for a recipe, as the probe's report prints them."""
+    from autowarm import Recipe
+    from autowarm.schedule._timm import timm_command
+
+    line = timm_command(Recipe.load(recipe), ["python", "train.py", *ARGS])
+    assert line is not None
+    return shlex.split(line.splitlines()[-1])[2:]
+
+
+def check_flags(folder: Path, seeds: list[int]) -> None:
+    """timm's own scheduler built from the flags against the recipe, update by update."""
+    import importlib.util
+
+    import torch
+    from timm.scheduler import create_scheduler_v2, scheduler_kwargs
+
+    from autowarm import Recipe
+
+    spec = importlib.util.spec_from_file_location("timm_train", folder / "train.py")
+    assert spec is not None and spec.loader is not None
+    train = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(train)
+    per_epoch = STEPS // 20
+    for seed in seeds:
+        path = folder / f"recipe-{seed}.json"
+        recipe, flags = Recipe.load(path), timm_flags(path)
+        sys.argv = ["train.py", *flags]
+        args, _ = train._parse_args()
+        optimizer = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=args.lr)
+        scheduler, epochs = create_scheduler_v2(
+            optimizer, **scheduler_kwargs(args), updates_per_epoch=per_epoch
+        )
+        lrs = []
+        for update in range(epochs * per_epoch):  # as train_one_epoch steps it
+            lrs.append(optimizer.param_groups[0]["lr"])
+            scheduler.step_update(num_updates=update + 1)
+            if (update + 1) % per_epoch == 0:
+                scheduler.step((update + 1) // per_epoch)
+        # against the recipe, and against it with timm's whole-epoch warmup
+        rounded = dataclasses.replace(recipe, warmup_steps=args.warmup_epochs * per_epoch)
+        worst = [
+            max(abs(a - r.lr_at(i)) for i, a in enumerate(lrs)) / recipe.peak_lr
+            for r in (recipe, rounded)
+        ]
+        print(f"{path.name}: {' '.join(flags[-17:])}")
+        print(f"  timm: {len(lrs)} updates, {epochs} epochs; recipe: {recipe.total_steps}; "
+              f"largest difference {worst[0]:.2e} of the peak, {worst[1]:.2e} with the "
+              f"warmup rounded to {rounded.warmup_steps} as timm's")  # fmt: skip
+
+
 def table(folder: Path, seeds: list[int], workers: int) -> None:
     schedules: dict[str, tuple[str, list[str], str | None]] = {
-        "timm's defaults: 0.025, 5-epoch warmup": ("default", [], None)
+        "timm's defaults: 0.025, 5-epoch warmup": ("default", ARGS, None)
     }
     for seed in seeds:
         path = folder / f"recipe-{seed}.json"
         if path.exists():
             r = json.loads(path.read_text())
             label = f"autowarm seed {seed}: {r['peak_lr']:.3g}, warmup {r['warmup_steps']}"
-            schedules[label] = (f"recipe{seed}", [], path.name)
+            schedules[label] = (f"recipe{seed}", ARGS, path.name)
+            schedules[f"{label}, as timm's flags"] = (f"flags{seed}", timm_flags(path), None)
     for lr in GRID:
-        schedules[f"timm's defaults at --lr {lr:g}"] = (f"lr{lr:g}", ["--lr", str(lr)], None)
+        schedules[f"timm's defaults at --lr {lr:g}"] = (f"lr{lr:g}", [*ARGS, "--lr", str(lr)], None)
     jobs = [(label, *how, seed) for label, how in schedules.items() for seed in seeds]
     with ThreadPoolExecutor(workers) as pool:
         rows = list(pool.map(lambda j: run(folder, *j[1:]), jobs))
@@ -149,6 +202,9 @@ def main() -> int:
     parser.add_argument("folder", type=Path, help="where train.py (timm's) was copied")
     parser.add_argument("--probe", action="store_true", help="one autowarm search per seed")
     parser.add_argument("--runs", action="store_true", help="full runs: the table")
+    parser.add_argument(
+        "--check-flags", action="store_true", help="timm's scheduler from the flags vs the recipe"
+    )
     parser.add_argument("--seeds", default="0", help="comma-separated")
     parser.add_argument("--workers", type=int, default=2)
     args = parser.parse_args()
@@ -157,6 +213,8 @@ def main() -> int:
     if args.probe:
         for seed in seeds:
             probe(args.folder, seed)
+    if args.check_flags:
+        check_flags(args.folder, seeds)
     if args.runs:
         table(args.folder, seeds, args.workers)
     return 0
