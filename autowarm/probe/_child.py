@@ -212,7 +212,9 @@ class _Session:
             "trainer": self.trainer,
             # a trainer's callback told it, else the DataLoader the loop drew from
             "data": self.data or _loaders.data(self.steps),
-            "scheduler": _scheduler.summary([c.optimizer for c in self.controllers]),
+            "scheduler": _scheduler.summary(
+                [c.optimizer for c in self.controllers], steps=self.steps
+            ),
             "optimizer": _optimizer_class.optimizer_class([c.optimizer for c in self.controllers]),
         }
 

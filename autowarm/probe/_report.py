@@ -435,6 +435,9 @@ def _own_scheduler(console: Console, scheduler: dict[str, Any] | None) -> list[t
         "one below.",
         highlight=False,
     )
+    cadence = _cadence(scheduler)
+    if cadence:
+        console.print(cadence, highlight=False)
     if scheduler.get("accelerate"):
         console.print(
             "Under accelerate, a scheduler passed to accelerator.prepare() steps once per "
@@ -445,6 +448,31 @@ def _own_scheduler(console: Console, scheduler: dict[str, Any] | None) -> list[t
     if scheduler.get("library") == "transformers":
         return [("transformers", "HF transformers")]
     return [PLAIN]
+
+
+#: a trial this short says little of how often the script steps its scheduler
+CADENCE_MIN_STEPS = 8
+
+
+def _cadence(scheduler: dict[str, Any]) -> str | None:
+    """What to move where the script stepped its scheduler other than once an optimizer step:
+    the one below must be (a per-epoch ``scheduler.step()`` would stretch it by the steps of
+    an epoch: a 40-step warmup over 40 epochs)."""
+    calls, steps = scheduler.get("calls"), int(scheduler.get("steps") or 0)
+    if calls is None or steps < CADENCE_MIN_STEPS:
+        return None
+    said = f"The script stepped it {calls} times in a trial's {steps} optimizer steps"
+    if 2 * calls <= steps:
+        return (
+            f"{said} (once an epoch?); the one below must be stepped after every "
+            "optimizer.step(): move its scheduler.step() into the batch loop."
+        )
+    if calls >= 1.5 * steps and not scheduler.get("accelerate"):
+        return (
+            f"{said} (every micro-batch of an accumulation?); the one below must be stepped "
+            "once per optimizer.step()."
+        )
+    return None
 
 
 def _numbers(ns: Sequence[int]) -> str:

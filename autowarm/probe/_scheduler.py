@@ -20,8 +20,9 @@ import sys
 import weakref
 from typing import Any
 
-#: every LR scheduler built in this process: (its optimizer, weakly; what it is; its library)
-_built: list[tuple[Any, str, str]] = []
+#: every LR scheduler built in this process: (its optimizer, weakly; what it is; its library;
+#: the scheduler, weakly)
+_built: list[tuple[Any, str, str, Any]] = []
 
 
 def install() -> None:
@@ -38,7 +39,7 @@ def install() -> None:
         init(self, optimizer, *args, **kwargs)
         if len(_built) < 64:
             with contextlib.suppress(TypeError):  # an optimizer without weakref support
-                _built.append((weakref.ref(optimizer), *describe(self)))
+                _built.append((weakref.ref(optimizer), *describe(self), weakref.ref(self)))
 
     init_.__autowarm_scheduler__ = True  # type: ignore[attr-defined]
     LRScheduler.__init__ = init_  # type: ignore[method-assign]
@@ -63,22 +64,31 @@ def under_accelerate() -> bool:
     return bool(shared)
 
 
-def summary(driven: list[Any]) -> dict[str, Any] | None:
+def summary(driven: list[Any], *, steps: int = 0) -> dict[str, Any] | None:
     """The schedulers built on the optimizers the probe drives (``driven``: the wrapped ones;
     a scheduler built on the bare optimizer before it was wrapped counts too), for the trial's
-    end message; None if there are none."""
+    end message; None if there are none. ``calls``: how often the script stepped them in the
+    trial's ``steps`` optimizer steps (a scheduler stepped once an epoch makes few)."""
     mine = {id(o) for o in driven} | {id(getattr(o, "optimizer", None)) for o in driven}
-    texts, libraries = [], []
-    for ref, text, library in _built:
+    texts, libraries, calls = [], [], 0
+    for ref, text, library, scheduler in _built:
         optimizer = ref()
         if optimizer is None or (id(optimizer) not in mine and not _wraps_driven(optimizer)):
             continue
+        # torch counts its step() calls in last_epoch (0 after the one its __init__ makes)
+        calls = max(calls, int(getattr(scheduler(), "last_epoch", 0) or 0))
         if text not in texts:
             texts.append(text)
             libraries.append(library)
     if not texts:
         return None
-    return {"text": " + ".join(texts), "library": libraries[0], "accelerate": under_accelerate()}
+    return {
+        "text": " + ".join(texts),
+        "library": libraries[0],
+        "accelerate": under_accelerate(),
+        "calls": calls,
+        "steps": steps,
+    }
 
 
 def _wraps_driven(optimizer: Any) -> bool:

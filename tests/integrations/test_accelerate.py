@@ -59,4 +59,6 @@ def test_a_probe_trial_names_the_scheduler_the_script_prepared(tmp_path: Path) -
         "text": "LambdaLR, from transformers.optimization",
         "library": "transformers",
         "accelerate": True,
+        "calls": 7,  # once an update: the trial ends at its 8th, before the script steps it
+        "steps": 8,
     }

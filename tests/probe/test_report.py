@@ -214,6 +214,31 @@ def test_a_loop_with_its_own_lambda_gets_plain_code_and_the_scheduler_named() ->
     assert "Paste into your script (plain PyTorch):" in out and "Other forms" in out
 
 
+@pytest.mark.parametrize(
+    ("calls", "said"),
+    [
+        (2, "stepped it 2 times in a trial's 44 optimizer steps (once an epoch?)"),
+        (0, "move its scheduler.step() into the batch loop"),  # an epoch longer than a trial
+        (43, None),  # once a step (the trial ends before the script steps it after the last)
+        (176, "(every micro-batch of an accumulation?); the one below must be stepped once"),
+    ],
+)
+def test_a_scheduler_stepped_other_than_once_a_step_is_told_where_to_step(
+    calls: int, said: str | None
+) -> None:
+    sched = {"text": "StepLR, from torch.optim.lr_scheduler", "library": "torch"}
+    sched = {**sched, "accelerate": False, "calls": calls, "steps": 44}
+    recipe = Recipe(3e-3, 10, 440, evidence={"script_scheduler": sched})
+    c = console()
+    print_final(c, RECORDS, recipe, lr_range=(1e-4, 1.0), warmup_max=50)
+    out = " ".join(text(c).split())
+    assert "steps its own LR scheduler (StepLR, from torch.optim.lr_scheduler)" in out
+    if said is None:
+        assert "The script stepped it" not in out
+    else:
+        assert said in out
+
+
 def test_a_loop_that_sets_its_own_lr_gets_code_for_that_loop() -> None:
     recipe = recommend(RECORDS, probe_steps=100, total_steps=1000, decay="cosine")
     manual = Recipe(

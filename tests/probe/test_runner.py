@@ -731,7 +731,18 @@ def test_the_runner_names_the_scheduler_the_script_steps(
     if text is None:
         assert result.scheduler is None
     else:
-        assert result.scheduler == {"text": text, "library": library, "accelerate": False}
+        # stepped after each update: the trial ends at its 15th, before the script steps it
+        told = {"text": text, "library": library, "accelerate": False, "calls": 14, "steps": 15}
+        assert result.scheduler == told
+
+
+def test_the_runner_counts_how_often_the_script_steps_its_scheduler(script: Script) -> None:
+    # a loop stepping its scheduler once an epoch (here every 5 steps): a pasted scheduler
+    # stepped there would stretch its warmup by the steps of an epoch, so the report says so
+    result = script.run(spec(probe_steps=15), sched="epoch")
+    assert result.status in ("stable", "spike"), result.reason
+    assert result.scheduler is not None
+    assert (result.scheduler["calls"], result.scheduler["steps"]) == (2, 15)
 
 
 @pytest.mark.parametrize("compiled", [True, False])

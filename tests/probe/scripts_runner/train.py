@@ -19,7 +19,7 @@ parser = argparse.ArgumentParser()
 parser.add_argument("--config", help="JSON file whose keys override the defaults below")
 parser.add_argument("--steps", type=int, default=100)
 parser.add_argument("--lr", type=float, default=0.05)
-SCHEDS = ["none", "lambda", "early", "nanogpt", "both", "hf", "timm"]
+SCHEDS = ["none", "lambda", "early", "nanogpt", "both", "hf", "timm", "epoch"]
 parser.add_argument("--sched", choices=SCHEDS, default="none")
 parser.add_argument("--log", help="append the effective LR of each group per step (JSON lines)")
 parser.add_argument("--no-wrap", action="store_true")
@@ -97,7 +97,7 @@ if args.resume and os.path.exists(args.resume):  # the "pick up where it stopped
         optimizers[0].load_state_dict(checkpoint["optimizer"])
 param_groups = [g for o in optimizers for g in o.param_groups]  # body's, head's
 forward_body = torch.compile(body, backend="aot_eager") if args.compile else body
-scheds += [lambda_lr(o) for o in optimizers if args.sched in ("lambda", "both")]
+scheds += [lambda_lr(o) for o in optimizers if args.sched in ("lambda", "both", "epoch")]
 if args.sched == "hf":  # transformers' own schedule function, as HF's no_trainer examples
     from transformers import get_cosine_schedule_with_warmup
 
@@ -214,8 +214,8 @@ def train() -> None:
             ]
             log.write(json.dumps({"step": it, "lr": eff}) + "\n")
             log.flush()
-        for sched in scheds:
-            sched.step()
+        for sched in scheds if args.sched != "epoch" or it % 5 == 4 else []:
+            sched.step()  # "epoch": once every 5 steps, as a loop stepping it per epoch
         if args.sleep:
             time.sleep(args.sleep)
 
