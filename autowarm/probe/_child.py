@@ -284,6 +284,7 @@ class Controller:
         self._last_read = 0.0
         self._spikes = 0
         self._forced: float | None = None  # the LR we set on the reference group last step
+        self._scheduled = False  # a torch LR scheduler drives these optimizers (seen so far)
         self._stall_in_warmup: dict[str, Any] | None = None
         if self.primary:
             session.wrap_lr = self._wrap_lrs[reference_group(optimizer.param_groups)]
@@ -341,7 +342,10 @@ class Controller:
         does timm's own scheduler, which writes ``param_group["lr"]`` as a loop would)."""
         if "initial_lr" not in group:
             return False
-        return _scheduler.summary([c.optimizer for c in self.session.controllers]) is not None
+        if not self._scheduled:  # once found, it stays
+            drives = _scheduler.summary([c.optimizer for c in self.session.controllers])
+            self._scheduled = drives is not None
+        return self._scheduled
 
     def after_step(self, optimizer: Any, *_: Any) -> None:
         self._step += 1

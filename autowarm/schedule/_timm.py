@@ -18,6 +18,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from autowarm.schedule._code import _flag
+
 if TYPE_CHECKING:
     from autowarm.schedule._recipe import Recipe
 
@@ -85,15 +87,11 @@ def timm_command(recipe: Recipe, argv: Sequence[str]) -> str | None:
     return "\n".join([*(f"# {note}" for note in notes), command])
 
 
-def _name(arg: str) -> str | None:
-    return arg[2:].split("=", 1)[0].replace("-", "_") if arg.startswith("--") else None
-
-
 def _epochs(argv: Sequence[str]) -> int:
     """The run's ``--epochs`` (its last, as argparse takes it; timm's default without)."""
     epochs = DEFAULT_EPOCHS
     for i, arg in enumerate(argv):
-        if _name(arg) == "epochs":
+        if _flag(arg) == "epochs":
             value = arg.split("=", 1)[1] if "=" in arg else "".join(argv[i + 1 : i + 2])
             with contextlib.suppress(ValueError):  # timm's own parser will say what is wrong
                 epochs = int(value)
@@ -111,7 +109,7 @@ def _without(argv: Sequence[str]) -> list[str]:
         if skip == "list" and not arg.startswith("-"):
             continue
         skip = None
-        name = _name(arg)
+        name = _flag(arg)
         if name in SWITCHES:
             continue
         if name in VALUE_FLAGS or name in LISTS:
