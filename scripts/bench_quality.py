@@ -286,6 +286,17 @@ WORKLOADS: tuple[Workload, ...] = (
     Workload("gnn_graphs", "scripts/workloads/gnn_graphs.py", "held-out", (3e-4, 1.0),
              "message-passing GNN regressing a noisy energy of 400 random graphs, AdamW, "
              "batch 16, 40 passes", n_lr=9),
+    # added, unseen, for the registered test of FRESH_RULE (bench_quality_variants.md): three
+    # DataLoader scripts under 20 passes, written and boxed before that rule was thought of
+    Workload("tabembed_sgdm", "scripts/workloads/tabembed_sgdm.py", "held-out", (1e-3, 1.0),
+             "entity embeddings + MLP on a generated table, SGD momentum, batch 32, a long run "
+             "(3,000 steps), 8 passes", n_lr=9),
+    Workload("seq2seq_reverse", "scripts/workloads/seq2seq_reverse.py", "held-out",
+             (3e-4, 0.3), "GRU encoder-decoder reversing digit strings, Adam, clip 1.0, "
+             "batch 32, 4 passes", n_lr=9),
+    Workload("unet_denoise", "scripts/workloads/unet_denoise.py", "held-out", (1e-4, 1.0),
+             "two-level GroupNorm U-Net denoising the digits, AdamW, batch 32, 19.7 passes",
+             n_lr=9),
 )  # fmt: skip
 
 

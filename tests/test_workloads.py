@@ -57,6 +57,7 @@ PLAIN_LOOPS = [
     "friedman_sgdm", "chargru_small", "postln_lm", "rmsprop_cnn", "conv1d_series", "matfact_sgd",
     "teacher_relu_sgd", "ridge_nesterov", "lstm_charlm", "mlp_autoenc", "adagrad_bow",
     "mlp_charlm", "gru_huber", "resmlp_radam", "textcnn_lines", "vae_digits", "gnn_graphs",
+    "tabembed_sgdm", "seq2seq_reverse", "unet_denoise",
 ]  # fmt: skip
 
 
