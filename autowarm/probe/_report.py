@@ -461,7 +461,8 @@ def _cadence(scheduler: dict[str, Any]) -> str | None:
     calls, steps = scheduler.get("calls"), int(scheduler.get("steps") or 0)
     if calls is None or steps < CADENCE_MIN_STEPS:
         return None
-    said = f"The script stepped it {calls} times in a trial's {steps} optimizer steps"
+    did = {0: "did not step it", 1: "stepped it once"}.get(calls, f"stepped it {calls} times")
+    said = f"The script {did} in a trial's {steps} optimizer steps"
     if 2 * calls <= steps:
         return (
             f"{said} (once an epoch?); the one below must be stepped after every "

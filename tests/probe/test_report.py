@@ -218,7 +218,8 @@ def test_a_loop_with_its_own_lambda_gets_plain_code_and_the_scheduler_named() ->
     ("calls", "said"),
     [
         (2, "stepped it 2 times in a trial's 44 optimizer steps (once an epoch?)"),
-        (0, "move its scheduler.step() into the batch loop"),  # an epoch longer than a trial
+        (1, "stepped it once in a trial's 44 optimizer steps (once an epoch?)"),
+        (0, "did not step it in a trial's 44 optimizer steps"),  # an epoch longer than a trial
         (43, None),  # once a step (the trial ends before the script steps it after the last)
         (176, "(every micro-batch of an accumulation?); the one below must be stepped once"),
     ],
