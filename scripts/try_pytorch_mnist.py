@@ -20,8 +20,9 @@ What it does in that folder (never in this repository):
 2) ``--probe``: ``autowarm probe --total-steps 308 --seed S main.py`` per seed, as a user would
    type it; each recipe is kept as ``recipe-S.json``;
 3) ``--runs``: full runs (one torch thread each) of the example's own schedule at ``--lr`` 0.1
-   ... 10 (1.0 is its default) and of each ``recipe-S.json``. Reported per schedule, mean +-
-   s.e. over seeds (the init and dropout): the test loss after the last epoch.
+   ... 10 (1.0 is its default), of each ``recipe-S.json`` and of cosine with a 10 % warmup at
+   0.3 ... 10. Reported per schedule, mean +- s.e. over seeds (the init and dropout): the test
+   loss after the last epoch.
 """
 
 from __future__ import annotations
@@ -38,6 +39,7 @@ from pathlib import Path
 
 STEPS = 308  # 14 epochs x 22 batches of 64 (1,437 images, the last batch partial)
 GRID = (0.1, 0.3, 1.0, 3.0, 10.0)
+COSINE = (0.3, 1.0, 3.0, 10.0)
 DIGITS = """
 def _digits(train):
     # scikit-learn's digits in place of MNIST (no download): 28x28, MNIST's normalisation
@@ -116,6 +118,16 @@ def run(folder: Path, lr: float, recipe: str | None, seed: int) -> float:
     return float(re.findall(r"Test set: Average loss: ([\d.]+)", out.read_text())[-1])
 
 
+def cosine(folder: Path, lr: float) -> str:
+    """A recipe file: cosine from ``lr`` after a 10 % warmup (the grid the picks are judged on;
+    the example's own StepLR decays 0.7x an epoch, another shape)."""
+    from autowarm import Recipe
+
+    path = folder / f"cosine-{lr:g}.json"
+    Recipe(lr, STEPS // 10, STEPS, decay="cosine").save(path)
+    return path.name
+
+
 def table(folder: Path, seeds: list[int], workers: int) -> None:
     schedules: dict[str, tuple[float, str | None]] = {}
     for lr in GRID:
@@ -127,6 +139,8 @@ def table(folder: Path, seeds: list[int], workers: int) -> None:
             r = json.loads(path.read_text())
             label = f"autowarm seed {seed}: {r['peak_lr']:.3g}, warmup {r['warmup_steps']}"
             schedules[label] = (r["peak_lr"], path.name)
+    for lr in COSINE:
+        schedules[f"cosine {lr:g}, warmup 10%"] = (lr, cosine(folder, lr))
     jobs = [(label, *how, seed) for label, how in schedules.items() for seed in seeds]
     with ThreadPoolExecutor(workers) as pool:
         losses = list(pool.map(lambda j: run(folder, *j[1:]), jobs))
