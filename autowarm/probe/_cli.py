@@ -21,6 +21,7 @@ from autowarm.probe._config import (
     DESIGN_ATTR,
     HORIZON_EXPONENT,
     HORIZON_EXPONENT_AT_EDGE,
+    HORIZON_EXPONENT_FRESH,
     LR_RANGE_ATTR,
     LR_WIDENED_ATTR,
     MEMORISING_PASSES,
@@ -130,15 +131,17 @@ def register(sub: argparse._SubParsersAction) -> None:
         "--horizon-exponent",
         type=float,
         help="full-run peak LR = probe's best x (steps / total-steps) ** this (default "
-        f"{HORIZON_EXPONENT:g}, or {HORIZON_EXPONENT_AT_EDGE:g} when the pick sits near a "
-        "stability edge the probes found; 0 keeps the probe's LR)",
+        f"{HORIZON_EXPONENT:g}; {HORIZON_EXPONENT_FRESH:g} where the full run makes fewer than "
+        f"{MEMORISING_PASSES} passes over its data; {HORIZON_EXPONENT_AT_EDGE:g} when the pick "
+        "sits near a stability edge the probes found; 0 keeps the probe's LR)",
     )
     o.add_argument(
         "--epochs",
         type=float,
         help="how many times the full run sees each training example, where autowarm cannot "
         "read it from a DataLoader or a trainer (1 for data generated fresh every batch); "
-        f"a noisy training loss cuts the LR only from {MEMORISING_PASSES} passes",
+        f"under {MEMORISING_PASSES} passes the LR keeps more of the probes' (a model cannot "
+        "memorise its data), and a noisy training loss cuts it only from there",
     )
     o.add_argument("--out", default="autowarm.json", help="recipe file (default autowarm.json)")
     o.add_argument("--json", action="store_true", help="one JSON document on stdout, nothing else")

@@ -45,8 +45,8 @@ NOISE_SPLIT = 0.1
 #: PASSES_RULE: registered, then adopted on three fresh scripts; scripts/
 #: bench_quality_variants.md, "PASSES_RULE")
 MEMORISING_PASSES = 20
-#: ... and below it, away from an edge, the exponent where the full run's passes are known (a
-#: variant, FRESH_RULE in probe/_recommend.py: scripts/bench_quality_variants.md, "FRESH_RULE")
+#: ... and below it, away from an edge, the exponent where the full run's passes are known
+#: (FRESH_RULE in probe/_recommend.py: scripts/bench_quality_variants.md, "FRESH_RULE")
 HORIZON_EXPONENT_FRESH = 0.1
 #: ... and where the probes are scored on held-out data (score_with, a callback's eval set),
 #: whose score has no known noise: where the near-best trials' held-out score ends above their

@@ -82,7 +82,17 @@
    ``DataLoader`` (:mod:`autowarm.probe._loaders`) or ``--epochs``. Registered, then judged on
    three fresh ``DataLoader`` scripts under 20 passes (mlp_charlm, gru_huber, resmlp_radam):
    their mean regret +4.45 -> +2.82 %, the rule firing on the 3 searches of gru_huber (6
-   passes: +6.68 -> +1.81 %), none worse.
+   passes: +6.68 -> +1.81 %), none worse. And where the passes are known and below
+   ``MEMORISING_PASSES`` (away from an edge, the noise rule and the gap rule),
+   ``e = HORIZON_EXPONENT_FRESH`` (0.1, ``FRESH_RULE``): a model that sees each example a few
+   times cannot memorise it, so its best LR falls less with the run's length (the exponent
+   that would have put each stored search's probe centre on its full run's best LR: median
+   +0.08 over the 27 seen workloads under 20 passes). Replayed on every seen training-loss
+   search with its passes stated: held-out +23.67 -> +20.15 % over 35, tuning +3.83 ->
+   +13.04 % (sgd_mlp, plain SGD whose full run dies 2-3x below its probes' cliff: +12.6 ->
+   +69 %, its known price); registered, then judged on three fresh ``DataLoader`` scripts
+   under 20 passes (tabembed_sgdm, seq2seq_reverse, unet_denoise): their mean regret +5.21
+   -> +3.83 %, all three better, no full run diverged.
    Where the probes are scored on held-out data (``score_with``, the HF and Lightning
    callbacks' eval sets) the score's noise is unknown, and reading the training loss's instead
    was rejected (``NOISE_OF``: it cannot tell batch noise from memorisation: a batch-4
@@ -482,11 +492,11 @@ GAP_RULE = True
 #: False: the rule before it, by the noise alone
 PASSES_RULE = True
 
-#: a variant: where the full run's passes over its training data are known and below
-#: MEMORISING_PASSES, the default exponent is HORIZON_EXPONENT_FRESH instead of
-#: HORIZON_EXPONENT (a model that cannot memorise its data keeps more of the probes' LR);
-#: False: the rule before it
-FRESH_RULE = False
+#: where the full run's passes over its training data are known and below MEMORISING_PASSES,
+#: the default exponent is HORIZON_EXPONENT_FRESH instead of HORIZON_EXPONENT (a model that
+#: cannot memorise its data keeps more of the probes' LR; registered, then adopted on three
+#: fresh scripts: module docstring); False: the rule before it
+FRESH_RULE = True
 
 
 def horizon_exponent_for(choice: Choice, at_edge: bool, passes: float | None = None) -> float:

@@ -2,7 +2,11 @@ from __future__ import annotations
 
 import pytest
 
-from autowarm.probe._config import HORIZON_EXPONENT, HORIZON_EXPONENT_NOISY
+from autowarm.probe._config import (
+    HORIZON_EXPONENT,
+    HORIZON_EXPONENT_FRESH,
+    HORIZON_EXPONENT_NOISY,
+)
 from autowarm.probe._doubts import doubts
 from autowarm.probe._recommend import recommend
 from autowarm.probe._record import TrialRecord
@@ -213,15 +217,37 @@ def test_the_noise_rule_cuts_the_lr_only_where_the_full_run_can_memorise_its_dat
     recipe = recommend(
         records, probe_steps=100, total_steps=1000, decay="cosine", extra_evidence=told
     )
-    assert recipe.evidence["horizon_exponent"] == (
-        HORIZON_EXPONENT_NOISY if cut else HORIZON_EXPONENT
-    )
+    # left alone under 20 known passes, the LR keeps more of the probes' (FRESH_RULE)
+    fresh = HORIZON_EXPONENT_FRESH if passes is not None and passes < 20 else HORIZON_EXPONENT
+    assert recipe.evidence["horizon_exponent"] == (HORIZON_EXPONENT_NOISY if cut else fresh)
     noisy = next(d for d in doubts(records, recipe.evidence, lr_range=RANGE, warmup_max=50)
                  if d["kind"] == "noisy_loss")  # fmt: skip
     if not cut:  # the doubt says why the LR was left alone
         assert "not cut for it: the full run makes only 2.7 passes over its 3,000" in noisy["text"]
     elif passes is None:  # the user can tell the passes the loop does not show
         assert ("--epochs" in noisy["text"]) is rule
+
+
+@pytest.mark.parametrize(
+    ("rule", "passes", "exponent"),
+    [(True, None, 0.3), (True, 2.7, 0.1), (True, 19.9, 0.1), (True, 43.0, 0.3), (False, 2.7, 0.3)],
+)
+def test_a_run_with_few_known_passes_keeps_more_of_the_probes_lr(
+    monkeypatch: pytest.MonkeyPatch, rule: bool, passes: float | None, exponent: float
+) -> None:
+    # FRESH_RULE: a quiet loss, away from an edge; a model that sees each example a few times
+    # cannot memorise it, so the full run's best LR falls less with its length
+    from autowarm.probe import _recommend
+
+    monkeypatch.setattr(_recommend, "FRESH_RULE", rule)
+    records = _noisy({1e-3: 0.3, 3e-3: 0.12, 6e-3: 0.1, 1e-2: 0.11, 2e-2: 0.3}, 0.01)
+    told = {"data_passes": passes}
+    recipe = recommend(
+        records, probe_steps=100, total_steps=1000, decay="cosine", extra_evidence=told
+    )
+    assert recipe.evidence["horizon_exponent"] == exponent
+    probe_lr = recipe.evidence["probe_peak_lr"]
+    assert recipe.peak_lr == pytest.approx(probe_lr * 0.1**exponent, rel=1e-3)
 
 
 def _noisy(scores: dict[float, float], relative: float) -> list[TrialRecord]:
