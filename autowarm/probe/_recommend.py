@@ -540,10 +540,17 @@ def recommend(
     choice = choose(records, probe_steps=probe_steps, margin=margin, temperature=TEMPERATURE)
     at_edge = near_edge(choice, margin)
     held = False  # the full run's passes held the noise rule's cut back (noisy_loss says why)
+    by_passes = None  # the exponent on either side of MEMORISING_PASSES: a longer run has more
     if horizon_exponent is None:
         passes = (extra_evidence or {}).get("data_passes")
         horizon_exponent = horizon_exponent_for(choice, at_edge, passes)
         held = horizon_exponent != HORIZON_EXPONENT_NOISY == horizon_exponent_for(choice, at_edge)
+        if passes is not None:  # schedule/_carry.py: the same rule for a run of another length
+            by_passes = {
+                "split": MEMORISING_PASSES,
+                "below": horizon_exponent_for(choice, at_edge, 0.0),
+                "from": horizon_exponent_for(choice, at_edge, float(MEMORISING_PASSES)),
+            }
     peak_lr, warmup, factor = carry(
         choice.peak_lr,
         choice.warmup_steps,
@@ -559,6 +566,7 @@ def recommend(
         "warmup_transfer": warmup_transfer,
         "near_stability_edge": at_edge,
         "horizon_exponent": horizon_exponent,
+        "horizon_exponent_by_passes": by_passes,
         "horizon_factor": factor,
         "noise_cut_held": held,
         **(extra_evidence or {}),

@@ -57,6 +57,18 @@ def carry(
     return float(f"{probe_lr * factor:.3g}"), warmup, factor
 
 
+def exponent_at(evidence: dict[str, Any], passes: float | None) -> float:
+    """The horizon exponent for a run that makes ``passes`` over its training data: the rule
+    reads the passes (under 20 a model cannot memorise its data, so its LR falls less with
+    the run's length), and a longer run makes more. A recipe that knew no passes keeps its
+    exponent."""
+    exponent = float(evidence.get("horizon_exponent", 0.0))
+    sides = evidence.get("horizon_exponent_by_passes")
+    if not isinstance(sides, dict) or passes is None:
+        return exponent
+    return float(sides["below"] if passes < sides["split"] else sides["from"])
+
+
 def probe_of(evidence: dict[str, Any]) -> dict[str, Any] | None:
     """:func:`carry`'s arguments from a recipe's evidence; None when no probe made it."""
     if not all(isinstance(evidence.get(k), (int, float)) for k in PROBE_KEYS):

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 from autowarm._errors import AutowarmError
 from autowarm._io import atomic_write_text
 from autowarm._json import json_safe
-from autowarm.schedule._carry import carry, probe_of
+from autowarm.schedule._carry import carry, exponent_at, probe_of
 from autowarm.schedule._schedule import Schedule, check_positive
 
 if TYPE_CHECKING:
@@ -90,8 +90,15 @@ class Recipe:
         probe = probe_of(self.evidence)
         if probe is None:
             return dataclasses.replace(self, total_steps=total_steps)
-        lr, warmup, factor = carry(**probe, total_steps=total_steps)
-        evidence = {**self.evidence, "horizon_factor": factor}
+        # the run's passes over its data grow with its length, and the exponent reads them
+        passes = self.evidence.get("data_passes")
+        if isinstance(passes, (int, float)) and self.total_steps:
+            passes = passes * total_steps / self.total_steps
+        exponent = exponent_at(self.evidence, passes if self.total_steps else None)
+        lr, warmup, factor = carry(**{**probe, "exponent": exponent}, total_steps=total_steps)
+        evidence = {**self.evidence, "horizon_factor": factor, "horizon_exponent": exponent}
+        if self.total_steps and isinstance(passes, (int, float)):
+            evidence["data_passes"] = passes
         return dataclasses.replace(
             self, peak_lr=lr, warmup_steps=warmup, total_steps=total_steps, evidence=evidence
         )

@@ -32,6 +32,24 @@ def test_for_run_is_what_the_probe_would_have_said_for_that_length(probe_total) 
         assert stretched.evidence["horizon_factor"] == again.evidence["horizon_factor"]
 
 
+def test_for_run_reads_the_passes_of_a_run_of_that_length() -> None:
+    # 3 passes at 1,000 steps: under 20 the exponent is FRESH_RULE's; at 8,000 steps the run
+    # makes 24 and the default applies, as `autowarm show --total-steps 8000` recommends
+    def at(total: int) -> Recipe:
+        told = {"data_passes": 3.0 * total / 1000}
+        return recommend(
+            RECORDS, probe_steps=100, total_steps=total, decay="cosine", extra_evidence=told
+        )
+
+    for total in (2000, 6000, 8000, 20_000):
+        stretched, again = at(1000).for_run(total), at(total)
+        assert stretched.evidence["horizon_exponent"] == again.evidence["horizon_exponent"]
+        assert (stretched.peak_lr, stretched.warmup_steps) == (again.peak_lr, again.warmup_steps)
+        assert stretched.evidence["data_passes"] == pytest.approx(again.evidence["data_passes"])
+    assert at(1000).for_run(2000).evidence["horizon_exponent"] == 0.1
+    assert at(1000).for_run(8000).evidence["horizon_exponent"] == 0.3
+
+
 def test_the_scheduler_lr_at_and_training_args_all_carry_the_same_way() -> None:
     recipe, expected = probed(1000), probed(20_000)
     opt = torch.optim.SGD([torch.nn.Parameter(torch.ones(2))], lr=1.0)
