@@ -167,6 +167,10 @@ def tell(
 # -- the read side --------------------------------------------------------------------------------
 def _status(t: FrozenTrial) -> str:
     status = t.user_attrs.get("status")
+    if t.state == TrialState.FAIL and status not in ("failed", "interrupted"):
+        # its worker was killed after writing how the trial ended, before telling it: another
+        # worker FAILed it and ran its parameters again (probe/_workers.py), so it is no result
+        return "interrupted"
     if status is not None:
         return str(status)
     if t.state == TrialState.RUNNING:
