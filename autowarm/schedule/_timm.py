@@ -49,7 +49,9 @@ def takes_timm_flags(script: str) -> bool:
 
 def timm_command(recipe: Recipe, argv: Sequence[str]) -> str | None:
     """``argv`` (``python train.py args``) with timm's schedule flags for ``recipe`` in place
-    of the user's, a comment above it; None where timm has no such schedule (say why there)."""
+    of the user's, a comment above it; None where timm's flags cannot say this schedule (a
+    warmup that is not linear, a decay timm lacks, no run length): the loop code then stands
+    alone."""
     schedule = recipe.schedule()
     total = schedule.total_steps
     shape = {"cosine": "cosine", "linear": "poly", "polynomial": "poly"}.get(schedule.decay)
