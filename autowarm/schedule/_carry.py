@@ -59,9 +59,9 @@ def carry(
 
 def exponent_at(evidence: dict[str, Any], passes: float | None) -> float:
     """The horizon exponent for a run that makes ``passes`` over its training data: the rule
-    reads the passes (under 20 a model cannot memorise its data, so its LR falls less with
-    the run's length), and a longer run makes more. A recipe that knew no passes keeps its
-    exponent."""
+    reads the passes (under the evidence's ``split``, ``MEMORISING_PASSES``, a model cannot
+    memorise its data, so its LR falls less with the run's length), and a longer run makes
+    more. A recipe that knew no passes keeps its exponent."""
     exponent = float(evidence.get("horizon_exponent", 0.0))
     sides = evidence.get("horizon_exponent_by_passes")
     if not isinstance(sides, dict) or passes is None:

@@ -94,10 +94,12 @@ class Recipe:
         passes = self.evidence.get("data_passes")
         if isinstance(passes, (int, float)) and self.total_steps:
             passes = passes * total_steps / self.total_steps
-        exponent = exponent_at(self.evidence, passes if self.total_steps else None)
+        else:
+            passes = None
+        exponent = exponent_at(self.evidence, passes)
         lr, warmup, factor = carry(**{**probe, "exponent": exponent}, total_steps=total_steps)
         evidence = {**self.evidence, "horizon_factor": factor, "horizon_exponent": exponent}
-        if self.total_steps and isinstance(passes, (int, float)):
+        if passes is not None:
             evidence["data_passes"] = passes
         return dataclasses.replace(
             self, peak_lr=lr, warmup_steps=warmup, total_steps=total_steps, evidence=evidence
