@@ -15,7 +15,9 @@ file, then moves it over the checkpoint. And ``os.stat`` (``exists``, ``getsize`
 ``os.access``, the xattr calls and ``os.remove`` of a path the trial wrote reach its copy; what
 changes a file's metadata (``os.chmod``, ``os.utime``: ``shutil.copy2``, ``Path.touch``) changes
 the trial's copy, made first where the file is the user's; ``os.link`` links in the scratch
-(timm's checkpoint saver), or copies where the source is the user's file; and a
+(timm's checkpoint saver), or copies where the source is the user's file; ``os.symlink`` (a
+"latest" checkpoint removed and linked again) links in the scratch, to the trial's copy, a
+copy of a file of the user's, or a folder of the user's, whose writes go to the scratch; and a
 listing (``os.listdir``, ``os.scandir``: ``glob``, ``os.walk``) shows a folder with what the trial
 wrote there and without what it removed, so the script sees what it wrote where it wrote it;
 the folders it makes (``os.makedirs``) are made in its scratch too, and
@@ -101,6 +103,7 @@ class _Redirect:
         self.project = cwd if cwd.startswith(self.shared) else None
         self.written: set[str] = set()  # the user's paths this trial wrote (in its scratch)
         self.deleted: set[str] = set()  # the user's files and folders it removed (kept)
+        self.links: set[str] = set()  # the symlinks it made (in its scratch), by the user's path
 
     def kept(self, real: str) -> bool:
         """Whether a write to the resolved path ``real`` stays where it is."""
@@ -129,6 +132,10 @@ class _Redirect:
         if isinstance(path, bytes):  # tensorboard's event writer opens bytes paths
             where = self.path_for(os.fsdecode(path), mode)
             return file if where == os.fsdecode(path) else os.fsencode(where)
+        if self.links:
+            through = self._through_link(path, mode)
+            if through is not None:
+                return through
         if not _WRITE & set(mode):  # a read: the trial's copy of what it wrote, if any
             if not self.written and not self.deleted:
                 return file  # the common case, every data file a script reads
@@ -147,6 +154,17 @@ class _Redirect:
                 shutil.copy2(real, copy)  # appending to / updating the user's file: a copy
             self.written.add(absolute)
         return copy
+
+    def _through_link(self, path: str, mode: str) -> str | None:
+        """Where a path under a symlink the trial made goes (None if under none): into its
+        scratch, or, where the link leads out of it (to a folder of the user's), as a path
+        there would (a write lands in the scratch all the same)."""
+        absolute = os.path.abspath(path)
+        if not any(absolute.startswith(link + os.sep) for link in self.links):
+            return None
+        inside = self.target(path)
+        beyond = os.path.realpath(inside)
+        return inside if beyond.startswith(self.scratch + os.sep) else self.path_for(beyond, mode)
 
     def remove(self, path: Any) -> None:
         """Mark one of the user's paths removed in the trial's view, and log it."""
@@ -213,7 +231,7 @@ def install() -> None:
     # exists / getsize / Path.stat go through os.stat; Lightning removes old top-k files;
     # LightningCLI's config saver asks os.access whether the log folder it made is writable)
     # reaches the trial's copy
-    for name in ("stat", "access", "listxattr", "getxattr"):
+    for name in ("stat", "lstat", "readlink", "access", "listxattr", "getxattr"):
         if hasattr(os, name):  # the xattr calls are Linux's
             setattr(os, name, _redirect_path(redirect, getattr(os, name)))
     # what changes a file's metadata (shutil.copy2's copystat: utime, xattrs, chmod; a touch)
@@ -223,6 +241,8 @@ def install() -> None:
             setattr(os, name, _redirect_path(redirect, getattr(os, name), how="r+"))
     # a hard link (timm's checkpoint saver links last.pth.tar to checkpoint-N.pth.tar)
     os.link = _redirect_link(redirect, os.link)  # type: ignore[assignment]
+    # a symlink (a "latest" checkpoint rotated by removing and linking it again)
+    os.symlink = _redirect_symlink(redirect, os.symlink)  # type: ignore[assignment]
     # a listing shows the folder as the trial sees it: what it wrote there, less what it
     # removed (a script finding its latest checkpoint by glob, os.walk over its outputs)
     os.listdir = _redirect_listing(redirect, os.listdir, entries=False)  # type: ignore
@@ -270,6 +290,41 @@ def _redirect_link(redirect: _Redirect, link: Callable[..., None]) -> Callable[.
         return link(src, target, **kwargs)
 
     return link_
+
+
+def _redirect_symlink(redirect: _Redirect, symlink: Callable[..., None]) -> Callable[..., None]:
+    """``os.symlink(src, dst)``: the link is made in the trial's scratch. It points at the
+    trial's copy of what it wrote at ``src``, or at where that copy will be if nothing is there
+    yet; at a copy of ``src`` where that is one of the user's files (a write through the link
+    would reach it), as ``os.link``; else at ``src`` itself (a folder of the user's, a
+    dataset), and writes through it land in the scratch all the same."""
+
+    def symlink_(
+        src: Any, dst: Any, target_is_directory: bool = False, *, dir_fd: int | None = None
+    ) -> None:
+        if dir_fd is not None or not isinstance(dst, (str, bytes, os.PathLike)):
+            return symlink(src, dst, target_is_directory, dir_fd=dir_fd)
+        if redirect.users(dst, folder=False) or redirect.users(dst, folder=True):
+            raise FileExistsError(errno.EEXIST, os.strerror(errno.EEXIST), os.fspath(dst))
+        link = redirect.path_for(_text(dst), "wb")
+        if link == _text(dst):  # the temp folder, a cache: left alone
+            return symlink(src, dst, target_is_directory)
+        # where src is as the link sees it: relative to the link's folder
+        pointed = os.path.join(os.path.dirname(os.path.abspath(_text(dst))), _text(src))
+        pointed = os.path.normpath(pointed)
+        if redirect.users(pointed, folder=False):
+            shutil.copy2(pointed, link)
+            return None
+        real = os.path.realpath(pointed)
+        theirs = redirect.path_for(pointed, "r") == pointed  # not written or removed by the trial
+        if theirs and (redirect.kept(real) or _regular(real) is not None):
+            symlink(pointed, link, target_is_directory)  # a folder of the user's, a dataset
+        else:  # the trial's own, now or later
+            symlink(os.path.relpath(redirect.target(pointed), os.path.dirname(link)), link)
+        redirect.links.add(os.path.abspath(_text(dst)))
+        return None
+
+    return symlink_
 
 
 def _redirect_listing(

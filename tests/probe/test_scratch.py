@@ -46,6 +46,10 @@ def test_a_probe_trial_leaves_every_pre_existing_file_byte_identical(
     (tmp_path / "runs").mkdir()
     (tmp_path / "runs" / "events.1").write_text("the user's events")
     (tmp_path / "notes.txt").write_text("the user's notes")
+    (tmp_path / "out" / "latest.pt").symlink_to("ckpt.pt")
+    (tmp_path / "data.csv").write_text("1,2\n")
+    (tmp_path / "dataset").mkdir()
+    (tmp_path / "dataset" / "a.txt").write_text("the user's data")
     flag = tmp_path / "out" / "done.flag"
     flag.write_text("")
     flag.chmod(0o644)
@@ -58,8 +62,10 @@ def test_a_probe_trial_leaves_every_pre_existing_file_byte_identical(
         written = {Path(p).relative_to(tmp_path).as_posix() for p in runner.redirected}
         removed = {Path(p).relative_to(tmp_path).as_posix() for p in runner.removed}
     assert _digests(tmp_path) == before  # nothing changed, nothing new, nothing removed
+    assert os.readlink(tmp_path / "out" / "latest.pt") == "ckpt.pt"  # nor the user's link
+    assert not any(p.is_symlink() for p in tmp_path.rglob("*") if p.name != "latest.pt")
     assert (flag.stat().st_mtime, flag.stat().st_mode & 0o777) == (1e9, 0o644)  # nor its times
-    assert removed == {"out/stale.txt", "runs", "notes.txt"}  # as the trial saw it
+    assert removed == {"out/stale.txt", "runs", "notes.txt", "out/latest.pt"}  # as the trial saw it
     assert written >= {
         "out/ckpt.pt", "train.log", "out/metrics.json", "out/last.ckpt", "out/best.txt",
         "runs/events.2", "notes.bak", "out/checkpoint-5.pt", "out/model_best.pt",

@@ -3,7 +3,8 @@ at once), a log appended to with open(), a metrics file through pathlib, and two
 a temp file moved over the checkpoint (Lightning's, through fsspec) and one made next to it,
 then renamed; and it clears what an earlier run left: a stale file removed, the runs folder
 removed and made again, the notes renamed; and it links and copies its checkpoint as timm's
-saver does, and touches and chmods a marker file of the user's."""
+saver does, rotates a "latest" symlink, links to the user's data and writes through the links,
+and touches and chmods a marker file of the user's."""
 
 from __future__ import annotations
 
@@ -59,6 +60,20 @@ for step in range(40):
         shutil.copy2("out/ckpt.pt", "out/model_best.pt")
         assert torch.load("out/model_best.pt")["step"] == 5
         assert torch.load("out/checkpoint-5.pt")["step"] == 5
+        # a "latest" symlink rotated as Composer's saver does: removed, then linked again
+        if os.path.lexists("out/latest.pt"):
+            os.remove("out/latest.pt")
+        os.symlink("ckpt.pt", "out/latest.pt")
+        assert os.path.islink("out/latest.pt") and torch.load("out/latest.pt")["step"] == 5
+        # links to the user's data: a file (written through), a folder (written into)
+        os.symlink("../data.csv", "out/data.csv")
+        with open("out/data.csv", "a") as f:
+            f.write("3,4\n")
+        assert pathlib.Path("out/data.csv").read_text() == "1,2\n3,4\n"
+        os.symlink(os.path.abspath("dataset"), "out/dataset", target_is_directory=True)
+        assert pathlib.Path("out/dataset/a.txt").read_text() == "the user's data"
+        pathlib.Path("out/dataset/b.txt").write_text("the trial's")
+        assert pathlib.Path("out/dataset/b.txt").read_text() == "the trial's"
         pathlib.Path("out/done.flag").touch()  # the user's marker: touched, made private
         os.chmod("out/done.flag", 0o600)
         assert os.stat("out/done.flag").st_mode & 0o777 == 0o600
