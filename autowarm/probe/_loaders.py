@@ -30,7 +30,9 @@ def install() -> None:
         from torch.utils.data import dataloader
     except ImportError:
         return
-    cls = dataloader._BaseDataLoaderIter
+    cls = getattr(dataloader, "_BaseDataLoaderIter", None)
+    if cls is None:  # private: a torch without it counts nothing, as without a DataLoader
+        return
     next_batch = cls.__next__
     if getattr(next_batch, "__autowarm_loaders__", False):
         return
