@@ -13,6 +13,11 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from autowarm._lazy import lazy_names
+from autowarm.probe import _scratch
+
+# in a process that a probe trial's script started itself (mp.spawn, a DataLoader worker under
+# "spawn"), its writes go to the trial's scratch folder as the trial's own do; a no-op elsewhere
+_scratch.install()
 
 __version__ = "0.1.0"
 

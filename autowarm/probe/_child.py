@@ -99,6 +99,17 @@ scorer: Callable[[], float] | None = None
 scorer_name: str | None = None  # what the report calls its value (score_with's ``name``)
 
 
+#: why a trial whose script trains in a process it started itself fails (the runner's reason)
+SUBPROCESS_REASON = (
+    "the script trains in a process it starts itself (torch.multiprocessing.spawn, "
+    "Lightning's ddp_spawn), where a probe cannot follow it"
+)
+
+
+class SubprocessTraining(RuntimeError):
+    """Raised by ``autowarm.wrap`` in a process a probe trial's script started itself."""
+
+
 class TrialEnd(SystemExit):
     """Ends the user's script from inside ``optimizer.step()``.
 
@@ -507,7 +518,15 @@ def compile_seconds() -> float:
 
 def attach(optimizer: Any) -> Controller:
     """Called by ``MonitoredOptimizer.__init__`` inside a probe trial (``AUTOWARM_TRIAL`` set):
-    the trial's controller rides the wrapper's step hooks."""
+    the trial's controller rides the wrapper's step hooks. In a process the script started
+    itself (``mp.spawn``, Lightning's ``ddp_spawn``), which has no way to report, it marks the
+    trial for the runner and stops that process (:class:`SubprocessTraining`)."""
+    if os.environ.get(PID_ENV) not in (None, str(os.getpid())):
+        scratch_dir = os.environ.get(scratch.SCRATCH_ENV)
+        if scratch_dir:
+            with open(os.path.join(scratch_dir, scratch.SUBPROCESS_MARK), "a") as mark:
+                mark.write(f"{os.getpid()}\n")
+        raise SubprocessTraining(SUBPROCESS_REASON)
     controller = Controller(optimizer, _get_session())
     optimizer.register_step_pre_hook(controller.before_step)
     optimizer.register_step_post_hook(controller.after_step)

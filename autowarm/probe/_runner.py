@@ -65,6 +65,7 @@ from autowarm.probe._child import (
     FD_ENV,
     FIFO_ENV,
     PID_ENV,
+    SUBPROCESS_REASON,
     TRIAL_ENV,
     descendants,
     kill_processes,
@@ -73,7 +74,7 @@ from autowarm.probe._child import (
     spec_to_json,
 )
 from autowarm.probe._forkserver import ForkedProcess, ForkServer, ForkServerError
-from autowarm.probe._scratch import REMOVED_LOG, SCRATCH_ENV, SYSTEM_TEMP_ENV
+from autowarm.probe._scratch import REMOVED_LOG, SCRATCH_ENV, SUBPROCESS_MARK, SYSTEM_TEMP_ENV
 from autowarm.probe._status import FINISHED, STOPPING_EVENTS, stops_trial
 from autowarm.probe._types import TrialResult, TrialSpec
 
@@ -271,7 +272,12 @@ class ProbeRunner:
         temp = _trial_temp(self._env[SYSTEM_TEMP_ENV])
         env = {SCRATCH_ENV: scratch_dir, **({"TMPDIR": temp} if temp else {})}
         try:
-            return self._run_in(env, spec, server, devices, on_step)
+            result = self._run_in(env, spec, server, devices, on_step)
+            if os.path.exists(os.path.join(scratch_dir, SUBPROCESS_MARK)):
+                # however its process ended: the training was out of the trial's reach
+                result.status, result.failure = "failed", "subprocess"
+                result.reason = SUBPROCESS_REASON
+            return result
         finally:
             self._sweep(scratch_dir)
             if temp is not None:
@@ -326,7 +332,7 @@ class ProbeRunner:
             os.sep + os.path.relpath(os.path.join(d, f), scratch_dir)
             for d, _, files in os.walk(scratch_dir)
             for f in files
-            if os.path.join(d, f) != log
+            if f not in (REMOVED_LOG, SUBPROCESS_MARK) or d != scratch_dir
         ]
         removed = _read_lines(log)
         with self._lock:

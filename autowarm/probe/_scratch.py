@@ -69,6 +69,8 @@ SCRATCH_ENV = "AUTOWARM_SCRATCH"
 SYSTEM_TEMP_ENV = "AUTOWARM_SYSTEM_TEMP"
 #: in the scratch folder: the user's paths the trial removed (kept), one a line, for the report
 REMOVED_LOG = ".autowarm-removed"
+#: in the scratch folder: a process the script started itself wrapped an optimizer (its pid)
+SUBPROCESS_MARK = ".autowarm-subprocess"
 _WRITE = set("wax+")
 _SYSTEM = ("/dev/", "/proc/", "/sys/")
 #: the variables that move a library's cache away from ``~/.cache`` (XDG_CACHE_HOME's default)

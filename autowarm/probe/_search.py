@@ -279,6 +279,11 @@ class ProbeSearch:
                 "`optimizer.report(loss)` after `loss.backward()` (or `autowarm.report(optimizer, "
                 "loss)` when a framework wraps the optimizer)."
             )
+        if res.failure == "subprocess":
+            raise SearchStopped(
+                f"{why}; probe it as one process, or start its ranks with torchrun instead: "
+                f"autowarm probe --nproc-per-node N {self.config.script}"
+            )
         if res.failure == "resumed":  # the reason names the checkpoint and the fix
             raise SearchStopped(str(why))
         if res.failure == "too_short":

@@ -35,9 +35,11 @@ Status = Literal[
 #: rank started the script (rendezvous error, port in use, a rank that could not start): it says
 #: nothing about the trial's LR, so it is never an instability. ``resumed``: the script resumed
 #: a run from a checkpoint before the probe's first step (see probe/_resume.py).
+#: ``subprocess``: it trains in a process it started itself (``mp.spawn``; see probe/_child.py).
 Failure = Literal[
-    "crash", "no_wrap", "no_report", "too_short", "syntax", "not_found", "launcher", "resumed"
-]
+    "crash", "no_wrap", "no_report", "too_short", "syntax", "not_found", "launcher", "resumed",
+    "subprocess",
+]  # fmt: skip
 
 #: Statuses of a run that reached the probe length; all others ended early.
 FINISHED = ("stable", "spike")
@@ -48,7 +50,8 @@ UNSTABLE = ("diverged", "nonfinite", "stalled")
 HOT = ("diverged", "nonfinite")
 #: Failures that are about the script, not the trial's LR: the search cannot go on.
 SCRIPT_FAILURES = (
-    "no_wrap", "no_report", "too_short", "syntax", "not_found", "launcher", "resumed"
+    "no_wrap", "no_report", "too_short", "syntax", "not_found", "launcher", "resumed",
+    "subprocess",
 )  # fmt: skip
 #: Monitor event kind -> the status it ends a trial with. Spikes do not end a trial (warmup
 #: transients recover; the search judges them), AMP skips are normal operation.

@@ -178,6 +178,20 @@ def test_a_script_that_cannot_be_probed(tmp_path: Path, script_args: list[str], 
     assert line.count("autowarm.wrap(optimizer)") <= 1 and line.count("lower --steps") <= 1
 
 
+def test_a_script_that_trains_in_a_process_it_spawns_stops_with_the_fix_and_writes_nothing(
+    tmp_path: Path,
+) -> None:
+    # pytorch/examples' imagenet --multiprocessing-distributed: its spawned worker wrote over
+    # the user's checkpoints, and the search blamed the script for not wrapping an optimizer
+    spawns = str(Path(__file__).parent / "scripts_runner" / "spawns_workers.py")
+    (tmp_path / "user.txt").write_text("the user's")
+    proc = autowarm("probe", *FAST, "--lr-range", "0.01", "0.1", spawns, cwd=tmp_path)
+    line = one_error_line(proc)
+    assert "the script trains in a process it starts itself" in line
+    assert "autowarm probe --nproc-per-node N" in line and "never wrapped" not in line
+    assert (tmp_path / "user.txt").read_text() == "the user's"
+
+
 def test_a_script_that_resumes_from_a_checkpoint_stops_with_one_line_naming_it(
     tmp_path: Path,
 ) -> None:

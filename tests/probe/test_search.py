@@ -51,6 +51,7 @@ def test_unstable_trials_complete_with_a_penalty_not_fail() -> None:
         ("crash", "the script failed on the first trial: boom; run it by hand: python x.py"),
         ("no_wrap", "never wrapped an optimizer"),
         ("too_short", "ended before the probe length"),
+        ("subprocess", "probe it as one process, or start its ranks with torchrun"),
     ],
 )
 @pytest.mark.parametrize("lr_range", [None, (1e-3, 1e-1)])
