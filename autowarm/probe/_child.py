@@ -84,6 +84,8 @@ FD_ENV = "AUTOWARM_TRIAL_FD"
 # DDP rank, say) inherits the variables but not the pipe; its fd number may be another file.
 PID_ENV = "AUTOWARM_TRIAL_PID"
 FIFO_ENV = "AUTOWARM_TRIAL_FIFO"
+#: the search's seed for the random state every trial starts from (see seed_trial)
+SEED_ENV = "AUTOWARM_TRIAL_SEED"
 #: what a rank other than 0 sends: that it started, and how it crashed
 _ANY_RANK = ("rank", "crash")
 #: how a trial ends, least to most severe: the ranks agree on the most severe one (MAX)
@@ -104,10 +106,6 @@ SUBPROCESS_REASON = (
     "the script trains in a process it starts itself (torch.multiprocessing.spawn, "
     "Lightning's ddp_spawn), where a probe cannot follow it"
 )
-
-
-class SubprocessTraining(RuntimeError):
-    """Raised by ``autowarm.wrap`` in a process a probe trial's script started itself."""
 
 
 class TrialEnd(SystemExit):
@@ -518,15 +516,14 @@ def compile_seconds() -> float:
 
 def attach(optimizer: Any) -> Controller:
     """Called by ``MonitoredOptimizer.__init__`` inside a probe trial (``AUTOWARM_TRIAL`` set):
-    the trial's controller rides the wrapper's step hooks. In a process the script started
-    itself (``mp.spawn``, Lightning's ``ddp_spawn``), which has no way to report, it marks the
-    trial for the runner and stops that process (:class:`SubprocessTraining`)."""
-    if os.environ.get(PID_ENV) not in (None, str(os.getpid())):
-        scratch_dir = os.environ.get(scratch.SCRATCH_ENV)
-        if scratch_dir:
-            with open(os.path.join(scratch_dir, scratch.SUBPROCESS_MARK), "a") as mark:
-                mark.write(f"{os.getpid()}\n")
-        raise SubprocessTraining(SUBPROCESS_REASON)
+    the trial's controller rides the wrapper's step hooks. A process the script started itself
+    has no way to report; it marks the trial, and where the script's own process never
+    wrapped one (its training is all there: ``mp.spawn``, Lightning's ``ddp_spawn``) the
+    runner says so (``failed``/``subprocess``)."""
+    scratch_dir = os.environ.get(scratch.SCRATCH_ENV)
+    if os.environ.get(PID_ENV) not in (None, str(os.getpid())) and scratch_dir:
+        with open(os.path.join(scratch_dir, scratch.SUBPROCESS_MARK), "a") as mark:
+            mark.write(f"{os.getpid()}\n")
     controller = Controller(optimizer, _get_session())
     optimizer.register_step_pre_hook(controller.before_step)
     optimizer.register_step_post_hook(controller.after_step)
@@ -665,6 +662,26 @@ def kill_processes(procs: dict[int, tuple[int, int]], sig: int) -> None:
                 os.kill(pid, sig)
 
 
+def seed_trial() -> None:
+    """Seed Python's ``random``, numpy's global state and torch with the search's seed (plus
+    the rank), so that every trial of a search starts from the same random state: a script
+    that seeds nothing itself gets the same init and batch order in each trial (they differ by
+    their schedule alone), in a fork server's child as in a fresh interpreter, and the same
+    run after run under ``--seed``. A script that seeds itself overrides it, as it would."""
+    value = os.environ.get(SEED_ENV, "")
+    if not value.isdigit():
+        return
+    seed = int(value) + int(os.environ.get("RANK", "0") or 0)
+    import random
+
+    import numpy as np
+    import torch
+
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)  # CUDA's generators lazily: no CUDA context is made here
+
+
 def run_script(script: str, args: list[str]) -> int:
     """Run ``script`` as ``__main__`` like ``python script args``; report how it ended.
 
@@ -678,6 +695,7 @@ def run_script(script: str, args: list[str]) -> int:
     _resume.install()  # the files torch.load reads: a resumed run names its checkpoint
     _scheduler.install()  # the script's own LR scheduler: the report says what to replace
     _loaders.install()  # the DataLoader it trains from: the full run's passes over its data
+    seed_trial()
     session = _get_session()
     code = 0
     try:

@@ -291,6 +291,7 @@ def _runner(config: ProbeConfig) -> Any:
         trial_timeout=config.trial_timeout,
         threads=threads,
         nproc_per_node=config.nproc_per_node,
+        seed=config.seed,
     )
 
 

@@ -14,10 +14,8 @@ intra-op thread pool, no CUDA context): the server checks that CUDA is not initi
 that no preloaded package started threads beyond the baseline other than OpenBLAS pools
 (numpy's, scipy's via sklearn) and jemalloc's background thread (pyarrow's: HF ``datasets``),
 which stop themselves around a fork; if one did, the runner restarts it with the baseline
-imports only. Seeds:
-Python's ``random`` reseeds itself after fork and torch's default seed is fixed anyway; the
-child reseeds numpy's global RandomState from OS entropy, as a fresh interpreter would — the
-server seeds nothing with a value of its own.
+imports only. Seeds: the server seeds nothing; every trial, forked or not, seeds Python's
+``random``, numpy and torch with the search's seed (``_child.seed_trial``).
 
 Parent <-> server: a Unix socketpair of JSON datagrams. Parent: ``{"id", "script", "args",
 "cwd", "env"}`` with two fds attached (the trial's log and its channel's write end). Server:
@@ -37,7 +35,6 @@ import select
 import signal
 import socket
 import subprocess
-import sys
 import tempfile
 import threading
 from collections.abc import Callable, Mapping, Sequence
@@ -251,8 +248,6 @@ def _fork_trial(req: dict, fds: list[int], sock: socket.socket, wake: tuple[int,
             import torch
 
             torch.set_num_threads(int(threads))
-        if "numpy" in sys.modules:
-            sys.modules["numpy"].random.seed()  # fresh entropy, as a new interpreter
         from autowarm.probe._child import run_script
 
         code = run_script(req["script"], req["args"])

@@ -47,6 +47,7 @@ import json
 import math
 import os
 import re
+import secrets
 import select
 import shutil
 import signal
@@ -65,6 +66,7 @@ from autowarm.probe._child import (
     FD_ENV,
     FIFO_ENV,
     PID_ENV,
+    SEED_ENV,
     SUBPROCESS_REASON,
     TRIAL_ENV,
     descendants,
@@ -134,6 +136,7 @@ class ProbeRunner:
         threads: int | None = None,
         log_dir: str | None = None,
         nproc_per_node: int = 1,
+        seed: int | None = None,
     ) -> None:
         # 1) validate everything the user typed, before any process starts
         self.cwd = os.path.abspath(cwd if cwd is not None else os.getcwd())
@@ -153,6 +156,9 @@ class ProbeRunner:
 
         # 2) the trials' environment: ours + the user's, never a stale trial's
         self._env = _trial_env(env, threads)
+        # one random state for every trial (see _child.seed_trial): from the search's seed,
+        # else drawn once, as a fresh run of the script would
+        self._env[SEED_ENV] = str(seed if seed is not None else secrets.randbits(63))
 
         #: the user's paths trials wrote (they went to scratch folders, see _scratch.py)
         self.redirected: set[str] = set()
@@ -273,10 +279,11 @@ class ProbeRunner:
         env = {SCRATCH_ENV: scratch_dir, **({"TMPDIR": temp} if temp else {})}
         try:
             result = self._run_in(env, spec, server, devices, on_step)
-            if os.path.exists(os.path.join(scratch_dir, SUBPROCESS_MARK)):
-                # however its process ended: the training was out of the trial's reach
-                result.status, result.failure = "failed", "subprocess"
-                result.reason = SUBPROCESS_REASON
+            marked = os.path.exists(os.path.join(scratch_dir, SUBPROCESS_MARK))
+            if marked and result.status == "failed" and result.steps == 0:
+                # its training was all in a process it started, out of the trial's reach,
+                # however that ended (mp.spawn raises in the parent when a worker exits)
+                result.failure, result.reason = "subprocess", SUBPROCESS_REASON
             return result
         finally:
             self._sweep(scratch_dir)

@@ -210,6 +210,20 @@ def test_a_stall_inside_the_warmup_does_not_stop_the_trial(
     assert [e["kind"] for e in result.events] == ["stall"]  # the monitor saw one each time
 
 
+def test_every_trial_starts_from_the_searchs_random_state_forked_or_not(tmp_path: Path) -> None:
+    # pytorch/examples' imagenet seeds nothing: forked trials shared the fork server's torch
+    # state (another at every search), fresh interpreters drew one each
+    script = str(SCRIPTS / "unseeded.py")
+
+    def first_losses(seed: int, forkserver: bool) -> list[float]:
+        with ProbeRunner(script, cwd=str(tmp_path), seed=seed, forkserver=forkserver) as r:
+            return [r.run(spec(lr, 0, 3, number=i)).losses[0] for i, lr in enumerate((0.01, 0.1))]
+
+    forked, fresh = first_losses(7, True), first_losses(7, False)
+    assert forked[0] == forked[1] == fresh[0] == fresh[1]  # the same init, data and noise
+    assert first_losses(8, True)[0] != forked[0]  # another seed, another random state
+
+
 def test_a_subprocess_that_wraps_an_optimizer_neither_reports_nor_breaks(
     script: Script, tmp_path: Path
 ) -> None:
