@@ -270,7 +270,10 @@ def probe_command(args: argparse.Namespace) -> int:
         owner=result.owner,
     )
     outcome.cost = _cost(outcome.records, wall_s=round(result.wall_s, 3))
-    notes = (_scratch_note(runner.redirected, runner.removed), _fixed_cost_note(outcome.cost))
+    notes = (
+        _scratch_note(runner.redirected, runner.removed),
+        _fixed_cost_note(outcome.cost, ranks=config.nproc_per_node),
+    )
     for note in notes:
         if note is not None:
             report.note(note)
@@ -610,8 +613,9 @@ def _cost(records: list[Any], *, wall_s: float | None) -> dict[str, Any]:
     }
 
 
-def _fixed_cost_note(cost: dict[str, Any]) -> str | None:
-    """Say what each trial pays outside its training steps, when it is a large share."""
+def _fixed_cost_note(cost: dict[str, Any], *, ranks: int = 1) -> str | None:
+    """Say what each trial pays outside its training steps, when it is a large share
+    (``ranks``: the processes a distributed trial starts)."""
     share = cost.get("fixed_share")
     if share is None or share < FIXED_COST_NOTE:
         return None
@@ -625,6 +629,12 @@ def _fixed_cost_note(cost: dict[str, Any]) -> str | None:
         return (
             f"{spent}, {compiled:.2f} s of it in torch.compile: compile only "
             "`if not autowarm.probing():` (a probe's few steps do not repay it)."
+        )
+    if ranks > 1:  # a distributed trial cannot be forked from a warm server
+        return (
+            f"{spent}, much of it the launcher and each rank's interpreter start and imports; "
+            "work a probe does not need (evaluation, sampling, checkpoints) can go under "
+            "`if not autowarm.probing():`."
         )
     return (
         f"{spent}: put work a probe does not need (evaluation, sampling, checkpoints) under "

@@ -286,6 +286,11 @@ class ProbeSearch:
             )
         if res.failure == "resumed":  # the reason names the checkpoint and the fix
             raise SearchStopped(str(why))
+        if res.failure == "too_short" and res.steps == 0:  # a shorter probe cannot help
+            raise SearchStopped(
+                "the script wrapped an optimizer but ended before its first step; check that "
+                f"these arguments train (not an evaluation-only run): {self.command}"
+            )
         if res.failure == "too_short":
             raise SearchStopped(
                 f"the script ended before the probe length ({why}); lower --steps below "

@@ -167,6 +167,8 @@ def test_a_crashing_script_stops_after_the_first_trial(tmp_path: Path) -> None:
         # issue 12: wrapped but report() never called: one line after the first trial
         (["--no-report"], "never reports its loss; add `optimizer.report(loss)`"),
         (["--steps", "10"], "ended before the probe length"),
+        # imagenet's --evaluate: a shorter probe cannot help a script that never trains
+        (["--steps", "0"], "ended before its first step; check that these arguments train"),
         (["--bogus"], "the script failed on the first trial"),
     ],
 )
@@ -468,6 +470,9 @@ def test_the_fixed_cost_every_trial_pays_is_measured_and_said_when_large() -> No
     assert "6.00 s of it in torch.compile: compile only `if not autowarm.probing():`" in note
     assert "evaluation, sampling" not in note
     assert "torch.compile" not in (_fixed_cost_note(cost) or "")
+    # a distributed trial: most of it is the launcher's and the ranks' start (imagenet's)
+    assert "the launcher and each rank's interpreter" in (_fixed_cost_note(cost, ranks=2) or "")
+    assert "launcher" not in (_fixed_cost_note(cost) or "")
 
 
 def test_the_command_the_report_gives_back_is_how_the_user_runs_the_script() -> None:
