@@ -58,8 +58,8 @@ def render(recipe: Recipe, target: str, *, path: str | os.PathLike[str] | None =
     if target == "lightning":  # no scheduler.step() to call: Lightning steps it
         return "\n".join(header) + "\n" + _lightning(schedule, recipe.peak_lr, built)
     header += [
-        f"# Build the optimizer with the peak LR, e.g. {_call(built).rpartition('.')[2]}"
-        f"(model.parameters(), lr={recipe.peak_lr!r}),",
+        "# Build the optimizer with the peak LR and your other arguments (momentum, ...), e.g.",
+        f"# {_call(built).rpartition('.')[2]}(model.parameters(), lr={recipe.peak_lr!r}, ...),",
         "# and call scheduler.step() once after every optimizer.step().",
     ]
     if target == "torch":
