@@ -78,13 +78,11 @@ def _lightning(schedule: Schedule, peak_lr: float, optimizer: str | None) -> str
     schedulers: nested two levels deeper, their lines outgrow a formatter's width.)"""
     module, expr = _lambda_block(schedule).rstrip("\n").split("\nscheduler = ", 1)
     imports, _, defs = module.partition("\n\n\n")  # the lr_lambda, if any, after them
-    stdlib = [line for line in imports.splitlines() if line == "import math"]
     scheduler = [line for line in imports.splitlines() if line.startswith("from torch")]
     return "\n".join(
         [
             "# Lightning: in your LightningModule, build the optimizer with the peak LR and return",
             '# the scheduler with "interval": "step" (else Lightning steps it once per epoch).',
-            *([*stdlib, ""] if stdlib else []),
             "import lightning.pytorch as pl",
             *(["import torch"] if _call(optimizer).startswith("torch.") else []),
             *scheduler,
@@ -134,10 +132,8 @@ def _torch(schedule: Schedule) -> str:
 def _lambda_block(schedule: Schedule) -> str:
     """Imports, ``lr_lambda`` and ``scheduler = LambdaLR(...)``, formatted as ruff would."""
     function = lambda_source(schedule)
-    imports = ["import math", ""] if "math." in function else []
     return "\n".join(
         [
-            *imports,
             "from torch.optim.lr_scheduler import LambdaLR",
             "",
             "",
@@ -214,18 +210,18 @@ def _warmup_lines(schedule: Schedule) -> list[str]:
 
 
 def lambda_source(schedule: Schedule) -> str:
-    """A self-contained ``def lr_lambda(step)`` (needs ``import math``) equal to the schedule."""
+    """A self-contained ``def lr_lambda(step)`` equal to the schedule (it imports math itself)."""
     w, total, f = schedule.warmup_steps, schedule.total_steps, schedule.min_lr_ratio
     lines = ["def lr_lambda(step: int) -> float:", *_warmup_lines(schedule)]
     if schedule.decay == "constant":
         lines.append("    # 2) constant at the peak")
         lines.append("    return 1.0")
-        return "\n".join(lines)
+        return _with_math("\n".join(lines))
     if schedule.decay == "inverse_sqrt":
         tau = schedule.resolved_timescale
         lines.append(f"    # 2) inverse square root decay (timescale {tau}), floor {f!r}")
         lines.append(f"    return max({f!r}, 1.0 / math.sqrt((step - {w} + {tau}) / {tau}))")
-        return "\n".join(lines)
+        return _with_math("\n".join(lines))
     lines.append("    # 2) past the end of the run: stay on the floor")
     lines.append(f"    if step >= {total}:")
     lines.append(f"        return {f!r}")
@@ -258,7 +254,17 @@ def lambda_source(schedule: Schedule) -> str:
         if shape in ("linear", "1-sqrt"):
             fall = f"({fall})"
     lines.append(f"    return {scale}{fall}")
-    return "\n".join(lines)
+    return _with_math("\n".join(lines))
+
+
+def _with_math(function: str) -> str:
+    """``import math`` inside the function, where it uses math: a snippet pasted into the
+    script's ``main()`` with the import at its top would make ``math`` local to all of
+    ``main()`` (run_clm_no_trainer's earlier ``math.ceil``: ``UnboundLocalError``)."""
+    if "math." not in function:
+        return function
+    head, _, body = function.partition("\n")
+    return f"{head}\n    import math  # here: pasted into a function, it shadows no other\n\n{body}"
 
 
 # ----------------------------------------------------------------------------- transformers

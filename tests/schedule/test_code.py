@@ -156,6 +156,28 @@ def test_snippet_reproduces_recipe_at_every_step(
         assert "lr_scheduler_type=" in code  # always shows the Trainer's closest fields
 
 
+@pytest.mark.parametrize("target", ["torch", "transformers"])
+def test_a_snippet_pasted_into_the_scripts_main_leaves_its_names_alone(target: str) -> None:
+    # run_clm_no_trainer builds its scheduler inside main(), after a math.ceil: the snippet's
+    # `import math` there made math local to all of main() (UnboundLocalError)
+    recipe = Recipe(PEAK, 10, 60, warmup_start_ratio=0.1)
+    body = "\n".join("    " + line for line in recipe.render(target).splitlines())
+    source = (
+        "import math\nimport torch\n\n\ndef main():\n"
+        "    steps = math.ceil(59.5)\n"
+        "    optimizer = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=1.0)\n"
+        f"{body}\n"
+        "    return steps, [scheduler.get_last_lr()[0] for _ in range(3) if not scheduler.step()]\n"
+    )
+    namespace: dict = {}
+    exec(compile(source, "train.py", "exec"), namespace)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # scheduler.step() before optimizer.step()
+        steps, lrs = namespace["main"]()
+    assert steps == 60
+    _assert_close(lrs, [recipe.lr_at(s) / PEAK for s in (1, 2, 3)])  # the optimizer had lr=1
+
+
 @pytest.mark.parametrize("target", ["torch", "transformers", "autowarm"])
 def test_snippets_keep_param_group_ratios(target: str) -> None:
     recipe = Recipe(PEAK, 10, 60, decay="linear", min_lr_ratio=0.2)
