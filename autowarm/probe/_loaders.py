@@ -59,6 +59,10 @@ def _note(it: Any) -> None:
         # of the run takes the batch times the ranks (this count is rank 0's)
         sampler = getattr(index_sampler, "sampler", index_sampler)
         ranks = getattr(sampler, "num_replicas", 1)
+        # accelerate's prepared loader shards the batches themselves: each process draws whole
+        # batches, unless split_batches cuts one batch among them
+        if not getattr(index_sampler, "split_batches", True):
+            ranks = getattr(index_sampler, "num_processes", ranks)
         per = int(per or 0) * (ranks if isinstance(ranks, int) and ranks > 0 else 1)
         seen = _drawn[id(dataset)] = [0, per, sized(dataset)]
     seen[0] += 1

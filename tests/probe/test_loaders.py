@@ -36,6 +36,22 @@ def test_a_distributed_samplers_step_takes_the_batch_times_the_ranks() -> None:
 
 
 @pytest.mark.usefixtures("counting")
+@pytest.mark.parametrize(("split_batches", "batch", "per_step"), [(False, 8, 16), (True, 16, 16)])
+def test_accelerates_sharded_batches_count_every_process(
+    split_batches: bool, batch: int, per_step: int
+) -> None:
+    # run_clm_no_trainer on 2 processes: 8 a process a step was read as 8 a step (0.5 passes)
+    from accelerate.data_loader import BatchSamplerShard
+    from torch.utils.data import BatchSampler, SequentialSampler
+
+    data = _dataset(1000)
+    batches = BatchSampler(SequentialSampler(data), batch, drop_last=False)
+    shard = BatchSamplerShard(batches, num_processes=2, split_batches=split_batches)
+    _draw(DataLoader(data, batch_sampler=shard), 20)
+    assert _loaders.data(20) == {"train_examples": 1000, "examples_per_step": per_step}
+
+
+@pytest.mark.usefixtures("counting")
 def test_without_a_sized_loader_the_data_stay_unknown() -> None:
     assert _loaders.data(10) is None  # nothing drawn
     with torch.no_grad():  # an evaluation is not the training data
