@@ -201,7 +201,7 @@ def _no_instability(records: Sequence[TrialRecord], evidence: dict[str, Any]) ->
         "kind": "no_instability",
         "text": f"{text}; trials up to LR {hottest:.3g} ran worse or were pruned, but stayed "
         "stable",
-        "fix": f"--steps {2 * probe_steps} (longer probes rank LRs closer to the full run)",
+        "fix": f"--steps {2 * probe_steps}: longer probes rank LRs closer to the full run",
     }
 
 
@@ -217,7 +217,7 @@ def flat_ranking(near: Sequence[TrialRecord], probe_steps: int) -> dict[str, str
         "text": f"the probes hardly tell LRs apart: the {len(near)} near-best trials span "
         f"{hi / lo:.0f}x in peak LR ({lo:.3g}-{hi:.3g}), so the pick is the middle of that "
         "span, not a measured optimum",
-        "fix": f"--steps {2 * probe_steps} (longer probes rank LRs better)",
+        "fix": f"--steps {2 * probe_steps}: longer probes rank LRs better",
     }  # fmt: skip
 
 
@@ -243,7 +243,7 @@ def held_by_margin(
         f"pick allows (best: LR {top.peak_lr:.3g}, loss {top.score:.4g} against "
         f"{float(best):.4g}) but sat within the {evidence['margin']:g}x margin below an LR "
         f"that went unstable ({edge:.3g}): the best LR may sit just under that edge",
-        "fix": f"--margin {admit:g} (a full run there may diverge)",
+        "fix": f"--margin {admit:g}: a full run there may diverge",
     }  # fmt: skip
 
 

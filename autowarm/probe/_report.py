@@ -288,7 +288,10 @@ def _legend() -> Text:
 def _why_warmup(ev: dict[str, Any]) -> str:
     """Why the warmup is what it is, for the recommendation's warmup row ("" if not known)."""
     if ev.get("warmup_lengthened"):
-        return "; lengthened: trials at a similar LR spiked with shorter warmups"
+        return (
+            "; lengthened to the longest warmup a trial at a similar LR spiked with (a spike "
+            "says that LR wants more warmup)"
+        )
     if ev.get("warmup_rule") == "fixed":
         return "; the default: the probes' scores rarely tell warmups apart"
     return ""
@@ -355,11 +358,12 @@ def _data_row(ev: dict[str, Any]) -> str:
     data, passes = ev.get("script_data"), ev.get("data_passes")
     if passes is None:
         return ""
+    makes = f"the full run makes {passes:.3g} pass{'' if f'{passes:.3g}' == '1' else 'es'} over"
     if not data:  # --epochs, or sizes without a --total-steps
-        return f"the full run makes {passes:.3g} passes over its training data (--epochs)"
+        return f"{makes} its training data (--epochs)"
     return (
         f"{data['train_examples']:,} training examples, {data['examples_per_step']:,} a step: "
-        f"the full run makes {passes:.3g} passes over them"
+        f"{makes} them"
     )
 
 

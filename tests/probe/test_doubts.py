@@ -84,7 +84,7 @@ def test_no_edge_with_the_hot_side_explored_asks_for_longer_probes_not_higher_lr
     found = doubts(records, recipe.evidence, lr_range=(1e-3, 1.0), warmup_max=50)
     doubt = next(d for d in found if d["kind"] == "no_instability")
     assert "trials up to LR 0.3 ran worse or were pruned, but stayed stable" in doubt["text"]
-    assert doubt["fix"] == "--steps 200 (longer probes rank LRs closer to the full run)"
+    assert doubt["fix"] == "--steps 200: longer probes rank LRs closer to the full run"
     # below 4x the best LR the hot side is not explored: look higher up
     near = _spread({3e-3: 1.2, 1e-2: 1.0, 3e-2: 1.1})
     recipe = recommend(near, probe_steps=100, total_steps=1000, decay="cosine")
@@ -129,7 +129,7 @@ def test_better_trials_held_back_by_the_margin_say_so_and_name_the_margin_that_a
     held = next(d for d in found if d["kind"] == "held_by_margin")
     assert held["text"].startswith("2 trials scored better than the pick allows (best: LR 0.008")
     assert "(0.01)" in held["text"]
-    assert held["fix"] == "--margin 1.25 (a full run there may diverge)"  # 1e-2 / 8e-3
+    assert held["fix"] == "--margin 1.25: a full run there may diverge"  # 1e-2 / 8e-3
 
 
 def test_no_held_back_trial_without_a_better_one_beyond_the_margin() -> None:

@@ -65,7 +65,7 @@ def test_a_warmup_lengthened_past_spiky_trials_says_so() -> None:
     print_final(c, spiky, recipe, lr_range=(1e-4, 1.0), warmup_max=50, out="r.json", table=False)
     out = " ".join(text(c).split())
     assert recipe.warmup_steps == 300 and recipe.evidence["warmup_lengthened"] is True
-    assert "lengthened: trials at a similar LR spiked with shorter warmups" in out
+    assert "lengthened to the longest warmup a trial at a similar LR spiked with" in out
     assert "the default" not in out
 
 
