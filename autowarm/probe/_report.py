@@ -8,6 +8,7 @@ import math
 import threading
 import time
 from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import Any
 
 from rich.console import Console, Group
@@ -398,7 +399,7 @@ def _targets(console: Console, recipe: Any, command: Sequence[str]) -> list[tupl
     if trainer == "lightning":  # a pasted scheduler.step() has no place there
         return [("lightning", "Lightning")]
     if trainer != "hf":
-        return _own_scheduler(console, evidence.get("script_scheduler"))
+        return _own_scheduler(console, evidence.get("script_scheduler"), recipe, command)
     from autowarm.schedule._code import hf_command, reads_training_args
 
     if reads_training_args(command[1:]):  # an HF example script: its own flags
@@ -428,9 +429,12 @@ def _timm_command(console: Console, recipe: Any, command: Sequence[str]) -> None
     console.print("Or set the LR from the recipe in its loop:", highlight=False)
 
 
-def _own_scheduler(console: Console, scheduler: dict[str, Any] | None) -> list[tuple[str, str]]:
+def _own_scheduler(
+    console: Console, scheduler: dict[str, Any] | None, recipe: Any, command: Sequence[str]
+) -> list[tuple[str, str]]:
     """A loop of the user's own: the scheduler it steps (probe/_scheduler.py) is named for
-    replacing, and one built with transformers' functions gets code in those terms."""
+    replacing, and one built with transformers' functions gets code in those terms, after the
+    command with its own flags where it is one of HF's no_trainer examples."""
     if not scheduler:
         return [PLAIN]
     console.print()
@@ -450,8 +454,28 @@ def _own_scheduler(console: Console, scheduler: dict[str, Any] | None) -> list[t
             highlight=False,
         )
     if scheduler.get("library") == "transformers":
+        _no_trainer_command(console, recipe, command)
         return [("transformers", "HF transformers")]
     return [PLAIN]
+
+
+def _no_trainer_command(console: Console, recipe: Any, command: Sequence[str]) -> None:
+    """HF's no_trainer examples (run_clm_no_trainer.py, ...) take their schedule as flags."""
+    from autowarm.schedule._code import no_trainer_command, takes_no_trainer_flags
+
+    script = next((a for a in command if a.endswith(".py")), None)
+    try:
+        source = "" if script is None else Path(script).read_text(errors="replace")
+    except OSError:
+        return
+    line = no_trainer_command(recipe, command) if takes_no_trainer_flags(source) else None
+    if line is None:
+        return
+    console.print()
+    console.print(Text("Run it with its own schedule flags:", style="bold"))
+    _print_code(console, line, "bash")
+    console.print()
+    console.print("Or replace its scheduler in the code:", highlight=False)
 
 
 #: a trial this short says little of how often the script steps its scheduler

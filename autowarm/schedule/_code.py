@@ -352,6 +352,36 @@ def hf_command(recipe: Recipe, argv: Sequence[str]) -> str:
     return "\n".join([*header, shlex.join([*_without(argv, HF_SCHEDULE_FLAGS), *flags])])
 
 
+#: the schedule flags of HF's ``*_no_trainer.py`` examples (argparse, accelerate, a loop of
+#: their own stepping ``get_scheduler``): a script that defines them all takes the recipe so
+NO_TRAINER_FLAGS = ("learning_rate", "num_warmup_steps", "lr_scheduler_type", "max_train_steps")
+
+
+def takes_no_trainer_flags(source: str) -> bool:
+    """Whether a script's ``source`` defines the schedule flags of HF's no_trainer examples."""
+    return all(f'"--{name}"' in source or f"'--{name}'" in source for name in NO_TRAINER_FLAGS)
+
+
+def no_trainer_command(recipe: Recipe, argv: Sequence[str]) -> str | None:
+    """``argv`` with the no_trainer flags for ``recipe`` in place of the user's; None where
+    they cannot say it (no run length, or a schedule transformers needs keyword arguments
+    for, which these scripts take no flag for)."""
+    schedule = recipe.schedule()
+    if schedule.total_steps is None:
+        return None
+    name, kwargs, reasons = hf_equivalent(schedule, recipe.peak_lr)
+    if kwargs:
+        return None
+    flags = ["--learning_rate", repr(recipe.peak_lr), "--num_warmup_steps"]
+    flags += [str(schedule.warmup_steps), "--lr_scheduler_type", name]
+    flags += ["--max_train_steps", str(schedule.total_steps)]
+    header = _comment(f"autowarm recipe: {recipe.describe()}.")
+    if reasons:
+        header += _comment(f"transformers' closest schedule: {'; '.join(reasons)}.")
+    kept = _without(argv, frozenset(NO_TRAINER_FLAGS))
+    return "\n".join([*header, shlex.join([*kept, *flags])])
+
+
 #: at least this many ``TrainingArguments`` flags among a script's arguments: it parses them
 #: (``HfArgumentParser``, as every HF example does), not an argparse of its own
 TRAINING_FLAGS = 2

@@ -269,6 +269,36 @@ def test_timms_train_py_gets_its_own_schedule_flags_then_the_loop_code(tmp_path:
     assert "0.4" not in out and "recipe.lr_at(iter_num)" in out  # and the loop's code
 
 
+def test_an_hf_no_trainer_script_gets_its_own_schedule_flags_then_the_code(tmp_path: Path):
+    # run_clm_no_trainer.py: argparse flags, accelerate, its own loop stepping get_scheduler
+    script = tmp_path / "run_clm_no_trainer.py"
+    script.write_text(
+        "".join(
+            f'parser.add_argument("--{name}")\n'
+            for name in (
+                "learning_rate",
+                "num_warmup_steps",
+                "lr_scheduler_type",
+                "max_train_steps",
+            )
+        )
+    )
+    used = {"text": "LambdaLR, from transformers.optimization", "library": "transformers"}
+    recipe = Recipe(0.004, 72, 717, evidence={"script_scheduler": used})
+    c = console()
+    command = ["python", str(script), "--block_size", "64", "--learning_rate", "5e-4"]
+    print_final(c, RECORDS, recipe, lr_range=(1e-4, 1.0), warmup_max=50, command=command)
+    out = " ".join(text(c).split())
+    assert "Run it with its own schedule flags:" in out
+    flags = "--learning_rate 0.004 --num_warmup_steps 72 --lr_scheduler_type cosine"
+    assert f"--block_size 64 {flags} --max_train_steps 717" in out and "5e-4" not in out
+    assert "Or replace its scheduler in the code:" in out and "get_scheduler" in out
+    script.write_text('parser.add_argument("--lr")\n')  # another script: the code alone
+    c = console()
+    print_final(c, RECORDS, recipe, lr_range=(1e-4, 1.0), warmup_max=50, command=command)
+    assert "schedule flags" not in text(c) and "get_scheduler" in text(c)
+
+
 @pytest.mark.parametrize(
     ("told", "line"),
     [
