@@ -46,7 +46,8 @@ class FakeRunner:
         with self._lock:
             self.specs.append(spec)
         if self.fail:
-            return TrialResult(status="failed", steps=0, failure=self.fail, reason="boom")
+            steps = 2 if self.fail == "too_short" else 0  # it ran, but not to the probe length
+            return TrialResult(status="failed", steps=steps, failure=self.fail, reason="boom")
         rng = np.random.default_rng(abs(hash((spec.peak_lr, spec.warmup_steps))) % 2**32)
         final = min(2.9, 1.0 + 0.5 * math.log(spec.peak_lr / self.best_lr) ** 2)
         unstable = spec.peak_lr > self.edge(spec.warmup_steps)
