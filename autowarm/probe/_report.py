@@ -419,14 +419,24 @@ def _timm_command(console: Console, recipe: Any, command: Sequence[str]) -> None
     script = next((a for a in command if a.endswith(".py")), None)
     if script is None or not takes_timm_flags(script):
         return
-    line = timm_command(recipe, command)
+    _print_flags(
+        console,
+        timm_command(recipe, command),
+        "Run it with timm's own schedule flags:",
+        "Or set the LR from the recipe in its loop:",
+    )
+
+
+def _print_flags(console: Console, line: str | None, title: str, then: str) -> None:
+    """The user's command with the script's own schedule flags (none: nothing), then what
+    introduces the code that follows."""
     if line is None:
         return
     console.print()
-    console.print(Text("Run it with timm's own schedule flags:", style="bold"))
+    console.print(Text(title, style="bold"))
     _print_code(console, line, "bash")
     console.print()
-    console.print("Or set the LR from the recipe in its loop:", highlight=False)
+    console.print(then, highlight=False)
 
 
 def _own_scheduler(
@@ -469,13 +479,12 @@ def _no_trainer_command(console: Console, recipe: Any, command: Sequence[str]) -
     except OSError:
         return
     line = no_trainer_command(recipe, command) if takes_no_trainer_flags(source) else None
-    if line is None:
-        return
-    console.print()
-    console.print(Text("Run it with its own schedule flags:", style="bold"))
-    _print_code(console, line, "bash")
-    console.print()
-    console.print("Or replace its scheduler in the code:", highlight=False)
+    _print_flags(
+        console,
+        line,
+        "Run it with its own schedule flags:",
+        "Or replace its scheduler in the code:",
+    )
 
 
 #: a trial this short says little of how often the script steps its scheduler
