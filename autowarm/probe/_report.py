@@ -8,7 +8,6 @@ import math
 import threading
 import time
 from collections.abc import Callable, Sequence
-from pathlib import Path
 from typing import Any
 
 from rich.console import Console, Group
@@ -474,11 +473,9 @@ def _no_trainer_command(console: Console, recipe: Any, command: Sequence[str]) -
     from autowarm.schedule._code import no_trainer_command, takes_no_trainer_flags
 
     script = next((a for a in command if a.endswith(".py")), None)
-    try:
-        source = "" if script is None else Path(script).read_text(errors="replace")
-    except OSError:
+    if script is None or not takes_no_trainer_flags(script):
         return
-    line = no_trainer_command(recipe, command) if takes_no_trainer_flags(source) else None
+    line = no_trainer_command(recipe, command)
     _print_flags(
         console,
         line,

@@ -18,6 +18,7 @@ import os
 import shlex
 import textwrap
 from collections.abc import Sequence
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from autowarm._errors import AutowarmError
@@ -346,10 +347,16 @@ def hf_command(recipe: Recipe, argv: Sequence[str]) -> str:
     if kwargs:
         flags += ["--lr_scheduler_kwargs", json.dumps(kwargs)]
     flags += ["--max_steps", str(schedule.total_steps)]
+    return _with_flags(recipe, reasons, _without(argv, HF_SCHEDULE_FLAGS), flags)
+
+
+def _with_flags(recipe: Recipe, reasons: list[str], kept: list[str], flags: list[str]) -> str:
+    """The user's command (``kept``: less its own schedule flags) with ``flags``, under a
+    comment naming the recipe and where transformers' schedule differs (``reasons``)."""
     header = _comment(f"autowarm recipe: {recipe.describe()}.")
     if reasons:
         header += _comment(f"transformers' closest schedule: {'; '.join(reasons)}.")
-    return "\n".join([*header, shlex.join([*_without(argv, HF_SCHEDULE_FLAGS), *flags])])
+    return "\n".join([*header, shlex.join([*kept, *flags])])
 
 
 #: the schedule flags of HF's ``*_no_trainer.py`` examples (argparse, accelerate, a loop of
@@ -357,9 +364,19 @@ def hf_command(recipe: Recipe, argv: Sequence[str]) -> str:
 NO_TRAINER_FLAGS = ("learning_rate", "num_warmup_steps", "lr_scheduler_type", "max_train_steps")
 
 
-def takes_no_trainer_flags(source: str) -> bool:
-    """Whether a script's ``source`` defines the schedule flags of HF's no_trainer examples."""
-    return all(f'"--{name}"' in source or f"'--{name}'" in source for name in NO_TRAINER_FLAGS)
+def takes_no_trainer_flags(script: str) -> bool:
+    """Whether ``script`` defines the schedule flags of HF's no_trainer examples."""
+    return all(defines_flag(script, f"--{name}") for name in NO_TRAINER_FLAGS)
+
+
+def defines_flag(script: str, flag: str) -> bool:
+    """Whether the source of ``script`` (a path) names ``flag`` as a quoted string, as an
+    argparse definition does (False where it cannot be read)."""
+    try:
+        text = Path(script).read_text(encoding="utf8", errors="replace")
+    except OSError:
+        return False
+    return f"'{flag}'" in text or f'"{flag}"' in text
 
 
 def no_trainer_command(recipe: Recipe, argv: Sequence[str]) -> str | None:
@@ -375,11 +392,7 @@ def no_trainer_command(recipe: Recipe, argv: Sequence[str]) -> str | None:
     flags = ["--learning_rate", repr(recipe.peak_lr), "--num_warmup_steps"]
     flags += [str(schedule.warmup_steps), "--lr_scheduler_type", name]
     flags += ["--max_train_steps", str(schedule.total_steps)]
-    header = _comment(f"autowarm recipe: {recipe.describe()}.")
-    if reasons:
-        header += _comment(f"transformers' closest schedule: {'; '.join(reasons)}.")
-    kept = _without(argv, frozenset(NO_TRAINER_FLAGS))
-    return "\n".join([*header, shlex.join([*kept, *flags])])
+    return _with_flags(recipe, reasons, _without(argv, frozenset(NO_TRAINER_FLAGS)), flags)
 
 
 #: at least this many ``TrainingArguments`` flags among a script's arguments: it parses them

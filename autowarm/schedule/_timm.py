@@ -15,10 +15,9 @@ from __future__ import annotations
 import contextlib
 import shlex
 from collections.abc import Sequence
-from pathlib import Path
 from typing import TYPE_CHECKING
 
-from autowarm.schedule._code import _flag
+from autowarm.schedule._code import _flag, defines_flag
 
 if TYPE_CHECKING:
     from autowarm.schedule._recipe import Recipe
@@ -40,11 +39,7 @@ _MARKER = "--sched-on-updates"
 
 def takes_timm_flags(script: str) -> bool:
     """Whether ``script`` defines timm's ``train.py`` schedule flags (it, or a fork of it)."""
-    try:
-        text = Path(script).read_text(encoding="utf8", errors="replace")
-    except OSError:
-        return False
-    return f"'{_MARKER}'" in text or f'"{_MARKER}"' in text
+    return defines_flag(script, _MARKER)
 
 
 def timm_command(recipe: Recipe, argv: Sequence[str]) -> str | None:
